@@ -1,0 +1,51 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+T, R = 4, 3  # node types, relations of the test graphs
+
+GRAPH_KINDS = ['random', 'no_in_edges', 'empty_type', 'self_loops',
+               'repeated', 'no_edges', 'one_node']
+
+
+def make_graph(kind: str, in_dim: int = 8, seed: int = 0, max_len: int = 10):
+    """A small typed graph exercising one awkward case (see GRAPH_KINDS)."""
+    g = torch.Generator().manual_seed(seed)
+    N, E = (1, 3) if kind == 'one_node' else (13, 40)
+    x = torch.randn(N, in_dim, generator=g)
+    node_type = torch.randint(0, T, (N, ), generator=g)
+    if kind == 'empty_type':
+        node_type = node_type.clamp(max=T - 2)  # type T-1 has no node
+    src = torch.randint(0, N, (E, ), generator=g)
+    dst = torch.randint(0, N, (E, ), generator=g)
+    if kind == 'no_in_edges':
+        dst = dst % (N // 2)  # the upper half has no in-edge
+    if kind == 'self_loops':
+        dst[::2] = src[::2]
+    if kind == 'repeated':
+        src[E // 2:], dst[E // 2:] = src[:E // 2], dst[:E // 2]
+    edge_index = torch.stack([src, dst])
+    edge_type = torch.randint(0, R, (E, ), generator=g)
+    if kind == 'no_edges':
+        edge_index, edge_type = edge_index[:, :0], edge_type[:0]
+    edge_time = torch.randint(0, max_len, (edge_type.numel(), ), generator=g)
+    return x, node_type, edge_index, edge_type, edge_time
+
+
+def randomize_(module: torch.nn.Module, seed: int = 0):
+    """Unit-scale random weights, so no parameter sits at a special value
+    (ones, zeros) that could hide a wrong formula."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(12345)

@@ -1,0 +1,102 @@
+"""Bad inputs raise clear errors that name the argument."""
+import pytest
+import torch
+from conftest import R, T, make_graph
+
+from torch_geometric_hgt.conv import CONVS
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(out_dim=10, n_heads=4), "'out_dim'.*divisible.*'n_heads'"),
+    (dict(num_types=0), "'num_types'"),
+    (dict(dropout=1.5), "'dropout'"),
+])
+def test_bad_constructor(kwargs, match):
+    args = dict(in_dim=8, out_dim=8, num_types=T, num_relations=R, n_heads=2)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        CONVS['vectorized'](**args)
+
+
+def _inputs():
+    x, node_type, edge_index, edge_type, edge_time = make_graph('random')
+    return dict(x=x, node_type=node_type, edge_index=edge_index,
+                edge_type=edge_type, edge_time=None), edge_time
+
+
+BAD = {
+    'type id too large': (lambda a: a.update(node_type=a['node_type'] + T),
+                          ValueError, "'node_type'.*\\[0, 4\\)"),
+    'negative type id': (lambda a: a['node_type'].__setitem__(0, -1),
+                         ValueError, "'node_type'"),
+    'relation out of range': (lambda a: a.update(edge_type=a['edge_type'] + R),
+                              ValueError, "'edge_type'"),
+    'node index out of range': (
+        lambda a: a['edge_index'].__setitem__((1, 0), 99), ValueError,
+        "'edge_index'.*node indices"),
+    'edge_index not [2, E]': (lambda a: a.update(edge_index=a['edge_index'].t()),
+                              ValueError, "'edge_index'"),
+    'edge_index float': (
+        lambda a: a.update(edge_index=a['edge_index'].float()), TypeError,
+        "'edge_index'.*torch.long"),
+    'edge_type wrong length': (
+        lambda a: a.update(edge_type=a['edge_type'][:-1]), ValueError,
+        "'edge_type'.*number of edges"),
+    'feature dim': (lambda a: a.update(x=a['x'][:, :5]), ValueError,
+                    "'x'.*in_dim"),
+    'node_type wrong length': (
+        lambda a: a.update(node_type=a['node_type'][:-1]), ValueError,
+        "'node_type'.*number of nodes"),
+    'NaN feature': (lambda a: a['x'].__setitem__((0, 0), float('nan')),
+                    ValueError, "'x' contains NaN"),
+    'Inf feature': (lambda a: a['x'].__setitem__((2, 1), float('inf')),
+                    ValueError, "'x' contains NaN or Inf"),
+    'x not a tensor': (lambda a: a.update(x=a['x'].tolist()), TypeError,
+                       "'x' must be a torch.Tensor"),
+    'edge_time without RTE': (
+        lambda a: a.update(edge_time=torch.zeros_like(a['edge_type'])),
+        ValueError, "'edge_time'.*use_RTE=False"),
+}
+
+
+@pytest.mark.parametrize('name', sorted(CONVS))
+@pytest.mark.parametrize('case', sorted(BAD))
+def test_bad_input(name, case):
+    mutate, exc, match = BAD[case]
+    args, _ = _inputs()
+    mutate(args)
+    layer = CONVS[name](8, 8, T, R, 2)
+    with pytest.raises(exc, match=match):
+        layer(**args)
+
+
+@pytest.mark.parametrize('name', sorted(CONVS))
+@pytest.mark.parametrize('time,match', [
+    (None, "'edge_time' is required"), (-1, "'edge_time'"),
+    (10, "'edge_time'.*max_len")])
+def test_bad_edge_time(name, time, match):
+    args, edge_time = _inputs()
+    if time is not None:
+        edge_time = edge_time.clone()
+        edge_time[0] = time
+        args['edge_time'] = edge_time
+    layer = CONVS[name](8, 8, T, R, 2, use_RTE=True, max_len=10)
+    with pytest.raises(ValueError, match=match):
+        layer(**args)
+
+
+@pytest.mark.parametrize('name', sorted(CONVS))
+def test_validation_can_be_switched_off(name):
+    args, _ = _inputs()
+    layer = CONVS[name](8, 8, T, R, 2, validate=False).eval()
+    args['x'][0, 0] = float('nan')
+    out = layer(**args)  # no check: NaN propagates instead of raising
+    assert bool(torch.isnan(out).any())
+
+
+@pytest.mark.parametrize('name', sorted(CONVS))
+def test_mismatched_devices(name):
+    args, _ = _inputs()
+    args['node_type'] = args['node_type'].to('meta')
+    with pytest.raises(ValueError, match="'node_type' is on meta"):
+        CONVS[name](8, 8, T, R, 2)(**args)

@@ -1,0 +1,116 @@
+"""Model stacks: :class:`HGT` (sparse graphs, pyHGT's ``GNN``)."""
+from typing import Dict, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Linear, ModuleList
+
+from torch_geometric_hgt.ops import typed_linear
+from torch_geometric_hgt.params import HGTParameters
+
+
+def conv_class(name: str) -> type:
+    """The sparse layer class registered under ``name``."""
+    from torch_geometric_hgt.conv import CONVS
+    if name not in CONVS:
+        raise ValueError(f"'conv' must be one of {sorted(CONVS)} "
+                         f"(got {name!r})")
+    return CONVS[name]
+
+
+class HGT(torch.nn.Module):
+    r"""A stack of HGT layers as pyHGT's ``GNN``: per-type input adapters
+    :math:`h_n = \tanh(W_{\tau(n)} x_n + b_{\tau(n)})`, dropout, then
+    ``n_layers`` convolutions ``hidden_dim -> hidden_dim``.
+
+    Args:
+        in_dim (int or Sequence[int]): Input feature size, or one per node
+            type (then use :meth:`forward_hetero` or pass a list ``x``).
+        hidden_dim (int): Hidden (and output) size.
+        num_types (int): Number of node types.
+        num_relations (int): Number of relations.
+        n_heads (int, optional): Attention heads. (default: :obj:`4`)
+        n_layers (int, optional): Number of convolutions. (default: :obj:`2`)
+        dropout (float, optional): Dropout. (default: :obj:`0.2`)
+        conv (str, optional): ``'loop'``, ``'vectorized'``, ``'ultrafast'``
+            or ``'memory_efficient'``. (default: :obj:`'vectorized'`)
+        prev_norm (bool, optional): LayerNorm in all but the last layer.
+            (default: :obj:`True`)
+        last_norm (bool, optional): LayerNorm in the last layer.
+            (default: :obj:`True`)
+        use_RTE (bool, optional): Relative temporal encoding.
+            (default: :obj:`False`)
+        **conv_kwargs: Passed to every convolution (e.g. ``chunk_size``).
+    """
+    def __init__(self, in_dim: Union[int, Sequence[int]], hidden_dim: int,
+                 num_types: int, num_relations: int, n_heads: int = 4,
+                 n_layers: int = 2, dropout: float = 0.2,
+                 conv: str = 'vectorized', prev_norm: bool = True,
+                 last_norm: bool = True, use_RTE: bool = False,
+                 **conv_kwargs):
+        super().__init__()
+        in_dims = [in_dim] * num_types if isinstance(in_dim, int) \
+            else list(in_dim)
+        if len(in_dims) != num_types:
+            raise ValueError(f"'in_dim' lists {len(in_dims)} sizes for "
+                             f"{num_types} node types")
+        if n_layers < 1:
+            raise ValueError(f"'n_layers' must be >= 1 (got {n_layers})")
+        self.in_dims = in_dims
+        self.hidden_dim = hidden_dim
+        self.num_types = num_types
+        self.conv_name = conv
+        cls = conv_class(conv)
+        self.adapt_ws = ModuleList([Linear(d, hidden_dim) for d in in_dims])
+        self.drop = torch.nn.Dropout(dropout)
+        self.gcs = ModuleList([
+            cls(hidden_dim, hidden_dim, num_types, num_relations, n_heads,
+                dropout=dropout,
+                use_norm=prev_norm if i < n_layers - 1 else last_norm,
+                use_RTE=use_RTE, **conv_kwargs) for i in range(n_layers)
+        ])
+
+    def reset_parameters(self):
+        for lin in self.adapt_ws:
+            lin.reset_parameters()
+        for conv in self.gcs:
+            conv.reset_parameters()
+
+    def forward(self, x: Union[Tensor, Sequence[Tensor]], node_type: Tensor,
+                edge_index: Tensor, edge_type: Tensor,
+                edge_time: Optional[Tensor] = None) -> Tensor:
+        """``x [N, in_dim]`` (or a list of per-type feature tensors, nodes
+        ordered by type) -> ``[N, hidden_dim]``."""
+        if isinstance(x, Tensor):
+            if len(set(self.in_dims)) != 1:
+                raise ValueError("'x' must be a list of per-type tensors when "
+                                 "in_dim differs between node types")
+            w = torch.stack([lin.weight for lin in self.adapt_ws])
+            b = torch.stack([lin.bias for lin in self.adapt_ws])
+            h = typed_linear(x, node_type, w, b)
+        else:
+            h = torch.cat([lin(xt) for lin, xt in zip(self.adapt_ws, x)], 0)
+        h = self.drop(torch.tanh(h))
+        for conv in self.gcs:
+            h = conv(h, node_type, edge_index, edge_type, edge_time)
+        return h
+
+    def forward_hetero(self, data) -> Dict[str, Tensor]:
+        """Runs on a :class:`~torch_geometric.data.HeteroData` (node type
+        ``i`` is ``data.node_types[i]``, relation ``r`` is
+        ``data.edge_types[r]``; node features ``x``, per-type sizes allowed;
+        with ``use_RTE``, an ``edge_time`` attribute on every edge type) and
+        returns a dict of ``[N_type, hidden_dim]`` outputs per node type."""
+        if len(data.node_types) != self.num_types:
+            raise ValueError(f"'data' has {len(data.node_types)} node types, "
+                             f"the model {self.num_types}")
+        homo = data.to_homogeneous(node_attrs=[], edge_attrs=[])
+        edge_time = None
+        if self.gcs[0].use_RTE:
+            edge_time = torch.cat(
+                [data[et].edge_time for et in data.edge_types])
+        out = self.forward([data[nt].x for nt in data.node_types],
+                           homo.node_type, homo.edge_index, homo.edge_type,
+                           edge_time)
+        sizes = [data[nt].num_nodes for nt in data.node_types]
+        return dict(zip(data.node_types, out.split(sizes)))
