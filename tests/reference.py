@@ -53,3 +53,45 @@ def spec_update(p, agg, x, P):
             y = p.norms[typ](y)
         outs.append(y)
     return torch.einsum('...t,t...f->...f', P, torch.stack(outs))
+
+
+def spec_legacy(p, x, P, adj, E):
+    """The legacy dense layer, pair by pair (row = target ``i``, column =
+    source ``j``), expanding every (s, t, r) combination."""
+    B, N, _ = x.shape
+    H, d, T, R = p.n_heads, p.d_k, p.num_types, p.num_relations
+    outs = []
+    for b in range(B):
+        q = torch.stack([p.q_linears[t](x[b]) for t in range(T)])  # [T,N,F]
+        k = torch.stack([p.k_linears[t](x[b]) for t in range(T)])
+        v = torch.stack([p.v_linears[t](x[b]) for t in range(T)])
+        q, k, v = (m.view(T, N, H, d) for m in (q, k, v))
+        agg = []
+        for i in range(N):
+            res_att, res_msg = [], []
+            for j in range(N):
+                att_ij = x.new_zeros(H)
+                msg_ij = x.new_zeros(H, d)
+                for s in range(T):
+                    for t in range(T):
+                        for r in range(R):
+                            c = P[b, i, t] * P[b, j, s] * E[b, i, j, r] * \
+                                adj[b, i, j]
+                            ka = torch.einsum('hd,hdf->hf', k[s, j],
+                                              p.relation_att[r])
+                            a = c * p.relation_pri[r] / math.sqrt(d) * \
+                                (q[t, i] * ka).sum(-1)
+                            vm = torch.einsum('hd,hdf->hf', v[s, j],
+                                              p.relation_msg[r])
+                            att_ij = att_ij + a
+                            msg_ij = msg_ij + a.unsqueeze(-1) * vm
+                res_att.append(att_ij)
+                res_msg.append(msg_ij)
+            res_att, res_msg = torch.stack(res_att), torch.stack(res_msg)
+            if float(res_att.detach().sum()) > 1e-6:
+                w = torch.softmax(res_att, dim=0)  # over all j, per head
+                agg.append((w.unsqueeze(-1) * res_msg).sum(0).reshape(-1))
+            else:
+                agg.append(x.new_zeros(H * d))
+        outs.append(spec_update(p, torch.stack(agg), x[b], P[b]))
+    return torch.stack(outs)

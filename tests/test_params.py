@@ -74,7 +74,7 @@ def test_initialisation():
     assert torch.equal(layer.relation_pri, torch.ones(R, 2))
     assert torch.equal(layer.skip, torch.ones(T))
     bound = math.sqrt(6 / (2 * d))
-    for w in (layer.relation_att, layer.relation_msg):
+    for w in (layer.relation_att.detach(), layer.relation_msg.detach()):
         assert float(w.abs().max()) <= bound
         assert float(w.abs().max()) > 0.9 * bound  # uniform fills the range
     emb = layer.emb.emb.weight

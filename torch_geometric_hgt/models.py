@@ -1,17 +1,19 @@
-"""Model stacks: :class:`HGT` (sparse graphs, pyHGT's ``GNN``)."""
+"""Model stacks: :class:`HGT` (sparse graphs, pyHGT's ``GNN``) and the
+users' :class:`DifferentiableHGT` (soft dense graphs)."""
 from typing import Dict, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 from torch.nn import Linear, ModuleList
 
+from torch_geometric_hgt.conv import CONVS
+from torch_geometric_hgt.dense.chunking import chunked
+from torch_geometric_hgt.dense.legacy import DifferentiableDenseHGTConv
 from torch_geometric_hgt.ops import typed_linear
-from torch_geometric_hgt.params import HGTParameters
 
 
 def conv_class(name: str) -> type:
     """The sparse layer class registered under ``name``."""
-    from torch_geometric_hgt.conv import CONVS
     if name not in CONVS:
         raise ValueError(f"'conv' must be one of {sorted(CONVS)} "
                          f"(got {name!r})")
@@ -114,3 +116,87 @@ class HGT(torch.nn.Module):
                            edge_time)
         sizes = [data[nt].num_nodes for nt in data.node_types]
         return dict(zip(data.node_types, out.split(sizes)))
+
+
+def _dense_dims(in_dim: int, hidden_dim: int, out_dim: int,
+                n_layers: int):
+    """(in, out) of each dense layer: ``in -> hidden -> ... -> out``."""
+    if n_layers < 1:
+        raise ValueError(f"'n_layers' must be >= 1 (got {n_layers})")
+    dims = [in_dim] + [hidden_dim] * (n_layers - 1) + [out_dim]
+    return list(zip(dims[:-1], dims[1:]))
+
+
+class DifferentiableHGT(torch.nn.Module):
+    r"""The users' original soft-graph model, output for output:
+    ``input_projection = Linear(num_node_types, in_dim)`` of the node type
+    probabilities, then ``n_layers`` :class:`DifferentiableDenseHGTConv`
+    (``in_dim -> hidden_dim -> ... -> out_dim``). State-dict keys
+    ``input_projection.*`` and ``layers.{l}.*``.
+
+    Args:
+        in_dim (int): Size after the input projection.
+        hidden_dim (int): Hidden size.
+        out_dim (int): Output size.
+        num_node_types (int): Number of node types :math:`T`.
+        num_relations (int): Number of relations :math:`R`.
+        n_heads (int, optional): Attention heads. (default: :obj:`4`)
+        n_layers (int, optional): Number of layers. (default: :obj:`2`)
+        dropout (float, optional): Dropout. (default: :obj:`0.2`)
+        use_norm (bool, optional): Per-type LayerNorm. (default: :obj:`True`)
+        chunk_size (int, str or None, optional): Graphs per chunk through
+            all layers, with gradient checkpointing across chunks, so any
+            number of graphs fits in memory; ``'auto'`` = 512, ``None`` =
+            one chunk. (default: :obj:`'auto'`)
+
+    ``forward(hgt_data)`` reads the dict keys ``'node_types'`` ``[B, N, T]``,
+    ``'adj_matrix'`` ``[B, N, N]`` (row = target) and ``'edge_types'``
+    ``[B, N, N, R]`` and returns ``[B, N, out_dim]``.
+    """
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int,
+                 num_node_types: int, num_relations: int, n_heads: int = 4,
+                 n_layers: int = 2, dropout: float = 0.2,
+                 use_norm: bool = True,
+                 chunk_size: Union[int, str, None] = 'auto'):
+        super().__init__()
+        self.num_node_types = num_node_types
+        self.chunk_size = chunk_size
+        self.input_projection = Linear(num_node_types, in_dim)
+        self.layers = ModuleList([
+            DifferentiableDenseHGTConv(i, o, num_node_types, num_relations,
+                                       n_heads, dropout, use_norm,
+                                       chunk_size=None)
+            for i, o in _dense_dims(in_dim, hidden_dim, out_dim, n_layers)
+        ])
+
+    def reset_parameters(self):
+        self.input_projection.reset_parameters()
+        for layer in self.layers:
+            layer.reset_parameters()
+
+    def forward(self, hgt_data: Dict[str, Tensor]) -> Tensor:
+        if not isinstance(hgt_data, dict):
+            raise TypeError(f"'hgt_data' must be a dict (got "
+                            f"{type(hgt_data).__name__})")
+        missing = {'node_types', 'adj_matrix', 'edge_types'} - set(hgt_data)
+        if missing:
+            raise ValueError(f"'hgt_data' is missing the keys "
+                             f"{sorted(missing)}")
+        P = hgt_data['node_types']
+        if P.dim() != 3 or P.size(-1) != self.num_node_types:
+            raise ValueError(f"'hgt_data[\"node_types\"]' must have shape "
+                             f"[B, N, {self.num_node_types}] "
+                             f"(got {tuple(P.shape)})")
+        return chunked(self._forward, (P, hgt_data['adj_matrix'],
+                                       hgt_data['edge_types']),
+                       self.chunk_size)
+
+    def _forward(self, P: Tensor, adj: Tensor, E: Tensor) -> Tensor:
+        h = self.input_projection(P)
+        for layer in self.layers:
+            h = layer(h, P, adj, E)
+        return h
+
+
+#: the name the users were told to switch to
+OptimizedDifferentiableHGT = DifferentiableHGT

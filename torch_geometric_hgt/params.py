@@ -173,15 +173,19 @@ class HGTParameters(torch.nn.Module):
         return torch.einsum('pi,toi->tpo', rte, w).reshape(
             self.num_types * self.max_len, 2 * self.out_dim)
 
-    def typed_update(self, agg: Tensor, x: Tensor, weight: Tensor,
-                     skip: Tensor, norm: Optional[Tuple[Tensor, Tensor]]
-                     ) -> Tensor:
-        r"""The per-target-type update of the spec with the per-row weights
-        already chosen (hard types: gathered; soft types: mixed by the
-        caller): ``agg`` ``[..., out]`` is the aggregated message, ``weight``
-        ``[..., out]`` the output of ``W_a gelu(agg) + b_a``, ``skip``
-        ``[...]`` the gate logit, ``norm`` the LayerNorm affine rows."""
-        y = self.drop(weight)
+    def norm_weight(self) -> Optional[Tuple[Tensor, Tensor]]:
+        """LayerNorm affine weights ``[T, out_dim]`` (``None`` without norm)."""
+        if not self.use_norm:
+            return None
+        return (torch.stack([n.weight for n in self.norms]),
+                torch.stack([n.bias for n in self.norms]))
+
+    def gate_and_norm(self, y: Tensor, x: Tensor, skip: Tensor,
+                      norm: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
+        """Dropout, skip gate (only when ``in_dim == out_dim``) and LayerNorm
+        of the update, with the per-row type's ``skip`` logits and ``norm``
+        affine rows already chosen and broadcastable against ``y``."""
+        y = self.drop(y)
         if self.in_dim == self.out_dim:
             alpha = torch.sigmoid(skip).unsqueeze(-1)
             y = alpha * y + (1 - alpha) * x
@@ -190,20 +194,23 @@ class HGTParameters(torch.nn.Module):
             y = y * norm[0] + norm[1]
         return y
 
-    def norm_weight(self) -> Optional[Tuple[Tensor, Tensor]]:
-        if not self.use_norm:
-            return None
-        return (torch.stack([n.weight for n in self.norms]),
-                torch.stack([n.bias for n in self.norms]))
-
-    def update_hard(self, agg: Tensor, x: Tensor, node_type: Tensor,
+    def update_hard(self, x: Tensor, node_type: Tensor,
                     a_out: Tensor) -> Tensor:
-        """Skip gate and LayerNorm for hard node types, given
-        ``a_out = W_a[type] gelu(agg) + b_a[type]``."""
+        """The update for hard node types, given
+        ``a_out = W_a[type] gelu(agg) + b_a[type]`` per row."""
         norm = self.norm_weight()
         if norm is not None:
             norm = (norm[0][node_type], norm[1][node_type])
-        return self.typed_update(agg, x, a_out, self.skip[node_type], norm)
+        return self.gate_and_norm(a_out, x, self.skip[node_type], norm)
+
+    def update_soft(self, agg: Tensor, x: Tensor, P: Tensor) -> Tensor:
+        """``sum_t P[..., t] * update_t(agg, x)`` for soft node types:
+        ``agg [..., out_dim]``, ``x [..., in_dim]``, ``P [..., T]``."""
+        w, b = self.a_weight()
+        y = torch.einsum('...f,tof->...to', F.gelu(agg), w) + b
+        y = self.gate_and_norm(y, x.unsqueeze(-2), self.skip,
+                               self.norm_weight())
+        return torch.einsum('...t,...to->...o', P.to(y.dtype), y)
 
     def check_sparse(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
                      edge_type: Tensor, edge_time: Optional[Tensor]):

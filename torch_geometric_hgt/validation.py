@@ -55,7 +55,7 @@ def check_range(name: str, value: Tensor, high: int, what: str):
 def check_finite(name: str, value: Tensor):
     if value.numel() == 0 or is_compiling():
         return
-    if not bool(torch.isfinite(value).all()):
+    if not bool(torch.isfinite(value.detach()).all()):
         raise ValueError(f"'{name}' contains NaN or Inf")
 
 
@@ -65,6 +65,7 @@ def check_probabilities(name: str, value: Tensor, rows_sum_to_one: bool,
     where ``mask`` is True."""
     if value.numel() == 0 or is_compiling():
         return
+    value = value.detach()
     check_finite(name, value)
     if bool((value < 0).any()) or bool((value > 1).any()):
         raise ValueError(f"'{name}' must hold probabilities in [0, 1] (found "

@@ -62,6 +62,6 @@ class VectorizedHGTConv(HGTParameters, MessagePassing):
         agg = torch.einsum('nrhd,rhdf->nhf', u.view(N, R, H, d),
                            self.relation_msg).reshape(N, D)
         a_out = typed_linear(F.gelu(agg), node_type, *self.a_weight())
-        out = self.update_hard(agg, x, node_type, a_out)
+        out = self.update_hard(x, node_type, a_out)
         self.att = alpha if return_attention_weights else None
         return (out, alpha) if return_attention_weights else out

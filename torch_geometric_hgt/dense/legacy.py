@@ -1,0 +1,207 @@
+"""The users' original dense layer (``DifferentiableDenseHGTConv``), exactly,
+vectorized; and the loop form it was written in, as the reference."""
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from torch_geometric_hgt import validation as V
+from torch_geometric_hgt.dense.chunking import chunked
+from torch_geometric_hgt.params import HGTParameters
+from torch_geometric_hgt.soft_graph import validate_soft_graph
+
+#: the original's threshold on a row's total raw attention
+GATE = 1e-6
+
+
+class _LegacyBase(HGTParameters):
+    def __init__(self, in_dim: int, out_dim: int, num_types: int,
+                 num_relations: int, n_heads: int, dropout: float = 0.2,
+                 use_norm: bool = True, use_RTE: bool = False,
+                 validate: bool = True):
+        if use_RTE:
+            raise ValueError("'use_RTE=True' is not supported: the original "
+                             "DifferentiableDenseHGTConv never implemented "
+                             "temporal encoding")
+        super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
+                         dropout, use_norm, False, validate=validate)
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        # the original initialised its relation matrices like this
+        torch.nn.init.xavier_uniform_(self.relation_att)
+        torch.nn.init.xavier_uniform_(self.relation_msg)
+
+    def check_dense(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
+                    edge_time: Optional[Tensor]):
+        if edge_time is not None:
+            raise ValueError("'edge_time' is not supported (use_RTE=False)")
+        if not self.validate:
+            return
+        validate_soft_graph(P, adj, E, names=('node_types_soft',
+                                              'adj_matrix_soft',
+                                              'edge_types_soft'))
+        V.check_tensor('node_features', x, 3, 'float')
+        if tuple(x.shape[:2]) != tuple(P.shape[:2]):
+            raise ValueError(f"'node_features' must have shape [B, N, in_dim]"
+                             f" with [B, N] = {list(P.shape[:2])} "
+                             f"(got {tuple(x.shape)})")
+        V.check_size('node_features', x, 2, self.in_dim, 'in_dim')
+        V.check_size('node_types_soft', P, 2, self.num_types, 'num_types')
+        V.check_size('edge_types_soft', E, 3, self.num_relations,
+                     'num_relations')
+        V.check_same_device(node_features=x, node_types_soft=P)
+        V.check_finite('node_features', x)
+
+
+class DifferentiableDenseHGTConv(_LegacyBase):
+    r"""The users' original dense soft-graph layer, output for output, with
+    no loop over graphs, types or relations. Its attention is **not** HGT's
+    (see ``docs/semantics.md``): for target :math:`i`, source :math:`j`
+    (``adj[b, i, j]``: row = target), head :math:`h`,
+
+    .. math::
+        a_{ijh} = \mathrm{adj}_{ij} \sum_r E_{ij}(r) \frac{\mu_{rh}}{\sqrt d}
+        \sum_s P_j(s)\, \bar q_{ih} \cdot (k_s(j)_h A_{rh}),
+        \quad \bar q_i = \textstyle\sum_t P_i(t) q_t(i)
+
+    .. math::
+        m_{ijh} = \mathrm{adj}_{ij} \sum_r E_{ij}(r) \frac{\mu_{rh}}{\sqrt d}
+        \sum_s P_j(s) \big(\bar q_{ih} \cdot k_s(j)_h A_{rh}\big)
+        \, v_s(j)_h M_{rh}
+
+    :math:`w_{i\cdot h} = \mathrm{softmax}_j(a_{i\cdot h})` over **all**
+    :math:`j` if :math:`\sum_{jh} a_{ijh} > 10^{-6}`, else 0;
+    :math:`\mathrm{agg}_i = \Vert_h \sum_j w_{ijh} m_{ijh}`, and
+    :math:`\mathrm{out}_i = \sum_t P_i(t)\,\mathrm{Norm}_t(\sigma(s_t)
+    \mathrm{drop}(W^a_t \mathrm{gelu}(\mathrm{agg}_i)) + (1-\sigma(s_t)) x_i)`
+    (the gate only when ``in_dim == out_dim``; the original needed equal
+    sizes). Cost :math:`O(B N^2 T R H d)`.
+
+    Args:
+        in_dim, out_dim, num_types, num_relations, n_heads, dropout,
+        use_norm: as :class:`~torch_geometric_hgt.params.HGTParameters`.
+        use_RTE (bool, optional): Must be :obj:`False` (the original has no
+            temporal encoding). (default: :obj:`False`)
+        chunk_size (int, str or None, optional): Graphs per chunk; chunks
+            after the first are recomputed in backward (gradient
+            checkpointing). ``'auto'`` picks 512, ``None`` one chunk.
+            (default: :obj:`'auto'`)
+        validate (bool, optional): Check inputs. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** ``node_features [B, N, in_dim]``,
+          ``node_types_soft [B, N, T]``, ``adj_matrix_soft [B, N, N]``,
+          ``edge_types_soft [B, N, N, R]``
+        - **output:** ``[B, N, out_dim]``
+    """
+    def __init__(self, in_dim: int, out_dim: int, num_types: int,
+                 num_relations: int, n_heads: int, dropout: float = 0.2,
+                 use_norm: bool = True, use_RTE: bool = False,
+                 chunk_size: Union[int, str, None] = 'auto',
+                 validate: bool = True):
+        super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
+                         dropout, use_norm, use_RTE, validate)
+        self.chunk_size = chunk_size
+
+    def forward(self, node_features: Tensor, node_types_soft: Tensor,
+                adj_matrix_soft: Tensor, edge_types_soft: Tensor,
+                edge_time: Optional[Tensor] = None) -> Tensor:
+        self.check_dense(node_features, node_types_soft, adj_matrix_soft,
+                         edge_types_soft, edge_time)
+        return chunked(self._forward, (node_features, node_types_soft,
+                                       adj_matrix_soft, edge_types_soft),
+                       self.chunk_size)
+
+    def _forward(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor
+                 ) -> Tensor:
+        B, N, _ = x.shape
+        T, R, H, d = self.num_types, self.num_relations, self.n_heads, \
+            self.d_k
+        w, b = self.kqv_weight()
+        kqv = (torch.einsum('bni,toi->bnto', x, w) + b).view(B, N, T, 3, H, d)
+        k, q, v = kqv.unbind(3)  # [B, N, T, H, d] each
+        P = P.to(kqv.dtype)
+        q_bar = torch.einsum('bnt,bnthd->bnhd', P, q)
+        scale = self.relation_pri / self.sqrt_dk  # [R, H]
+        # (q_bar A^T) per relation, then against every source type's key
+        qa = torch.einsum('bihf,rhdf->bhird', q_bar, self.relation_att)
+        s = torch.einsum('bhird,bjshd->bhirjs', qa, k)
+        # weight of (i, j, r, s): adj * E(r) * mu/sqrt(d) * P_j(s)
+        c = (adj.unsqueeze(-1) * E).to(s.dtype)  # [B, i, j, r]
+        c = c.permute(0, 1, 3, 2).unsqueeze(1) * scale.t().view(1, H, 1, R, 1)
+        g = s * c.unsqueeze(-1) * P.view(B, 1, 1, 1, N, T)
+        att = g.sum(dim=(3, 5))  # [B, H, i, j]
+        gate = att.float().sum(dim=(1, 3)) > GATE  # [B, i]
+        wgt = torch.softmax(att.float(), dim=-1).to(att.dtype)
+        wgt = wgt * gate.view(B, 1, N, 1).to(att.dtype)
+        # messages: sum_{j, s} w g v_s(j), then M per relation
+        u = torch.einsum('bhij,bhirjs,bjshd->birhd', wgt, g, v)
+        agg = torch.einsum('birhd,rhdf->bihf', u,
+                           self.relation_msg).reshape(B, N, H * d)
+        return self.update_soft(agg, x, P)
+
+
+class LoopDifferentiableDenseHGTConv(_LegacyBase):
+    r"""The original layer's loop form, written from the spec: per graph,
+    per (target type, source type, relation) with the original's skipping
+    of combinations whose mask sums below :math:`10^{-6}`; per-pair
+    tensors ``[N, N, H, d]``. The reference for tests and the benchmark's
+    "original". Same arguments and shapes as
+    :class:`DifferentiableDenseHGTConv` (no ``chunk_size``).
+    """
+    def forward(self, node_features: Tensor, node_types_soft: Tensor,
+                adj_matrix_soft: Tensor, edge_types_soft: Tensor,
+                edge_time: Optional[Tensor] = None) -> Tensor:
+        self.check_dense(node_features, node_types_soft, adj_matrix_soft,
+                         edge_types_soft, edge_time)
+        return torch.stack([
+            self._one(*args) for args in zip(
+                node_features, node_types_soft, adj_matrix_soft,
+                edge_types_soft)
+        ])
+
+    def _one(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor) -> Tensor:
+        N, H, d = x.size(0), self.n_heads, self.d_k
+        res_att = x.new_zeros(N, N, H)
+        res_msg = x.new_zeros(N, N, H, d)
+        for t in range(self.num_types):
+            if float(P[:, t].sum()) < GATE:
+                continue
+            q = self.q_linears[t](x).view(N, H, d)
+            for s in range(self.num_types):
+                if float(P[:, s].sum()) < GATE:
+                    continue
+                k = self.k_linears[s](x).view(N, H, d)
+                v = self.v_linears[s](x).view(N, H, d)
+                for r in range(self.num_relations):
+                    c = P[:, t, None] * P[None, :, s] * E[:, :, r] * adj
+                    if float(c.sum()) < GATE:
+                        continue
+                    ka = torch.einsum('jhd,hdf->jhf', k,
+                                      self.relation_att[r])
+                    a = (q.unsqueeze(1) * ka.unsqueeze(0)).sum(-1)
+                    a = a * c.unsqueeze(-1) * self.relation_pri[r] / \
+                        self.sqrt_dk
+                    vm = torch.einsum('jhd,hdf->jhf', v, self.relation_msg[r])
+                    res_att = res_att + a
+                    res_msg = res_msg + a.unsqueeze(-1) * vm.unsqueeze(0)
+        agg = x.new_zeros(N, H, d)
+        for i in range(N):
+            if float(res_att[i].detach().sum()) > GATE:
+                w = torch.softmax(res_att[i], dim=0)  # over all j
+                agg[i] = (w.unsqueeze(-1) * res_msg[i]).sum(0)
+        agg = agg.view(N, H * d)
+        out = x.new_zeros(N, self.out_dim)
+        for t in range(self.num_types):
+            if float(P[:, t].sum()) < GATE:
+                continue
+            y = self.drop(self.a_linears[t](F.gelu(agg)))
+            if self.in_dim == self.out_dim:
+                alpha = torch.sigmoid(self.skip[t])
+                y = alpha * y + (1 - alpha) * x
+            if self.use_norm:
+                y = self.norms[t](y)
+            out = out + P[:, t:t + 1] * y
+        return out
