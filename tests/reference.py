@@ -95,3 +95,44 @@ def spec_legacy(p, x, P, adj, E):
                 agg.append(x.new_zeros(H * d))
         outs.append(spec_update(p, torch.stack(agg), x[b], P[b]))
     return torch.stack(outs)
+
+
+def spec_dense(p, x, P, adj, E, node_mask=None):
+    """The dense soft layer, pair by pair (``adj[b, j, i]``: edge j -> i)."""
+    B, N, _ = x.shape
+    H, d, T, R = p.n_heads, p.d_k, p.num_types, p.num_relations
+    if node_mask is None:
+        node_mask = torch.ones(B, N, dtype=torch.bool)
+    outs = []
+    for b in range(B):
+        def mix(lins, n):
+            return sum(P[b, n, t] * lins[t](x[b, n]) for t in range(T))
+        Q = [mix(p.q_linears, n).view(H, d) for n in range(N)]
+        K = [mix(p.k_linears, n).view(H, d) for n in range(N)]
+        Vv = [mix(p.v_linears, n).view(H, d) for n in range(N)]
+        agg = []
+        for i in range(N):
+            # every unmasked source: adj = 0 still has a gradient
+            srcs = [j for j in range(N) if node_mask[b, j] and
+                    node_mask[b, i]]
+            if not any(float(adj[b, j, i].detach()) > 0 for j in srcs):
+                agg.append(x.new_zeros(H * d))
+                continue
+            scores, msgs = [], []
+            for j in srcs:
+                sc = sum(E[b, j, i, r] * p.relation_pri[r] * (Q[i] * torch.einsum(
+                    'hd,hdf->hf', K[j], p.relation_att[r])).sum(-1)
+                    for r in range(R)) / math.sqrt(d)
+                msg = sum(E[b, j, i, r] * torch.einsum(
+                    'hd,hdf->hf', Vv[j], p.relation_msg[r]) for r in range(R))
+                scores.append(sc)
+                msgs.append(msg)
+            scores = torch.stack(scores)  # [S, H]
+            w = adj[b, srcs, i].unsqueeze(-1) * torch.exp(
+                scores - scores.max(0).values)
+            alpha = w / w.sum(0)
+            agg.append((alpha.unsqueeze(-1) * torch.stack(msgs)).sum(0)
+                       .reshape(-1))
+        out = spec_update(p, torch.stack(agg), x[b], P[b])
+        outs.append(out * node_mask[b].unsqueeze(-1))
+    return torch.stack(outs)

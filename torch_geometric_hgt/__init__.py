@@ -1,13 +1,16 @@
 """Fast, exact Heterogeneous Graph Transformer layers for PyTorch Geometric."""
 from torch_geometric_hgt.params import HGTParameters, RelTemporalEncoding
 from torch_geometric_hgt.conv import LoopHGTConv, VectorizedHGTConv
-from torch_geometric_hgt.dense import (DifferentiableDenseHGTConv,
+from torch_geometric_hgt.dense import (DenseHGTConv, LoopDenseHGTConv,
+                                       DifferentiableDenseHGTConv,
                                        LoopDifferentiableDenseHGTConv)
-from torch_geometric_hgt.models import (HGT, DifferentiableHGT,
+from torch_geometric_hgt.models import (HGT, DenseHGT, DifferentiableHGT,
                                         OptimizedDifferentiableHGT)
 from torch_geometric_hgt.soft_graph import (SoftGraph, gumbel_softmax,
                                             soft_graph_from_logits)
-from torch_geometric_hgt.convert import (convert_graphvae_to_differentiable,
+from torch_geometric_hgt.convert import (batch_to_dense, dense_to_batch,
+                                         dense_to_hetero,
+                                         convert_graphvae_to_differentiable,
                                          create_differentiable_hgt_data)
 
 __version__ = '0.1.0'
@@ -18,6 +21,9 @@ __all__ = [
     'LoopHGTConv',
     'VectorizedHGTConv',
     'HGT',
+    'DenseHGTConv',
+    'LoopDenseHGTConv',
+    'DenseHGT',
     'DifferentiableDenseHGTConv',
     'LoopDifferentiableDenseHGTConv',
     'DifferentiableHGT',
@@ -25,6 +31,9 @@ __all__ = [
     'SoftGraph',
     'gumbel_softmax',
     'soft_graph_from_logits',
+    'dense_to_batch',
+    'batch_to_dense',
+    'dense_to_hetero',
     'convert_graphvae_to_differentiable',
     'create_differentiable_hgt_data',
 ]

@@ -1,11 +1,14 @@
 """Converters between GraphVAE outputs, soft dense graphs and PyG batches."""
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+from torch_geometric.data import Batch, HeteroData
+from torch_geometric.utils import to_dense_batch
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.soft_graph import gumbel_softmax
+from torch_geometric_hgt.soft_graph import SoftGraph, gumbel_softmax
 
 DecoderOutput = Union[object, Tuple[Tensor, Tensor, Tensor]]
 
@@ -77,4 +80,192 @@ def create_differentiable_hgt_data(
                              f" rows, one per family "
                              f"(got {family_features.size(0)})")
     data['family_features'] = family_features
+    return data
+
+
+def _hard_choices(graph: SoftGraph, threshold: float, sample: bool,
+                  generator: Optional[torch.Generator]):
+    """Node types ``[B, N]``, edge existence ``[B, N, N]`` and relations
+    ``[B, N, N]``: argmax / threshold, or drawn (categorical, Bernoulli)."""
+    P, A, E = graph.node_types, graph.adj, graph.edge_types
+    if not sample:
+        return P.argmax(-1), A > threshold, E.argmax(-1)
+
+    def categorical(probs):
+        flat = probs.detach().reshape(-1, probs.size(-1)).float()
+        ok = flat.sum(-1, keepdim=True) > 0  # all-zero rows (padding)
+        flat = torch.where(ok, flat, torch.ones_like(flat))
+        draw = torch.multinomial(flat, 1, generator=generator)
+        return draw.view(probs.shape[:-1])
+    u = torch.rand(A.shape, generator=generator, device=A.device)
+    return categorical(P), u < A.detach(), categorical(E)
+
+
+def dense_to_batch(graph: Union[SoftGraph, Dict[str, Tensor]],
+                   threshold: float = 0.5, sample: bool = False,
+                   generator: Optional[torch.Generator] = None,
+                   family_features: Optional[Tensor] = None) -> Batch:
+    r"""A PyG :class:`~torch_geometric.data.Batch` (one graph per family)
+    from a soft graph, without a Python loop over families or edges.
+
+    Args:
+        graph: a :class:`SoftGraph` or the users' dict.
+        threshold (float, optional): Edge ``i -> j`` kept where
+            ``adj[b, i, j] > threshold``. (default: :obj:`0.5`)
+        sample (bool, optional): Draw Bernoulli edges and categorical types
+            and relations instead (inference-time sampling).
+            (default: :obj:`False`)
+        generator (torch.Generator, optional): Randomness for ``sample``.
+        family_features (Tensor, optional): ``[B, F]``: each family gets one
+            more node, of type id ``T``, with these features, and edges of
+            relation id ``R`` (``belongs_to``) from it to every member.
+
+    Padded nodes (``node_mask`` False) are dropped, with their edges. Fields:
+    ``x`` (the graph's ``x``, else one-hot node types), ``node_type``,
+    ``edge_index`` (row 0 source), ``edge_type``, ``edge_weight`` (the
+    adjacency probability of each kept edge; 1 for ``belongs_to``),
+    ``batch``, ``ptr``.
+    """
+    graph = SoftGraph.from_any(graph)
+    B, N, T = graph.node_types.shape
+    R = graph.edge_types.size(-1)
+    device = graph.adj.device
+    node_type, edge_on, rel = _hard_choices(graph, threshold, sample,
+                                            generator)
+    mask = graph.node_mask if graph.node_mask is not None else \
+        torch.ones(B, N, dtype=torch.bool, device=device)
+    with_family = family_features is not None
+    x = graph.x
+    if x is None:
+        x = F.one_hot(node_type, T + int(with_family)).to(graph.adj.dtype)
+    if with_family:
+        V.check_tensor('family_features', family_features, 2, 'float')
+        if family_features.size(0) != B or \
+                family_features.size(1) != x.size(-1):
+            raise ValueError(
+                f"'family_features' must have shape [B, F] = [{B}, "
+                f"{x.size(-1)}] (F = the node feature size) "
+                f"(got {tuple(family_features.shape)})")
+
+    kept = mask.sum(1)  # members per family
+    sizes = kept + int(with_family)
+    ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
+    rank = mask.long().cumsum(1) - 1  # position among the kept members
+    new_id = ptr[:-1].unsqueeze(1) + rank  # [B, N], valid where mask
+
+    edge_on = edge_on & mask.unsqueeze(2) & mask.unsqueeze(1)
+    b, i, j = edge_on.nonzero(as_tuple=True)  # sorted by family
+    edge_index = torch.stack([new_id[b, i], new_id[b, j]])
+    edge_type = rel[b, i, j]
+    edge_weight = graph.adj[b, i, j]
+    xs, types, batch_vec = x[mask], node_type[mask], \
+        torch.arange(B, device=device).repeat_interleave(kept)
+    counts = edge_on.sum((1, 2))
+    if with_family:
+        fam_id = ptr[1:] - 1
+        mb, mi = mask.nonzero(as_tuple=True)
+        fam_edges = torch.stack([fam_id[mb], new_id[mb, mi]])
+        # members first, then the family node, family by family
+        order_n = torch.argsort(torch.cat([new_id[mask], fam_id]))
+        xs = torch.cat([xs, family_features.to(xs.dtype)])[order_n]
+        types = torch.cat([types, types.new_full((B, ), T)])[order_n]
+        batch_vec = torch.cat([batch_vec,
+                               torch.arange(B, device=device)])[order_n]
+        eb = torch.cat([b, mb])
+        order_e = torch.argsort(eb, stable=True)
+        edge_index = torch.cat([edge_index, fam_edges], 1)[:, order_e]
+        edge_type = torch.cat([edge_type,
+                               edge_type.new_full((mb.numel(), ), R)])[order_e]
+        edge_weight = torch.cat([edge_weight,
+                                 edge_weight.new_ones(mb.numel())])[order_e]
+        counts = counts + kept
+    eptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    out = Batch(x=xs, node_type=types, edge_index=edge_index,
+                edge_type=edge_type, edge_weight=edge_weight,
+                batch=batch_vec, ptr=ptr)
+    zeros = torch.zeros(B, dtype=torch.long)
+    out._num_graphs = B
+    out._slice_dict = {'x': ptr.cpu(), 'node_type': ptr.cpu(),
+                       'edge_index': eptr.cpu(), 'edge_type': eptr.cpu(),
+                       'edge_weight': eptr.cpu()}
+    out._inc_dict = {'x': zeros, 'node_type': zeros,
+                     'edge_index': ptr[:-1].cpu(), 'edge_type': zeros,
+                     'edge_weight': zeros}
+    return out
+
+
+def batch_to_dense(batch: Batch, num_types: int, num_relations: int,
+                   max_num_nodes: Optional[int] = None) -> SoftGraph:
+    """A :class:`SoftGraph` with one-hot types and relations from a PyG
+    batch (``node_type``, ``edge_index``, ``edge_type``, optional ``x``,
+    ``edge_weight``, ``batch``). The adjacency is ``edge_weight`` where
+    given, else 1. Exact inverse of :func:`dense_to_batch` for hard graphs
+    (without family nodes)."""
+    for name in ('node_type', 'edge_index', 'edge_type'):
+        if getattr(batch, name, None) is None:
+            raise ValueError(f"'batch' has no '{name}'")
+    V.check_range('batch.node_type', batch.node_type, num_types,
+                  'node type ids')
+    V.check_range('batch.edge_type', batch.edge_type, num_relations,
+                  'relation ids')
+    vec = batch.batch if getattr(batch, 'batch', None) is not None else \
+        batch.node_type.new_zeros(batch.node_type.numel())
+    types, mask = to_dense_batch(F.one_hot(batch.node_type, num_types).float(),
+                                 vec, max_num_nodes=max_num_nodes)
+    B, N = mask.shape
+    ptr = torch.cat([vec.new_zeros(1), mask.sum(1).cumsum(0)])
+    src, dst = batch.edge_index
+    g = vec[src]
+    i, j = src - ptr[g], dst - ptr[g]
+    w = getattr(batch, 'edge_weight', None)
+    w = torch.ones(src.numel(), device=src.device) if w is None else w.float()
+    adj = types.new_zeros(B, N, N).index_put_((g, i, j), w)
+    rel = types.new_zeros(B, N, N, num_relations)
+    rel[g, i, j] = F.one_hot(batch.edge_type, num_relations).float()
+    x = None
+    if getattr(batch, 'x', None) is not None:
+        x, _ = to_dense_batch(batch.x, vec, max_num_nodes=max_num_nodes)
+    return SoftGraph(types, adj, rel, mask, x)
+
+
+def dense_to_hetero(graph: Union[SoftGraph, Dict[str, Tensor]],
+                    node_type_names: Sequence[str],
+                    relation_names: Sequence[str], threshold: float = 0.5,
+                    sample: bool = False,
+                    generator: Optional[torch.Generator] = None
+                    ) -> HeteroData:
+    """A batched :class:`~torch_geometric.data.HeteroData` (all families in
+    one object, ``batch`` per node type) with named node types and edge
+    types ``(src_type, relation, dst_type)`` for the combinations that
+    occur, for PyG's own heterogeneous models. Choices of edges and types as
+    in :func:`dense_to_batch`."""
+    graph = SoftGraph.from_any(graph)
+    T, R = graph.node_types.size(-1), graph.edge_types.size(-1)
+    if len(node_type_names) != T or len(relation_names) != R:
+        raise ValueError(f"need {T} node type names and {R} relation names "
+                         f"(got {len(node_type_names)} and "
+                         f"{len(relation_names)})")
+    flat = dense_to_batch(graph, threshold, sample, generator)
+    nt = flat.node_type
+    # index of each node within its type
+    local = torch.empty_like(nt)
+    order = torch.argsort(nt, stable=True)
+    counts = torch.bincount(nt, minlength=T)
+    starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
+    local[order] = torch.arange(nt.numel(), device=nt.device) - \
+        starts.repeat_interleave(counts)
+    data = HeteroData()
+    for t, name in enumerate(node_type_names):
+        sel = nt == t
+        data[name].x = flat.x[sel]
+        data[name].batch = flat.batch[sel]
+        data[name].num_nodes = int(sel.sum())
+    src, dst = flat.edge_index
+    key = (nt[src] * R + flat.edge_type) * T + nt[dst]
+    for k in torch.unique(key).tolist():
+        sel = key == k
+        s, r, t = k // (R * T), (k // T) % R, k % T
+        et = (node_type_names[s], relation_names[r], node_type_names[t])
+        data[et].edge_index = torch.stack([local[src[sel]], local[dst[sel]]])
+        data[et].edge_weight = flat.edge_weight[sel]
     return data

@@ -1,5 +1,6 @@
-"""Model stacks: :class:`HGT` (sparse graphs, pyHGT's ``GNN``) and the
-users' :class:`DifferentiableHGT` (soft dense graphs)."""
+"""Model stacks: :class:`HGT` (sparse graphs, pyHGT's ``GNN``),
+:class:`DenseHGT` (soft dense graphs) and the users' original
+:class:`DifferentiableHGT`."""
 from typing import Dict, Optional, Sequence, Union
 
 import torch
@@ -8,8 +9,10 @@ from torch.nn import Linear, ModuleList
 
 from torch_geometric_hgt.conv import CONVS
 from torch_geometric_hgt.dense.chunking import chunked
+from torch_geometric_hgt.dense.conv import DenseHGTConv
 from torch_geometric_hgt.dense.legacy import DifferentiableDenseHGTConv
 from torch_geometric_hgt.ops import typed_linear
+from torch_geometric_hgt.soft_graph import SoftGraph
 
 
 def conv_class(name: str) -> type:
@@ -200,3 +203,66 @@ class DifferentiableHGT(torch.nn.Module):
 
 #: the name the users were told to switch to
 OptimizedDifferentiableHGT = DifferentiableHGT
+
+
+class DenseHGT(torch.nn.Module):
+    r"""A stack of :class:`DenseHGTConv` for batches of soft graphs
+    (``in_dim -> hidden_dim -> ... -> out_dim``; the skip gate applies in
+    the layers where sizes agree). Without node features the input is
+    ``input_projection(node_types)``, a linear map of the type
+    probabilities (as in the users' model).
+
+    Args:
+        in_dim (int): Input size (of ``x``, or of the projection).
+        hidden_dim (int): Hidden size.
+        out_dim (int): Output size.
+        num_node_types (int): Number of node types :math:`T`.
+        num_relations (int): Number of relations :math:`R`.
+        n_heads (int, optional): Attention heads. (default: :obj:`4`)
+        n_layers (int, optional): Number of layers. (default: :obj:`2`)
+        dropout (float, optional): Dropout. (default: :obj:`0.2`)
+        use_norm (bool, optional): Per-type LayerNorm. (default: :obj:`True`)
+        chunk_size (int, str or None, optional): Graphs per chunk through
+            all layers, with gradient checkpointing across chunks;
+            ``'auto'`` = 512, ``None`` = one chunk. (default: :obj:`'auto'`)
+
+    ``forward(graph)`` takes a :class:`SoftGraph` or the users' dict
+    (``'node_types'``, ``'adj_matrix'``, ``'edge_types'``, optional
+    ``'node_mask'``, ``'x'``) and returns ``[B, N, out_dim]`` (0 at padded
+    nodes).
+    """
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int,
+                 num_node_types: int, num_relations: int, n_heads: int = 4,
+                 n_layers: int = 2, dropout: float = 0.2,
+                 use_norm: bool = True,
+                 chunk_size: Union[int, str, None] = 'auto'):
+        super().__init__()
+        self.in_dim = in_dim
+        self.chunk_size = chunk_size
+        self.input_projection = Linear(num_node_types, in_dim)
+        self.layers = ModuleList([
+            DenseHGTConv(i, o, num_node_types, num_relations, n_heads,
+                         dropout, use_norm, chunk_size=None)
+            for i, o in _dense_dims(in_dim, hidden_dim, out_dim, n_layers)
+        ])
+
+    def reset_parameters(self):
+        self.input_projection.reset_parameters()
+        for layer in self.layers:
+            layer.reset_parameters()
+
+    def forward(self, graph: Union[SoftGraph, Dict[str, Tensor]]) -> Tensor:
+        graph = SoftGraph.from_any(graph)
+        if graph.x is not None and graph.x.size(-1) != self.in_dim:
+            raise ValueError(f"'graph.x' must have {self.in_dim} features "
+                             f"(in_dim), got {graph.x.size(-1)}")
+        return chunked(self._forward, (graph.x, graph.node_types, graph.adj,
+                                       graph.edge_types, graph.node_mask),
+                       self.chunk_size)
+
+    def _forward(self, x: Optional[Tensor], P: Tensor, adj: Tensor,
+                 E: Tensor, node_mask: Optional[Tensor]) -> Tensor:
+        h = self.input_projection(P) if x is None else x
+        for layer in self.layers:
+            h = layer(h, P, adj, E, node_mask)
+        return h

@@ -167,17 +167,17 @@ class LoopDifferentiableDenseHGTConv(_LegacyBase):
         res_att = x.new_zeros(N, N, H)
         res_msg = x.new_zeros(N, N, H, d)
         for t in range(self.num_types):
-            if float(P[:, t].sum()) < GATE:
+            if float(P[:, t].detach().sum()) < GATE:
                 continue
             q = self.q_linears[t](x).view(N, H, d)
             for s in range(self.num_types):
-                if float(P[:, s].sum()) < GATE:
+                if float(P[:, s].detach().sum()) < GATE:
                     continue
                 k = self.k_linears[s](x).view(N, H, d)
                 v = self.v_linears[s](x).view(N, H, d)
                 for r in range(self.num_relations):
                     c = P[:, t, None] * P[None, :, s] * E[:, :, r] * adj
-                    if float(c.sum()) < GATE:
+                    if float(c.detach().sum()) < GATE:
                         continue
                     ka = torch.einsum('jhd,hdf->jhf', k,
                                       self.relation_att[r])
@@ -195,7 +195,7 @@ class LoopDifferentiableDenseHGTConv(_LegacyBase):
         agg = agg.view(N, H * d)
         out = x.new_zeros(N, self.out_dim)
         for t in range(self.num_types):
-            if float(P[:, t].sum()) < GATE:
+            if float(P[:, t].detach().sum()) < GATE:
                 continue
             y = self.drop(self.a_linears[t](F.gelu(agg)))
             if self.in_dim == self.out_dim:

@@ -1,0 +1,116 @@
+"""Shared benchmark plumbing: timing, calibration, peak memory in a child
+process, JSON/PNG output."""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import torch
+
+OUT = Path(__file__).parent / 'out'
+
+
+def sync(device: str):
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def median_time(fn: Callable[[], object], device: str = 'cpu',
+                repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time (s) of ``fn`` over ``repeat`` runs."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def calibrate(device: str = 'cpu') -> Dict[str, float]:
+    """Measured ``torch.mm`` GFLOP/s and ``index_select`` GB/s (read +
+    write) on this machine, for the lower bounds."""
+    n = 100_000 if device == 'cpu' else 1_000_000
+    a = torch.randn(n, 128, device=device)
+    w = torch.randn(128, 768, device=device)
+    c = torch.empty(n, 768, device=device)
+    t = median_time(lambda: torch.mm(a, w, out=c), device)
+    gflops = 2 * n * 128 * 768 / t / 1e9
+    idx = torch.randint(0, n, (10 * n // 10, ), device=device)
+    g = torch.empty(idx.numel(), 128, device=device)
+    t = median_time(lambda: torch.index_select(a, 0, idx, out=g), device)
+    gbs = 2 * g.numel() * 4 / t / 1e9
+    return {'mm_gflops': gflops, 'gather_gbs': gbs}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (MB). VmHWM, not ru_maxrss:
+    the latter survives exec and would report the parent's peak."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError('no VmHWM in /proc/self/status')
+
+
+def rss_mb() -> float:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def run_child(script: str, config: dict, timeout: float = 3600) -> dict:
+    """Runs ``script --child JSON`` in a fresh process (so its peak RSS is
+    its own) and returns the JSON it prints last."""
+    cmd = [sys.executable, script, '--child', json.dumps(config)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError(f'child failed: {config}\n{res.stderr[-3000:]}')
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def device_name(device: str) -> str:
+    if device.startswith('cuda'):
+        return torch.cuda.get_device_name(device)
+    return (f'{platform.processor() or platform.machine()} CPU, '
+            f'{torch.get_num_threads()} threads')
+
+
+def save(name: str, results: dict):
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f'{name}.json'
+    path.write_text(json.dumps(results, indent=1))
+    return path
+
+
+def bar_chart(name: str, title: str, labels: List[str],
+              series: Dict[str, List[float]], ylabel: str, log: bool = True):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / max(len(series), 1)
+    for k, (key, vals) in enumerate(series.items()):
+        xs = [i + k * width for i in range(len(labels))]
+        ax.bar(xs, [v if v is not None else 0 for v in vals], width,
+               label=key)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))])
+    ax.set_xticklabels(labels)
+    if log:
+        ax.set_yscale('log')
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f'{name}.png'
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

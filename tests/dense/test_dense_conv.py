@@ -1,0 +1,182 @@
+"""DenseHGTConv / DenseHGT against the per-pair spec and the sparse layers."""
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import randomize_
+from reference import spec_dense
+
+from torch_geometric_hgt import (DenseHGT, DenseHGTConv, LoopDenseHGTConv,
+                                 SoftGraph, VectorizedHGTConv, dense_to_batch)
+from torch_geometric_hgt.conv import CONVS
+
+T, R = 3, 2
+
+
+def soft_graph(kind='random', B=3, N=5, in_dim=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, N, in_dim, generator=g)
+    P = torch.softmax(torch.randn(B, N, T, generator=g) * 2, -1)
+    adj = torch.rand(B, N, N, generator=g) * \
+        (torch.rand(B, N, N, generator=g) > 0.3)
+    E = torch.softmax(torch.randn(B, N, N, R, generator=g) * 2, -1)
+    mask = None
+    if kind == 'masked':
+        mask = torch.rand(B, N, generator=g) > 0.3
+        mask[:, 0] = True
+    if kind == 'no_in_edges':
+        adj[:, :, :2] = 0  # nodes 0 and 1 receive nothing
+    if kind == 'zero_adj':
+        adj.zero_()
+    if kind == 'one_node':
+        x, P, adj, E = x[:, :1], P[:, :1], adj[:, :1, :1], E[:, :1, :1]
+    if kind == 'hard':
+        P = F.one_hot(P.argmax(-1), T).float()
+        E = F.one_hot(E.argmax(-1), R).float()
+        adj = (adj > 0.5).float()
+        mask = torch.rand(B, N, generator=g) > 0.2
+    return x, P, adj, E, mask
+
+
+KINDS = ['random', 'masked', 'no_in_edges', 'zero_adj', 'one_node', 'hard']
+
+
+def run_with_grads(fn, module, inputs, weight):
+    for t in list(module.parameters()) + inputs:
+        t.grad = None
+    out = fn(*inputs)
+    (out * weight).sum().backward()
+    return out, [t.grad.clone() if t.grad is not None else torch.zeros_like(t)
+                 for t in list(module.parameters()) + inputs]
+
+
+@pytest.mark.parametrize('kind', KINDS)
+@pytest.mark.parametrize('use_norm,out_dim', [(True, 8), (False, 8),
+                                              (False, 12)])
+def test_matches_per_pair_spec(kind, use_norm, out_dim):
+    layer = randomize_(DenseHGTConv(8, out_dim, T, R, 2 if out_dim == 8 else
+                                    3, use_norm=use_norm)).eval()
+    x, P, adj, E, mask = soft_graph(kind)
+    inputs = [t.clone().requires_grad_() for t in (x, P, adj, E)]
+    weight = torch.randn(*x.shape[:2], out_dim)
+    out, got = run_with_grads(lambda *a: layer(*a, node_mask=mask), layer,
+                              inputs, weight)
+    ref, want = run_with_grads(lambda *a: spec_dense(layer, *a, mask), layer,
+                               inputs, weight)
+    assert torch.allclose(out, ref, atol=1e-4, rtol=0)
+    for g, w in zip(got, want):
+        # d out / d adj at adj = 0 grows like exp(score gap): relative scale
+        assert torch.allclose(g, w, atol=1e-4 * max(1., float(w.abs().max())),
+                              rtol=0)
+    if mask is not None:
+        assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))
+
+
+@pytest.mark.parametrize('kind', ['random', 'masked', 'zero_adj'])
+def test_loop_reference_matches(kind):
+    loop = randomize_(LoopDenseHGTConv(8, 8, T, R, 2)).eval()
+    fast = DenseHGTConv(8, 8, T, R, 2).eval()
+    fast.load_state_dict(loop.state_dict(), strict=True)
+    x, P, adj, E, mask = soft_graph(kind)
+    assert torch.allclose(loop(x, P, adj, E, mask),
+                          fast(x, P, adj, E, mask), atol=1e-4)
+
+
+@pytest.mark.parametrize('name', sorted(CONVS))
+@pytest.mark.parametrize('use_norm', [True, False])
+def test_hard_dense_equals_sparse_on_converted_batch(name, use_norm):
+    dense = randomize_(DenseHGTConv(8, 8, T, R, 2, use_norm=use_norm)).eval()
+    sparse = CONVS[name](8, 8, T, R, 2, use_norm=use_norm).eval()
+    sparse.load_state_dict(dense.state_dict(), strict=True)
+    x, P, adj, E, mask = soft_graph('hard', B=4, N=6, seed=3)
+    graph = SoftGraph(P, adj, E, mask, x)
+    batch = dense_to_batch(graph)
+    want = sparse(batch.x, batch.node_type, batch.edge_index,
+                  batch.edge_type)
+    got = dense(x, P, adj, E, mask)
+    assert batch.num_edges > 0
+    assert torch.allclose(got[mask], want, atol=1e-4)
+
+
+def test_chunked_equals_unchunked_with_grads():
+    layer = randomize_(DenseHGTConv(8, 8, T, R, 2, chunk_size=None)).eval()
+    x, P, adj, E, mask = soft_graph('masked', B=7)
+    x.requires_grad_()
+    w = torch.randn(7, 5, 8)
+    (layer(x, P, adj, E, mask) * w).sum().backward()
+    want, want_grad = layer(x, P, adj, E, mask), x.grad.clone()
+    for size in (1, 3):
+        x.grad = None
+        layer.chunk_size = size
+        out = layer(x, P, adj, E, mask)
+        (out * w).sum().backward()
+        assert torch.allclose(out, want, atol=1e-6)
+        assert torch.allclose(x.grad, want_grad, atol=1e-6)
+
+
+@pytest.mark.parametrize('with_x', [True, False])
+def test_dense_model_stack(with_x):
+    model = randomize_(DenseHGT(8, 12, 6, T, R, n_heads=2, n_layers=3,
+                                chunk_size=2)).eval()
+    x, P, adj, E, mask = soft_graph('masked')
+    graph = {'node_types': P, 'adj_matrix': adj, 'edge_types': E,
+             'node_mask': mask}
+    if with_x:
+        graph['x'] = x
+    h = x if with_x else model.input_projection(P)
+    for layer in model.layers:
+        h = spec_dense(layer, h, P, adj, E, mask)
+    assert [(c.in_dim, c.out_dim) for c in model.layers] == \
+        [(8, 12), (12, 12), (12, 6)]
+    assert torch.allclose(model(graph), h, atol=1e-4)
+    assert torch.allclose(model(SoftGraph.from_any(graph)), h, atol=1e-4)
+
+
+@pytest.mark.parametrize('case,match', [
+    ('x_dim', "'x'.*in_dim"),
+    ('types_dim', "'node_types'.*num_types"),
+    ('rel_dim', "'edge_types'.*num_relations"),
+    ('adj_shape', "'adj' must have shape"),
+    ('nan', "'x' contains NaN"),
+    ('neg_adj', "'adj' must hold probabilities"),
+    ('rows', "'node_types' rows"),
+    ('mask_dtype', "'node_mask' must be torch.bool"),
+])
+def test_invalid_inputs(case, match):
+    layer = DenseHGTConv(8, 8, T, R, 2)
+    x, P, adj, E, _ = soft_graph()
+    mask = None
+    if case == 'x_dim':
+        x = x[..., :4]
+    if case == 'types_dim':
+        P = torch.softmax(torch.randn(3, 5, T + 1), -1)
+    if case == 'rel_dim':
+        E = torch.softmax(torch.randn(3, 5, 5, R + 1), -1)
+    if case == 'adj_shape':
+        adj = adj[:, :4]
+    if case == 'nan':
+        x[1, 1, 1] = float('nan')
+    if case == 'neg_adj':
+        adj[0, 0, 1] = -0.1
+    if case == 'rows':
+        P = P * 0.5
+    if case == 'mask_dtype':
+        mask = torch.ones(3, 5)
+    with pytest.raises((ValueError, TypeError), match=match):
+        layer(x, P, adj, E, mask)
+
+
+def test_weights_move_between_dense_and_sparse():
+    sparse = randomize_(VectorizedHGTConv(8, 8, T, R, 2))
+    dense = DenseHGTConv(8, 8, T, R, 2)
+    dense.load_state_dict(sparse.state_dict(), strict=True)
+    sparse.load_state_dict(dense.state_dict(), strict=True)
+
+
+def test_bfloat16_autocast_finite_and_close():
+    layer = DenseHGTConv(16, 16, T, R, 2).eval()
+    x, P, adj, E, mask = soft_graph('masked', in_dim=16)
+    want = layer(x, P, adj, E, mask)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        got = layer(x, P, adj, E, mask)
+    assert torch.isfinite(got).all()
+    assert (got.float() - want).abs().max() < 0.1 * want.abs().max()

@@ -1,0 +1,122 @@
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from torch_geometric_hgt import validation as V
+from torch_geometric_hgt.dense.chunking import chunked
+from torch_geometric_hgt.params import HGTParameters
+from torch_geometric_hgt.soft_graph import validate_soft_graph
+
+#: cap on exponents of non-edges (adj = 0), which contribute 0 anyway
+_EXP_CAP = 80.0
+
+
+class DenseHGTConv(HGTParameters):
+    r"""HGT on batches of small soft graphs: the expectation of the HGT score
+    over independent node type and relation distributions, which is
+    bilinear, so no :math:`T \times T \times R` expansion is formed. With
+    ``adj[b, j, i]`` the weight of the edge :math:`j \to i` (row = source,
+    as ``to_dense_adj``):
+
+    .. math::
+        \bar q_i = \sum_t P_i(t) (W^q_t x_i + b^q_t), \quad
+        \bar k_j, \bar v_j \text{ likewise}
+
+    .. math::
+        s_h(j \to i) = \sum_r E_{ji}(r) \frac{\mu_{rh}}{\sqrt d}
+        \bar q_{ih} \cdot (\bar k_{jh} A_{rh}), \qquad
+        \alpha_h(j \to i) = \frac{\mathrm{adj}_{ji} e^{s_h(j \to i)}}
+        {\sum_{j'} \mathrm{adj}_{j'i} e^{s_h(j' \to i)}}
+
+    .. math::
+        \mathrm{agg}_{ih} = \sum_j \alpha_h(j \to i) \sum_r E_{ji}(r)\,
+        \bar v_{jh} M_{rh}, \qquad
+        \mathrm{out}_i = \sum_t P_i(t)\, \mathrm{update}_t(\mathrm{agg}_i,
+        x_i)
+
+    with the update of the sparse layers, :math:`\alpha = 0` for targets
+    without any positive ``adj`` and padded nodes (``node_mask`` False)
+    neither sending nor receiving, with output 0. With one-hot types and
+    relations and 0/1 ``adj`` it equals the sparse layers on
+    :func:`~torch_geometric_hgt.convert.dense_to_batch` of the same graph.
+    Same parameters and state_dict as the sparse layers.
+
+    Args:
+        in_dim, out_dim, num_types, num_relations, n_heads, dropout,
+        use_norm: as :class:`~torch_geometric_hgt.params.HGTParameters`.
+        chunk_size (int, str or None, optional): Graphs per chunk; chunks
+            are recomputed in backward (gradient checkpointing), so memory
+            is bounded by one chunk. ``'auto'`` = 512, ``None`` = one chunk.
+            (default: :obj:`'auto'`)
+        validate (bool, optional): Check inputs. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** ``x [B, N, in_dim]``, ``node_types [B, N, T]``,
+          ``adj [B, N, N]``, ``edge_types [B, N, N, R]``,
+          ``node_mask [B, N]`` (optional, bool)
+        - **output:** ``[B, N, out_dim]``
+    """
+    def __init__(self, in_dim: int, out_dim: int, num_types: int,
+                 num_relations: int, n_heads: int, dropout: float = 0.2,
+                 use_norm: bool = True,
+                 chunk_size: Union[int, str, None] = 'auto',
+                 validate: bool = True):
+        super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
+                         dropout, use_norm, False, validate=validate)
+        self.chunk_size = chunk_size
+
+    def check_dense(self, x: Tensor, node_types: Tensor, adj: Tensor,
+                    edge_types: Tensor, node_mask: Optional[Tensor]):
+        if not self.validate:
+            return
+        validate_soft_graph(node_types, adj, edge_types, node_mask, x)
+        V.check_size('x', x, 2, self.in_dim, 'in_dim')
+        V.check_size('node_types', node_types, 2, self.num_types,
+                     'num_types')
+        V.check_size('edge_types', edge_types, 3, self.num_relations,
+                     'num_relations')
+
+    def forward(self, x: Tensor, node_types: Tensor, adj: Tensor,
+                edge_types: Tensor, node_mask: Optional[Tensor] = None
+                ) -> Tensor:
+        self.check_dense(x, node_types, adj, edge_types, node_mask)
+        return chunked(self._forward,
+                       (x, node_types, adj, edge_types, node_mask),
+                       self.chunk_size)
+
+    def _forward(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
+                 node_mask: Optional[Tensor]) -> Tensor:
+        B, N, _ = x.shape
+        T, R, H, d = self.num_types, self.num_relations, self.n_heads, \
+            self.d_k
+        w, b = self.kqv_weight()
+        kqv = torch.einsum('bni,toi->bnto', x, w) + b
+        P = P.to(kqv.dtype)
+        k, q, v = torch.einsum('bnt,bnto->bno', P, kqv).view(
+            B, N, 3, H, d).unbind(2)
+        scale = (self.relation_pri / self.sqrt_dk).view(1, 1, R, H, 1)
+        qa = torch.einsum('bihf,rhdf->birhd', q, self.relation_att) * scale
+        s = torch.einsum('birhd,bjhd->bhirj', qa, k)
+        Et = E.transpose(1, 2).to(s.dtype)  # [B, i (target), j, R]
+        score = torch.einsum('bhirj,bijr->bhij', s, Et).float()
+        a = adj.transpose(1, 2).float()  # [B, i, j]
+        if node_mask is not None:
+            m = node_mask.float()
+            a = a * m.unsqueeze(-1) * m.unsqueeze(-2)
+        a = a.unsqueeze(1)
+        edge = a > 0
+        top = score.masked_fill(~edge, float('-inf')).amax(-1, keepdim=True)
+        top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
+        e = a * torch.exp((score - top.detach()).clamp(max=_EXP_CAP))
+        den = e.sum(-1, keepdim=True)
+        # targets without a positive adj: alpha = 0, no gradient
+        alpha = torch.where(den > 0, e / den.clamp_min(1e-30),
+                            torch.zeros_like(e)).to(s.dtype)
+        u = torch.einsum('bhij,bijr,bjhd->birhd', alpha, Et, v)
+        agg = torch.einsum('birhd,rhdf->bihf', u,
+                           self.relation_msg).reshape(B, N, H * d)
+        out = self.update_soft(agg, x, P)
+        if node_mask is not None:
+            out = out * node_mask.unsqueeze(-1).to(out.dtype)
+        return out
