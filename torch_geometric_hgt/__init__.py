@@ -1,6 +1,7 @@
 """Fast, exact Heterogeneous Graph Transformer layers for PyTorch Geometric."""
 from torch_geometric_hgt.params import HGTParameters, RelTemporalEncoding
-from torch_geometric_hgt.conv import LoopHGTConv, VectorizedHGTConv
+from torch_geometric_hgt.conv import (LoopHGTConv, MemoryEfficientHGTConv,
+                                      UltraFastHGTConv, VectorizedHGTConv)
 from torch_geometric_hgt.dense import (DenseHGTConv, LoopDenseHGTConv,
                                        DifferentiableDenseHGTConv,
                                        LoopDifferentiableDenseHGTConv)
@@ -20,6 +21,8 @@ __all__ = [
     'RelTemporalEncoding',
     'LoopHGTConv',
     'VectorizedHGTConv',
+    'UltraFastHGTConv',
+    'MemoryEfficientHGTConv',
     'HGT',
     'DenseHGTConv',
     'LoopDenseHGTConv',

@@ -1,5 +1,5 @@
 """Small tensor kernels shared by the backends."""
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -26,23 +26,39 @@ def typed_linear(x: Tensor, node_type: Tensor, weight: Tensor,
     return y.view(-1, T, out_dim).gather(1, idx).squeeze(1)
 
 
+def group_apply(x: Tensor, group: Tensor, num_groups: int,
+                fn: Callable[[Tensor, int], Tensor]) -> Tensor:
+    """``out[i] = fn(x[group == g], g)[...]`` row by row: rows sorted by
+    group once, ``fn`` called once per non-empty group. One host sync (the
+    group sizes); eager only."""
+    perm = torch.argsort(group, stable=True)
+    sizes = torch.bincount(group, minlength=num_groups).tolist()
+    parts = x.index_select(0, perm).split(sizes)
+    y = torch.cat([fn(part, g) for g, part in enumerate(parts)
+                   if part.size(0) > 0], 0)
+    return torch.empty_like(y).index_copy_(0, perm, y)
+
+
 def typed_linear_grouped(x: Tensor, node_type: Tensor, weight: Tensor,
                          bias: Tensor) -> Tensor:
     """Same as :func:`typed_linear` with one GEMM per type on type-sorted
     rows: the typed FLOPs only, at the price of one host sync (group sizes).
     Falls back to :func:`typed_linear` while tracing."""
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or x.size(0) == 0:
         return typed_linear(x, node_type, weight, bias)
-    T = weight.size(0)
-    perm = torch.argsort(node_type, stable=True)
-    sizes = torch.bincount(node_type, minlength=T).tolist()
-    xs = x.index_select(0, perm).split(sizes)
-    outs = [
-        torch.nn.functional.linear(xt, weight[t], bias[t])
-        for t, xt in enumerate(xs)
-    ]
-    y = torch.cat(outs, 0)
-    return torch.empty_like(y).index_copy_(0, perm, y)
+    return group_apply(
+        x, node_type, weight.size(0),
+        lambda xt, t: torch.nn.functional.linear(xt, weight[t], bias[t]))
+
+
+def relation_matmul(x: Tensor, rel: Tensor, weight: Tensor) -> Tensor:
+    """``x[p, h] @ weight[rel[p], h]`` for ``x [P, H, d]``, ``weight
+    [R, H, d, e]``: one batched product per relation (eager only)."""
+    if x.size(0) == 0:
+        return x.new_zeros(0, weight.size(1), weight.size(3))
+    return group_apply(
+        x, rel, weight.size(0),
+        lambda xr, r: torch.einsum('phd,hde->phe', xr, weight[r]))
 
 
 def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:

@@ -207,7 +207,9 @@ class HGTParameters(torch.nn.Module):
         """``sum_t P[..., t] * update_t(agg, x)`` for soft node types:
         ``agg [..., out_dim]``, ``x [..., in_dim]``, ``P [..., T]``."""
         w, b = self.a_weight()
-        y = torch.einsum('...f,tof->...to', F.gelu(agg), w) + b
+        T = w.size(0)
+        y = F.linear(F.gelu(agg), w.reshape(T * self.out_dim, -1),
+                     b.reshape(-1)).unflatten(-1, (T, self.out_dim))
         y = self.gate_and_norm(y, x.unsqueeze(-2), self.skip,
                                self.norm_weight())
         return torch.einsum('...t,...to->...o', P.to(y.dtype), y)

@@ -1,6 +1,7 @@
 from typing import Optional, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from torch_geometric_hgt import validation as V
@@ -91,10 +92,10 @@ class DenseHGTConv(HGTParameters):
         T, R, H, d = self.num_types, self.num_relations, self.n_heads, \
             self.d_k
         w, b = self.kqv_weight()
-        kqv = torch.einsum('bni,toi->bnto', x, w) + b
+        kqv = F.linear(x, w.reshape(T * 3 * H * d, -1), b.reshape(-1))
         P = P.to(kqv.dtype)
-        k, q, v = torch.einsum('bnt,bnto->bno', P, kqv).view(
-            B, N, 3, H, d).unbind(2)
+        k, q, v = torch.einsum('bnt,bnto->bno', P, kqv.view(B, N, T, -1)
+                               ).view(B, N, 3, H, d).unbind(2)
         scale = (self.relation_pri / self.sqrt_dk).view(1, 1, R, H, 1)
         qa = torch.einsum('bihf,rhdf->birhd', q, self.relation_att) * scale
         s = torch.einsum('birhd,bjhd->bhirj', qa, k)
@@ -113,7 +114,8 @@ class DenseHGTConv(HGTParameters):
         # targets without a positive adj: alpha = 0, no gradient
         alpha = torch.where(den > 0, e / den.clamp_min(1e-30),
                             torch.zeros_like(e)).to(s.dtype)
-        u = torch.einsum('bhij,bijr,bjhd->birhd', alpha, Et, v)
+        coef = alpha.unsqueeze(-1) * Et.unsqueeze(1)  # [B, H, i, j, R]
+        u = torch.einsum('bhijr,bjhd->birhd', coef, v)
         agg = torch.einsum('birhd,rhdf->bihf', u,
                            self.relation_msg).reshape(B, N, H * d)
         out = self.update_soft(agg, x, P)

@@ -120,24 +120,28 @@ class DifferentiableDenseHGTConv(_LegacyBase):
         T, R, H, d = self.num_types, self.num_relations, self.n_heads, \
             self.d_k
         w, b = self.kqv_weight()
-        kqv = (torch.einsum('bni,toi->bnto', x, w) + b).view(B, N, T, 3, H, d)
-        k, q, v = kqv.unbind(3)  # [B, N, T, H, d] each
+        kqv = F.linear(x, w.reshape(T * 3 * H * d, -1), b.reshape(-1))
+        k, q, v = kqv.view(B, N, T, 3, H, d).unbind(3)  # [B, N, T, H, d]
         P = P.to(kqv.dtype)
         q_bar = torch.einsum('bnt,bnthd->bnhd', P, q)
-        scale = self.relation_pri / self.sqrt_dk  # [R, H]
-        # (q_bar A^T) per relation, then against every source type's key
-        qa = torch.einsum('bihf,rhdf->bhird', q_bar, self.relation_att)
-        s = torch.einsum('bhird,bjshd->bhirjs', qa, k)
-        # weight of (i, j, r, s): adj * E(r) * mu/sqrt(d) * P_j(s)
-        c = (adj.unsqueeze(-1) * E).to(s.dtype)  # [B, i, j, r]
-        c = c.permute(0, 1, 3, 2).unsqueeze(1) * scale.t().view(1, H, 1, R, 1)
-        g = s * c.unsqueeze(-1) * P.view(B, 1, 1, 1, N, T)
-        att = g.sum(dim=(3, 5))  # [B, H, i, j]
+        k_bar = torch.einsum('bnt,bnthd->bnhd', P, k)
+        scale = (self.relation_pri / self.sqrt_dk).t().view(1, H, 1, R, 1)
+        # (q_bar A^T) per relation, scaled by mu / sqrt(d)
+        qa = torch.einsum('bihf,rhdf->bhird', q_bar, self.relation_att) * \
+            scale
+        # c(i, j, r) = adj * E(r); the sum over s folds into k_bar
+        c = (adj.unsqueeze(-1) * E).to(qa.dtype).permute(0, 1, 3, 2)
+        c = c.unsqueeze(1)  # [B, 1, i, r, j]
+        att = (torch.einsum('bhird,bjhd->bhirj', qa, k_bar) * c).sum(3)
         gate = att.float().sum(dim=(1, 3)) > GATE  # [B, i]
         wgt = torch.softmax(att.float(), dim=-1).to(att.dtype)
         wgt = wgt * gate.view(B, 1, N, 1).to(att.dtype)
-        # messages: sum_{j, s} w g v_s(j), then M per relation
-        u = torch.einsum('bhij,bhirjs,bjshd->birhd', wgt, g, v)
+        # messages are weighted by the per-source-type raw score, so here s
+        # stays resolved: sum_{j, s} w c P_j(s) score_s v_s(j), one GEMM
+        score_s = torch.einsum('bhird,bjshd->bhirjs', qa, k)
+        coef = score_s * (c * wgt.unsqueeze(3)).unsqueeze(-1)
+        u = torch.einsum('bhirjs,bjshd->birhd', coef,
+                         v * P.view(B, N, T, 1, 1))
         agg = torch.einsum('birhd,rhdf->bihf', u,
                            self.relation_msg).reshape(B, N, H * d)
         return self.update_soft(agg, x, P)

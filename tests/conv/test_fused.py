@@ -1,0 +1,127 @@
+"""The fused backends: chunking, compacted (target, relation) pairs,
+autocast, CUDA."""
+import pytest
+import torch
+from conftest import make_graph, randomize_
+from reference import spec_sparse
+
+from torch_geometric_hgt import (LoopHGTConv, MemoryEfficientHGTConv,
+                                 UltraFastHGTConv)
+
+FUSED = [UltraFastHGTConv, MemoryEfficientHGTConv]
+
+
+def many_relation_graph(R=12, N=9, E=30, T=3, seed=0):
+    """N * R > E: the fused layers compact the (target, relation) pairs."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(N, 8, generator=g),
+            torch.randint(0, T, (N, ), generator=g),
+            torch.randint(0, N, (2, E), generator=g),
+            torch.randint(0, R, (E, ), generator=g),
+            torch.randint(0, 10, (E, ), generator=g))
+
+
+def compare(layer, ref, args, atol=1e-4):
+    x = args[0].clone().requires_grad_()
+    w = None
+    outs, grads = [], []
+    for mod in (layer, ref):
+        out = mod(x, *args[1:])
+        w = torch.randn_like(out) if w is None else w
+        wrt = [x] + list(mod.parameters())
+        g = torch.autograd.grad((out * w).sum(), wrt, allow_unused=True)
+        outs.append(out)
+        grads.append([torch.zeros_like(t) if d is None else d
+                      for t, d in zip(wrt, g)])
+    assert torch.allclose(outs[0], outs[1], atol=atol, rtol=0)
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize('cls', FUSED)
+@pytest.mark.parametrize('chunk_size', [1, 7, 10**6])
+@pytest.mark.parametrize('kind', ['random', 'repeated', 'no_in_edges'])
+def test_any_chunk_size_gives_the_same_result(cls, chunk_size, kind):
+    x, node_type, edge_index, edge_type, edge_time = make_graph(kind)
+    layer = randomize_(cls(8, 8, 4, 3, 2, use_RTE=True, max_len=10,
+                           chunk_size=chunk_size)).eval()
+    ref = LoopHGTConv(8, 8, 4, 3, 2, use_RTE=True, max_len=10).eval()
+    ref.load_state_dict(layer.state_dict())
+    compare(layer, ref, (x, node_type, edge_index, edge_type, edge_time))
+
+
+@pytest.mark.parametrize('cls', FUSED)
+@pytest.mark.parametrize('use_RTE', [False, True])
+def test_many_relations_compacted_pairs(cls, use_RTE):
+    x, node_type, edge_index, edge_type, edge_time = many_relation_graph()
+    layer = randomize_(cls(8, 8, 3, 12, 2, use_RTE=use_RTE, max_len=10,
+                           chunk_size=4)).eval()
+    args = (x, node_type, edge_index, edge_type,
+            edge_time if use_RTE else None)
+    out, att = layer(*args, return_attention_weights=True)
+    ref, ref_att = spec_sparse(layer, *args)
+    assert torch.allclose(out, ref, atol=1e-4)
+    assert torch.allclose(att, ref_att, atol=1e-4)
+    loop = LoopHGTConv(8, 8, 3, 12, 2, use_RTE=use_RTE, max_len=10).eval()
+    loop.load_state_dict(layer.state_dict())
+    compare(layer, loop, args)
+
+
+def test_checkpoint_equals_plain_with_grads():
+    x, node_type, edge_index, edge_type, _ = make_graph('random')
+    plain = randomize_(MemoryEfficientHGTConv(8, 8, 4, 3, 2, dropout=0.0,
+                                              chunk_size=5))
+    ckpt = MemoryEfficientHGTConv(8, 8, 4, 3, 2, dropout=0.0, chunk_size=5,
+                                  checkpoint=True)
+    ckpt.load_state_dict(plain.state_dict())
+    compare(ckpt.train(), plain.train(), (x, node_type, edge_index,
+                                          edge_type), atol=1e-6)
+
+
+@pytest.mark.parametrize('cls', FUSED)
+def test_bfloat16_autocast_close_and_finite(cls):
+    x, node_type, edge_index, edge_type, _ = make_graph('repeated',
+                                                        in_dim=16)
+    layer = cls(16, 16, 4, 3, 4).eval()
+    want = layer(x, node_type, edge_index, edge_type)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        got, att = layer(x, node_type, edge_index, edge_type,
+                         return_attention_weights=True)
+    assert torch.isfinite(got).all()
+    assert (got.float() - want).abs().max() < 0.1
+    # softmax accumulated in float32: every target's weights sum to 1
+    sums = torch.zeros(x.size(0), 4).index_add_(0, edge_index[1],
+                                                att.float())
+    has_in = torch.bincount(edge_index[1], minlength=x.size(0)) > 0
+    assert torch.allclose(sums[has_in], torch.ones_like(sums[has_in]),
+                          atol=1e-2)
+
+
+def test_bad_chunk_size():
+    with pytest.raises(ValueError, match="'chunk_size'"):
+        MemoryEfficientHGTConv(8, 8, 4, 3, 2, chunk_size=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('name', ['vectorized', 'ultrafast',
+                                  'memory_efficient'])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16,
+                                   torch.bfloat16])
+def test_cuda_matches_cpu(name, dtype):
+    from torch_geometric_hgt.conv import CONVS
+    x, node_type, edge_index, edge_type, edge_time = make_graph('repeated')
+    layer = randomize_(CONVS[name](8, 8, 4, 3, 2, use_RTE=True,
+                                   max_len=10)).eval()
+    want = layer(x, node_type, edge_index, edge_type, edge_time)
+    args = [t.cuda() for t in (x, node_type, edge_index, edge_type,
+                               edge_time)]
+    layer = layer.cuda()
+    if dtype == torch.float32:
+        got = layer(*args)
+        tol = 1e-4
+    else:
+        with torch.autocast('cuda', dtype=dtype):
+            got = layer(*args)
+        tol = 0.1
+    assert torch.isfinite(got).all()
+    assert (got.float().cpu() - want).abs().max() < tol

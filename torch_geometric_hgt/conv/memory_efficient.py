@@ -1,0 +1,58 @@
+from typing import Optional, Tuple, Union
+
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint as grad_checkpoint
+from torch_geometric.nn import MessagePassing
+
+from torch_geometric_hgt.conv.fused import fused_forward
+from torch_geometric_hgt.params import HGTParameters
+
+
+class MemoryEfficientHGTConv(HGTParameters, MessagePassing):
+    r"""Exact HGT (the semantics of :class:`LoopHGTConv`) whose activation
+    memory is bounded by the chunk size instead of the edge count.
+
+    The edge phase runs over chunks of ``chunk_size`` edges in forward
+    (scores, then a float32 segment softmax over the stored ``[E, H]``
+    scores, then :math:`\sum \alpha V` per (target, relation) pair) and
+    again in its hand-written backward, so no ``[E, F]`` tensor ever exists
+    and autograd saves only node- and pair-level tensors plus ``[E, H]``
+    attention weights. ``checkpoint=True`` also recomputes the node-level
+    part in backward, saving only the inputs.
+
+    Args:
+        as :class:`~torch_geometric_hgt.params.HGTParameters`, and
+        chunk_size (int, optional): Edges per chunk; any value ``>= 1``
+            gives the same result. (default: :obj:`65536`)
+        checkpoint (bool, optional): Gradient checkpointing of the whole
+            layer. (default: :obj:`False`)
+
+    Shapes: as :class:`LoopHGTConv`.
+    """
+    def __init__(self, in_dim: int, out_dim: int, num_types: int,
+                 num_relations: int, n_heads: int, dropout: float = 0.2,
+                 use_norm: bool = True, use_RTE: bool = False,
+                 max_len: int = 240, validate: bool = True,
+                 chunk_size: int = 65536, checkpoint: bool = False):
+        super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
+                         dropout, use_norm, use_RTE, max_len, validate,
+                         aggr='add', node_dim=0)
+        if chunk_size < 1:
+            raise ValueError(f"'chunk_size' must be >= 1 (got {chunk_size})")
+        self.chunk_size = chunk_size
+        self.checkpoint = checkpoint
+
+    def forward(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
+                edge_type: Tensor, edge_time: Optional[Tensor] = None,
+                return_attention_weights: bool = False
+                ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
+        args = (self, x, node_type, edge_index, edge_type, edge_time,
+                self.chunk_size)
+        if self.checkpoint and self.training:
+            out, att = grad_checkpoint(fused_forward, *args,
+                                       use_reentrant=False)
+        else:
+            out, att = fused_forward(*args)
+        self.att = att if return_attention_weights else None
+        return (out, att) if return_attention_weights else out
