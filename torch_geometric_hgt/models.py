@@ -149,7 +149,7 @@ class DifferentiableHGT(torch.nn.Module):
         use_norm (bool, optional): Per-type LayerNorm. (default: :obj:`True`)
         chunk_size (int, str or None, optional): Graphs per chunk through
             all layers, with gradient checkpointing across chunks, so any
-            number of graphs fits in memory; ``'auto'`` = 512, ``None`` =
+            number of graphs fits in memory; ``'auto'`` = 256, ``None`` =
             one chunk. (default: :obj:`'auto'`)
 
     ``forward(hgt_data)`` reads the dict keys ``'node_types'`` ``[B, N, T]``,
@@ -224,7 +224,7 @@ class DenseHGT(torch.nn.Module):
         use_norm (bool, optional): Per-type LayerNorm. (default: :obj:`True`)
         chunk_size (int, str or None, optional): Graphs per chunk through
             all layers, with gradient checkpointing across chunks;
-            ``'auto'`` = 512, ``None`` = one chunk. (default: :obj:`'auto'`)
+            ``'auto'`` = 256, ``None`` = one chunk. (default: :obj:`'auto'`)
 
     ``forward(graph)`` takes a :class:`SoftGraph` or the users' dict
     (``'node_types'``, ``'adj_matrix'``, ``'edge_types'``, optional

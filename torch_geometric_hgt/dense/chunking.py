@@ -5,9 +5,9 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
-#: graphs per chunk for ``chunk_size="auto"``: fastest measured on CPU
+#: graphs per chunk for ``chunk_size="auto"``: as fast as larger chunks on CPU
 #: for N = 8 (large temporaries cost page faults) and small in memory.
-AUTO_CHUNK = 512
+AUTO_CHUNK = 256
 
 
 def resolve_chunk_size(chunk_size, batch_size: int) -> int:

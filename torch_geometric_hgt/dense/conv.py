@@ -48,7 +48,7 @@ class DenseHGTConv(HGTParameters):
         use_norm: as :class:`~torch_geometric_hgt.params.HGTParameters`.
         chunk_size (int, str or None, optional): Graphs per chunk; chunks
             are recomputed in backward (gradient checkpointing), so memory
-            is bounded by one chunk. ``'auto'`` = 512, ``None`` = one chunk.
+            is bounded by one chunk. ``'auto'`` = 256, ``None`` = one chunk.
             (default: :obj:`'auto'`)
         validate (bool, optional): Check inputs. (default: :obj:`True`)
 

@@ -86,7 +86,7 @@ class DifferentiableDenseHGTConv(_LegacyBase):
             temporal encoding). (default: :obj:`False`)
         chunk_size (int, str or None, optional): Graphs per chunk; chunks
             after the first are recomputed in backward (gradient
-            checkpointing). ``'auto'`` picks 512, ``None`` one chunk.
+            checkpointing). ``'auto'`` picks 256, ``None`` one chunk.
             (default: :obj:`'auto'`)
         validate (bool, optional): Check inputs. (default: :obj:`True`)
 
