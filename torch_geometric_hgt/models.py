@@ -121,16 +121,35 @@ class HGT(torch.nn.Module):
         return dict(zip(data.node_types, out.split(sizes)))
 
 
-def _dense_dims(in_dim: int, hidden_dim: int, out_dim: int,
-                n_layers: int):
-    """(in, out) of each dense layer: ``in -> hidden -> ... -> out``."""
-    if n_layers < 1:
-        raise ValueError(f"'n_layers' must be >= 1 (got {n_layers})")
-    dims = [in_dim] + [hidden_dim] * (n_layers - 1) + [out_dim]
-    return list(zip(dims[:-1], dims[1:]))
+class _SoftGraphStack(torch.nn.Module):
+    """``input_projection = Linear(T, in_dim)`` and dense layers
+    ``in_dim -> hidden_dim -> ... -> out_dim`` of class ``layer_cls``,
+    run over chunks of graphs by the subclass's ``forward``."""
+    def __init__(self, layer_cls: type, in_dim: int, hidden_dim: int,
+                 out_dim: int, num_node_types: int, num_relations: int,
+                 n_heads: int, n_layers: int, dropout: float,
+                 use_norm: bool, chunk_size: Union[int, str, None]):
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"'n_layers' must be >= 1 (got {n_layers})")
+        self.in_dim = in_dim
+        self.num_node_types = num_node_types
+        self.chunk_size = chunk_size
+        self.input_projection = Linear(num_node_types, in_dim)
+        dims = [in_dim] + [hidden_dim] * (n_layers - 1) + [out_dim]
+        self.layers = ModuleList([
+            layer_cls(i, o, num_node_types, num_relations, n_heads, dropout,
+                      use_norm, chunk_size=None)
+            for i, o in zip(dims[:-1], dims[1:])
+        ])
+
+    def reset_parameters(self):
+        self.input_projection.reset_parameters()
+        for layer in self.layers:
+            layer.reset_parameters()
 
 
-class DifferentiableHGT(torch.nn.Module):
+class DifferentiableHGT(_SoftGraphStack):
     r"""The users' original soft-graph model, output for output:
     ``input_projection = Linear(num_node_types, in_dim)`` of the node type
     probabilities, then ``n_layers`` :class:`DifferentiableDenseHGTConv`
@@ -161,21 +180,9 @@ class DifferentiableHGT(torch.nn.Module):
                  n_layers: int = 2, dropout: float = 0.2,
                  use_norm: bool = True,
                  chunk_size: Union[int, str, None] = 'auto'):
-        super().__init__()
-        self.num_node_types = num_node_types
-        self.chunk_size = chunk_size
-        self.input_projection = Linear(num_node_types, in_dim)
-        self.layers = ModuleList([
-            DifferentiableDenseHGTConv(i, o, num_node_types, num_relations,
-                                       n_heads, dropout, use_norm,
-                                       chunk_size=None)
-            for i, o in _dense_dims(in_dim, hidden_dim, out_dim, n_layers)
-        ])
-
-    def reset_parameters(self):
-        self.input_projection.reset_parameters()
-        for layer in self.layers:
-            layer.reset_parameters()
+        super().__init__(DifferentiableDenseHGTConv, in_dim, hidden_dim,
+                         out_dim, num_node_types, num_relations, n_heads,
+                         n_layers, dropout, use_norm, chunk_size)
 
     def forward(self, hgt_data: Dict[str, Tensor]) -> Tensor:
         if not isinstance(hgt_data, dict):
@@ -205,7 +212,7 @@ class DifferentiableHGT(torch.nn.Module):
 OptimizedDifferentiableHGT = DifferentiableHGT
 
 
-class DenseHGT(torch.nn.Module):
+class DenseHGT(_SoftGraphStack):
     r"""A stack of :class:`DenseHGTConv` for batches of soft graphs
     (``in_dim -> hidden_dim -> ... -> out_dim``; the skip gate applies in
     the layers where sizes agree). Without node features the input is
@@ -236,20 +243,9 @@ class DenseHGT(torch.nn.Module):
                  n_layers: int = 2, dropout: float = 0.2,
                  use_norm: bool = True,
                  chunk_size: Union[int, str, None] = 'auto'):
-        super().__init__()
-        self.in_dim = in_dim
-        self.chunk_size = chunk_size
-        self.input_projection = Linear(num_node_types, in_dim)
-        self.layers = ModuleList([
-            DenseHGTConv(i, o, num_node_types, num_relations, n_heads,
-                         dropout, use_norm, chunk_size=None)
-            for i, o in _dense_dims(in_dim, hidden_dim, out_dim, n_layers)
-        ])
-
-    def reset_parameters(self):
-        self.input_projection.reset_parameters()
-        for layer in self.layers:
-            layer.reset_parameters()
+        super().__init__(DenseHGTConv, in_dim, hidden_dim, out_dim,
+                         num_node_types, num_relations, n_heads, n_layers,
+                         dropout, use_norm, chunk_size)
 
     def forward(self, graph: Union[SoftGraph, Dict[str, Tensor]]) -> Tensor:
         graph = SoftGraph.from_any(graph)

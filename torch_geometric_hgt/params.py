@@ -194,6 +194,17 @@ class HGTParameters(torch.nn.Module):
             y = y * norm[0] + norm[1]
         return y
 
+    def update_as_type(self, agg: Tensor, x: Tensor, t: int) -> Tensor:
+        """The update with every row taken as node type ``t``, written
+        plainly: the loop references' building block."""
+        y = self.drop(self.a_linears[t](F.gelu(agg)))
+        if self.in_dim == self.out_dim:
+            alpha = torch.sigmoid(self.skip[t])
+            y = alpha * y + (1 - alpha) * x
+        if self.use_norm:
+            y = self.norms[t](y)
+        return y
+
     def update_hard(self, x: Tensor, node_type: Tensor,
                     a_out: Tensor) -> Tensor:
         """The update for hard node types, given

@@ -1,15 +1,13 @@
 from typing import Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
-from torch_geometric_hgt.params import HGTParameters
+from torch_geometric_hgt.conv.base import SparseHGTConv
 
 
-class LoopHGTConv(HGTParameters, MessagePassing):
+class LoopHGTConv(SparseHGTConv):
     r"""The reference HGT layer: pyHGT's loop structure, one masked block per
     (source type, target type, relation) that occurs, then one per target
     type in the update. Slow by design; every other layer is tested against
@@ -42,14 +40,6 @@ class LoopHGTConv(HGTParameters, MessagePassing):
           ``return_attention_weights=True`` also ``[E, H]`` (kept as
           ``self.att`` too, like pyHGT).
     """
-    def __init__(self, in_dim: int, out_dim: int, num_types: int,
-                 num_relations: int, n_heads: int, dropout: float = 0.2,
-                 use_norm: bool = True, use_RTE: bool = False,
-                 max_len: int = 240, validate: bool = True):
-        super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
-                         dropout, use_norm, use_RTE, max_len, validate,
-                         aggr='add', node_dim=0)
-
     def forward(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
                 edge_type: Tensor, edge_time: Optional[Tensor] = None,
                 return_attention_weights: bool = False
@@ -59,8 +49,7 @@ class LoopHGTConv(HGTParameters, MessagePassing):
                              edge_type=edge_type, edge_time=edge_time,
                              size=(x.size(0), x.size(0)))
         att, self._att = self._att, None
-        self.att = att if return_attention_weights else None
-        return (out, att) if return_attention_weights else out
+        return self._result(out, att, return_attention_weights)
 
     def message(self, edge_index_i: Tensor, node_inp_i: Tensor,
                 node_inp_j: Tensor, node_type_i: Tensor, node_type_j: Tensor,
@@ -95,17 +84,10 @@ class LoopHGTConv(HGTParameters, MessagePassing):
 
     def update(self, aggr_out: Tensor, node_inp: Tensor,
                node_type: Tensor) -> Tensor:
-        aggr_out = F.gelu(aggr_out)
         res = aggr_out.new_zeros(aggr_out.size(0), self.out_dim)
         for target_type in range(self.num_types):
             idx = node_type == target_type
-            if not bool(idx.any()):
-                continue
-            y = self.drop(self.a_linears[target_type](aggr_out[idx]))
-            if self.in_dim == self.out_dim:
-                alpha = torch.sigmoid(self.skip[target_type])
-                y = y * alpha + node_inp[idx] * (1 - alpha)
-            if self.use_norm:
-                y = self.norms[target_type](y)
-            res[idx] = y
+            if bool(idx.any()):
+                res[idx] = self.update_as_type(aggr_out[idx], node_inp[idx],
+                                               target_type)
         return res

@@ -2,13 +2,12 @@ from typing import Optional, Tuple, Union
 
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
-from torch_geometric.nn import MessagePassing
 
 from torch_geometric_hgt.conv.fused import fused_forward
-from torch_geometric_hgt.params import HGTParameters
+from torch_geometric_hgt.conv.base import SparseHGTConv
 
 
-class MemoryEfficientHGTConv(HGTParameters, MessagePassing):
+class MemoryEfficientHGTConv(SparseHGTConv):
     r"""Exact HGT (the semantics of :class:`LoopHGTConv`) whose activation
     memory is bounded by the chunk size instead of the edge count.
 
@@ -35,8 +34,7 @@ class MemoryEfficientHGTConv(HGTParameters, MessagePassing):
                  max_len: int = 240, validate: bool = True,
                  chunk_size: int = 65536, checkpoint: bool = False):
         super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
-                         dropout, use_norm, use_RTE, max_len, validate,
-                         aggr='add', node_dim=0)
+                         dropout, use_norm, use_RTE, max_len, validate)
         if chunk_size < 1:
             raise ValueError(f"'chunk_size' must be >= 1 (got {chunk_size})")
         self.chunk_size = chunk_size
@@ -54,5 +52,4 @@ class MemoryEfficientHGTConv(HGTParameters, MessagePassing):
                                        use_reentrant=False)
         else:
             out, att = fused_forward(*args)
-        self.att = att if return_attention_weights else None
-        return (out, att) if return_attention_weights else out
+        return self._result(out, att, return_attention_weights)

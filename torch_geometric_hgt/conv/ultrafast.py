@@ -1,13 +1,12 @@
 from typing import Optional, Tuple, Union
 
 from torch import Tensor
-from torch_geometric.nn import MessagePassing
 
 from torch_geometric_hgt.conv.fused import fused_forward
-from torch_geometric_hgt.params import HGTParameters
+from torch_geometric_hgt.conv.base import SparseHGTConv
 
 
-class UltraFastHGTConv(HGTParameters, MessagePassing):
+class UltraFastHGTConv(SparseHGTConv):
     r"""The fastest exact HGT layer (the semantics of :class:`LoopHGTConv`).
 
     Per node: K, Q, V and output maps as one GEMM per node type on
@@ -39,8 +38,7 @@ class UltraFastHGTConv(HGTParameters, MessagePassing):
                  max_len: int = 240, validate: bool = True,
                  chunk_size: int = 32768):
         super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
-                         dropout, use_norm, use_RTE, max_len, validate,
-                         aggr='add', node_dim=0)
+                         dropout, use_norm, use_RTE, max_len, validate)
         if chunk_size < 1:
             raise ValueError(f"'chunk_size' must be >= 1 (got {chunk_size})")
         self.chunk_size = chunk_size
@@ -52,5 +50,4 @@ class UltraFastHGTConv(HGTParameters, MessagePassing):
         self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
         out, att = fused_forward(self, x, node_type, edge_index, edge_type,
                                  edge_time, self.chunk_size)
-        self.att = att if return_attention_weights else None
-        return (out, att) if return_attention_weights else out
+        return self._result(out, att, return_attention_weights)

@@ -3,13 +3,12 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.nn import MessagePassing
 
 from torch_geometric_hgt.ops import scatter_sum, segment_softmax, typed_linear
-from torch_geometric_hgt.params import HGTParameters
+from torch_geometric_hgt.conv.base import SparseHGTConv
 
 
-class VectorizedHGTConv(HGTParameters, MessagePassing):
+class VectorizedHGTConv(SparseHGTConv):
     r"""HGT (the semantics of :class:`LoopHGTConv`) without any Python loop
     over types, relations, nodes or edges.
 
@@ -26,14 +25,6 @@ class VectorizedHGTConv(HGTParameters, MessagePassing):
 
     Shapes: as :class:`LoopHGTConv`.
     """
-    def __init__(self, in_dim: int, out_dim: int, num_types: int,
-                 num_relations: int, n_heads: int, dropout: float = 0.2,
-                 use_norm: bool = True, use_RTE: bool = False,
-                 max_len: int = 240, validate: bool = True):
-        super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
-                         dropout, use_norm, use_RTE, max_len, validate,
-                         aggr='add', node_dim=0)
-
     def forward(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
                 edge_type: Tensor, edge_time: Optional[Tensor] = None,
                 return_attention_weights: bool = False
@@ -63,5 +54,4 @@ class VectorizedHGTConv(HGTParameters, MessagePassing):
                            self.relation_msg).reshape(N, D)
         a_out = typed_linear(F.gelu(agg), node_type, *self.a_weight())
         out = self.update_hard(x, node_type, a_out)
-        self.att = alpha if return_attention_weights else None
-        return (out, alpha) if return_attention_weights else out
+        return self._result(out, alpha, return_attention_weights)

@@ -199,13 +199,6 @@ class LoopDifferentiableDenseHGTConv(_LegacyBase):
         agg = agg.view(N, H * d)
         out = x.new_zeros(N, self.out_dim)
         for t in range(self.num_types):
-            if float(P[:, t].detach().sum()) < GATE:
-                continue
-            y = self.drop(self.a_linears[t](F.gelu(agg)))
-            if self.in_dim == self.out_dim:
-                alpha = torch.sigmoid(self.skip[t])
-                y = alpha * y + (1 - alpha) * x
-            if self.use_norm:
-                y = self.norms[t](y)
-            out = out + P[:, t:t + 1] * y
+            if float(P[:, t].detach().sum()) >= GATE:
+                out = out + P[:, t:t + 1] * self.update_as_type(agg, x, t)
         return out

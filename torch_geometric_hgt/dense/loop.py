@@ -1,7 +1,6 @@
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from torch_geometric_hgt.dense.conv import DenseHGTConv
@@ -58,13 +57,6 @@ class LoopDenseHGTConv(DenseHGTConv):
                 alpha = e / e.sum(0)
                 agg[i] = (alpha.unsqueeze(-1) * msg[src, i]).sum(0)
         agg = agg.view(N, H * d)
-        out = x.new_zeros(N, self.out_dim)
-        for t in range(self.num_types):
-            y = self.drop(self.a_linears[t](F.gelu(agg)))
-            if self.in_dim == self.out_dim:
-                g = torch.sigmoid(self.skip[t])
-                y = g * y + (1 - g) * x
-            if self.use_norm:
-                y = self.norms[t](y)
-            out = out + P[:, t:t + 1] * y
+        out = sum(P[:, t:t + 1] * self.update_as_type(agg, x, t)
+                  for t in range(self.num_types))
         return out * m.unsqueeze(-1)

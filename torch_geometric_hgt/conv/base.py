@@ -1,0 +1,29 @@
+from typing import Tuple, Union
+
+from torch import Tensor
+from torch_geometric.nn import MessagePassing
+
+from torch_geometric_hgt.params import HGTParameters
+
+
+class SparseHGTConv(HGTParameters, MessagePassing):
+    r"""The shared parameters as a PyG ``MessagePassing`` module (sum
+    aggregation over targets, nodes along dimension 0): the base of every
+    sparse backend, which adds only its ``forward``.
+
+    Args: as :class:`~torch_geometric_hgt.params.HGTParameters`.
+    """
+    def __init__(self, in_dim: int, out_dim: int, num_types: int,
+                 num_relations: int, n_heads: int, dropout: float = 0.2,
+                 use_norm: bool = True, use_RTE: bool = False,
+                 max_len: int = 240, validate: bool = True):
+        super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
+                         dropout, use_norm, use_RTE, max_len, validate,
+                         aggr='add', node_dim=0)
+
+    def _result(self, out: Tensor, att: Tensor,
+                return_attention_weights: bool
+                ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        """``out`` (and ``att``, also kept as ``self.att`` like pyHGT)."""
+        self.att = att if return_attention_weights else None
+        return (out, att) if return_attention_weights else out
