@@ -66,6 +66,22 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
+def memory_start(device: str) -> float:
+    """Resets the peak counter and returns the current memory (MB): the
+    baseline that :func:`memory_peak` is measured against."""
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    return rss_mb()
+
+
+def memory_peak(device: str) -> float:
+    """Peak memory (MB): CUDA ``max_memory_allocated`` or the peak RSS."""
+    if device.startswith('cuda'):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return peak_rss_mb()
+
+
 def run_child(script: str, config: dict, timeout: float = 3600) -> dict:
     """Runs ``script --child JSON`` in a fresh process (so its peak RSS is
     its own) and returns the JSON it prints last."""

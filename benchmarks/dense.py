@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (bar_chart, calibrate, device_name, median_time,  # noqa
-                    peak_rss_mb, rss_mb, run_child, save)
+from common import (bar_chart, calibrate, device_name,  # noqa: E402
+                    median_time, memory_peak, memory_start, run_child, save)
 
 from torch_geometric_hgt import (DenseHGT, DenseHGTConv,  # noqa: E402
                                  LoopDenseHGTConv, SoftGraph, dense_to_batch,
@@ -110,16 +110,12 @@ def child(cfg: dict) -> dict:
             return layer(*inputs)
     x = graph.x
     x.requires_grad_()
-    base = rss_mb()
-    if device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated() / 2**20
+    base = memory_start(device)
     with torch.no_grad():
         t_fwd = median_time(fwd, device, repeat=cfg['repeat'], warmup=1)
     t_bwd = median_time(lambda: fwd().sum().backward(), device,
                         repeat=cfg['repeat'], warmup=0)
-    peak = (torch.cuda.max_memory_allocated() / 2**20
-            if device.startswith('cuda') else peak_rss_mb())
+    peak = memory_peak(device)
     return {'fwd_s': t_fwd, 'fwdbwd_s': t_bwd, 'peak_mb': peak,
             'peak_above_inputs_mb': peak - base}
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (bar_chart, device_name, median_time, peak_rss_mb,  # noqa
-                    rss_mb, run_child, save)
+from common import (bar_chart, device_name, median_time,  # noqa: E402
+                    memory_peak, memory_start, run_child, save)
 
 from torch_geometric_hgt import (DifferentiableDenseHGTConv,  # noqa: E402
                                  DifferentiableHGT,
@@ -86,10 +86,7 @@ def child(cfg: dict) -> dict:
     _, P, adj, E = families(cfg['families'], device=device)
     P.requires_grad_()
     data = {'node_types': P, 'adj_matrix': adj, 'edge_types': E}
-    base = rss_mb()
-    if device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated() / 2**20
+    base = memory_start(device)
     times = []
     for _ in range(cfg['repeat']):
         t = time.perf_counter()
@@ -97,8 +94,7 @@ def child(cfg: dict) -> dict:
         if device.startswith('cuda'):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    peak = (torch.cuda.max_memory_allocated() / 2**20
-            if device.startswith('cuda') else peak_rss_mb())
+    peak = memory_peak(device)
     return {'fwdbwd_s': sorted(times)[len(times) // 2], 'peak_mb': peak,
             'base_mb': base, 'peak_above_inputs_mb': peak - base}
 

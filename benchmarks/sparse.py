@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (bar_chart, calibrate, device_name, median_time,  # noqa
-                    peak_rss_mb, rss_mb, run_child, save)
+from common import (bar_chart, calibrate, device_name,  # noqa: E402
+                    median_time, memory_peak, memory_start, run_child, save)
 
 from torch_geometric_hgt.conv import CONVS  # noqa: E402
 
@@ -106,10 +106,7 @@ def child(cfg: dict) -> dict:
     device = cfg['device']
     graph = make_graph(cfg['N'], cfg['E'], cfg['R'], device=device)
     fwd, module, leaves = build(cfg['impl'], cfg['R'], graph, device)
-    base = rss_mb()
-    if device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated() / 2**20
+    base = memory_start(device)
     res = {}
     with torch.no_grad():
         res['fwd_s'] = median_time(fwd, device, repeat=cfg['repeat'],
@@ -122,8 +119,7 @@ def child(cfg: dict) -> dict:
             fwd().sum().backward()
         res['fwdbwd_s'] = median_time(fwd_bwd, device, repeat=cfg['repeat'],
                                       warmup=cfg['warmup'])
-    peak = (torch.cuda.max_memory_allocated() / 2**20
-            if device.startswith('cuda') else peak_rss_mb())
+    peak = memory_peak(device)
     res.update(peak_mb=peak, peak_above_inputs_mb=peak - base)
     return res
 
@@ -161,7 +157,7 @@ def main():
         return
     torch.set_num_threads(args.threads)
     if args.smoke:
-        args.sizes, args.huge = '2000:10000:5,1000:5000:40', ''
+        args.sizes, args.huge = '2000:10000:5,500:2000:40', ''
     sizes = [tuple(int(v) for v in s.split(':'))
              for s in args.sizes.split(',')]
     impls = args.impls.split(',')
