@@ -48,12 +48,16 @@ def read_table(name: str):
     return [line.split('\t') for line in lines[1:] if line]
 
 
-def load(seed: int = 0, entity_dim: int = 32):
+def load(seed: int = 0, limit: int = 0):
+    """The HeteroData graph, ratings, split; ``limit`` > 0 keeps only that
+    many ratings and KG triples (smoke runs)."""
     users = read_table('user')
     items = read_table('item')
     inter = read_table('inter')
     kg = read_table('kg')
     links = read_table('link')
+    if limit:
+        inter, kg = inter[:limit], kg[:limit]
     uid = {u[0]: i for i, u in enumerate(users)}
     occupations = sorted({u[3] for u in users})
     x_user = torch.zeros(len(users), 3 + len(occupations))
@@ -184,13 +188,16 @@ def main():
     p.add_argument('--hidden', type=int, default=64)
     p.add_argument('--layers', type=int, default=2)
     p.add_argument('--lr', type=float, default=0.01)
+    p.add_argument('--pyg-epochs', type=int, default=None,
+                   help="epochs for PyG's model (default: --epochs); its "
+                   "backward is slow without pyg-lib")
     p.add_argument('--skip-pyg', action='store_true')
     p.add_argument('--smoke', action='store_true')
     args = p.parse_args()
     if args.smoke:
-        args.epochs = 1
+        args.epochs, args.hidden = 1, 16
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    data, ratings, values, split = load()
+    data, ratings, values, split = load(limit=2000 if args.smoke else 0)
     print(f'{data["user"].num_nodes} users, {data["movie"].num_nodes} '
           f'movies, {data["entity"].num_nodes} entities, '
           f'{len(data.edge_types)} edge types, {data.num_edges} edges; '
@@ -202,8 +209,10 @@ def main():
             continue
         torch.manual_seed(0)
         model = cls(data, args.hidden, 32, args.layers)
+        epochs = args.epochs if cls is OurModel or args.pyg_epochs is None \
+            else args.pyg_epochs
         results[name] = run(name, model, data, ratings, values, split,
-                            args.epochs, args.lr)
+                            epochs, args.lr)
     print('\nsummary (test RMSE, s per epoch):')
     for name, (rmse, sec) in results.items():
         print(f'  {name:26s} {rmse:.4f}  {sec:.2f} s')

@@ -180,3 +180,16 @@ def test_bfloat16_autocast_finite_and_close():
         got = layer(x, P, adj, E, mask)
     assert torch.isfinite(got).all()
     assert (got.float() - want).abs().max() < 0.1 * want.abs().max()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_cuda_autocast_finite_and_close(dtype):
+    layer = DenseHGTConv(16, 16, T, R, 2).eval()
+    x, P, adj, E, mask = soft_graph('masked', in_dim=16)
+    want = layer(x, P, adj, E, mask)
+    with torch.autocast('cuda', dtype=dtype):
+        got = layer.cuda()(x.cuda(), P.cuda(), adj.cuda(), E.cuda(),
+                           mask.cuda())
+    assert torch.isfinite(got).all()
+    assert (got.float().cpu() - want).abs().max() < 0.1 * want.abs().max()

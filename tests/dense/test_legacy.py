@@ -262,3 +262,15 @@ def test_bfloat16_autocast_finite_and_close():
         got = layer(x, P, adj, E)
     assert torch.isfinite(got).all()
     assert (got.float() - want).abs().max() < 0.1 * want.abs().max()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_cuda_autocast_finite_and_close(dtype):
+    layer = DifferentiableDenseHGTConv(16, 16, T, R, 2).eval()
+    inputs = soft_inputs(in_dim=16, B=3)
+    want = layer(*inputs)
+    with torch.autocast('cuda', dtype=dtype):
+        got = layer.cuda()(*[t.cuda() for t in inputs])
+    assert torch.isfinite(got).all()
+    assert (got.float().cpu() - want).abs().max() < 0.1 * want.abs().max()
