@@ -1,5 +1,6 @@
 """Shared benchmark plumbing: timing, calibration, peak memory in a child
 process, JSON/PNG output."""
+import argparse
 import json
 import os
 import platform
@@ -80,6 +81,24 @@ def memory_peak(device: str) -> float:
     if device.startswith('cuda'):
         return torch.cuda.max_memory_allocated() / 2**20
     return peak_rss_mb()
+
+
+def parse_args(parser, child: Callable[[dict], dict]):
+    """Adds the options every benchmark has (``--device``, ``--threads``,
+    ``--smoke``, the hidden ``--child``) and parses. In a child process
+    (:func:`run_child`) runs ``child`` on its JSON config, prints the
+    result and exits; else sets the thread count and returns the args."""
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--smoke', action='store_true',
+                        help='tiny sizes, seconds (CI)')
+    parser.add_argument('--child', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        sys.exit(0)
+    torch.set_num_threads(args.threads)
+    return args
 
 
 def run_child(script: str, config: dict, timeout: float = 3600) -> dict:

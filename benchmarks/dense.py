@@ -18,7 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (bar_chart, calibrate, device_name,  # noqa: E402
-                    median_time, memory_peak, memory_start, run_child, save)
+                    median_time, memory_peak, memory_start, parse_args,
+                    run_child, save)
 
 from torch_geometric_hgt import (DenseHGT, DenseHGTConv,  # noqa: E402
                                  LoopDenseHGTConv, SoftGraph, dense_to_batch,
@@ -122,16 +123,8 @@ def child(cfg: dict) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--device', default='cpu')
-    p.add_argument('--threads', type=int, default=2)
     p.add_argument('--sizes', default='100,1000,33169')
-    p.add_argument('--smoke', action='store_true')
-    p.add_argument('--child', help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.child:
-        print(json.dumps(child(json.loads(args.child))))
-        return
-    torch.set_num_threads(args.threads)
+    args = parse_args(p, child)
     sizes = [64] if args.smoke else [int(s) for s in args.sizes.split(',')]
     from tqdm import tqdm
     configs = [(impl, B) for B in sizes

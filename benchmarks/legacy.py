@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (bar_chart, device_name, median_time,  # noqa: E402
-                    memory_peak, memory_start, run_child, save)
+                    memory_peak, memory_start, parse_args, run_child, save)
 
 from torch_geometric_hgt import (DifferentiableDenseHGTConv,  # noqa: E402
                                  DifferentiableHGT,
@@ -101,18 +101,10 @@ def child(cfg: dict) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--device', default='cpu')
-    p.add_argument('--threads', type=int, default=2)
     p.add_argument('--families', type=int, default=33169)
     p.add_argument('--loop-families', type=int, default=6)
     p.add_argument('--chunk-size', default='auto')
-    p.add_argument('--smoke', action='store_true')
-    p.add_argument('--child', help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.child:
-        print(json.dumps(child(json.loads(args.child))))
-        return
-    torch.set_num_threads(args.threads)
+    args = parse_args(p, child)
     if args.smoke:
         args.families, args.loop_families = 64, 1
     chunk = args.chunk_size if args.chunk_size in ('auto', 'None') \

@@ -21,7 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (bar_chart, calibrate, device_name,  # noqa: E402
-                    median_time, memory_peak, memory_start, run_child, save)
+                    median_time, memory_peak, memory_start, parse_args,
+                    run_child, save)
 
 from torch_geometric_hgt.conv import CONVS  # noqa: E402
 
@@ -139,8 +140,6 @@ def check_equal(N, E, R, impls, device) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--device', default='cpu')
-    p.add_argument('--threads', type=int, default=2)
     p.add_argument('--sizes', default='10000:50000:5,100000:1000000:5,'
                    '20000:200000:40')
     p.add_argument('--impls', default=','.join(IMPLS))
@@ -149,13 +148,7 @@ def main():
     p.add_argument('--max-backward-s', type=float, default=200,
                    help='skip forward+backward where the forward alone '
                    'predicts more than this (PyG at 100k/1M: > 20 min)')
-    p.add_argument('--smoke', action='store_true')
-    p.add_argument('--child', help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.child:
-        print(json.dumps(child(json.loads(args.child))))
-        return
-    torch.set_num_threads(args.threads)
+    args = parse_args(p, child)
     if args.smoke:
         args.sizes, args.huge = '2000:10000:5,500:2000:40', ''
     sizes = [tuple(int(v) for v in s.split(':'))
