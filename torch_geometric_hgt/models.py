@@ -38,7 +38,7 @@ class HGT(torch.nn.Module):
         n_layers (int, optional): Number of convolutions. (default: :obj:`2`)
         dropout (float, optional): Dropout. (default: :obj:`0.2`)
         conv (str, optional): ``'loop'``, ``'vectorized'``, ``'ultrafast'``
-            or ``'memory_efficient'``. (default: :obj:`'vectorized'`)
+            or ``'memory_efficient'``. (default: :obj:`'ultrafast'`)
         prev_norm (bool, optional): LayerNorm in all but the last layer.
             (default: :obj:`True`)
         last_norm (bool, optional): LayerNorm in the last layer.
@@ -50,7 +50,7 @@ class HGT(torch.nn.Module):
     def __init__(self, in_dim: Union[int, Sequence[int]], hidden_dim: int,
                  num_types: int, num_relations: int, n_heads: int = 4,
                  n_layers: int = 2, dropout: float = 0.2,
-                 conv: str = 'vectorized', prev_norm: bool = True,
+                 conv: str = 'ultrafast', prev_norm: bool = True,
                  last_norm: bool = True, use_RTE: bool = False,
                  **conv_kwargs):
         super().__init__()
