@@ -114,9 +114,9 @@ def recon_loss(logits, P, adj, E, mask):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--families', type=int, default=2000)
-    p.add_argument('--epochs', type=int, default=6)
-    p.add_argument('--critic-epochs', type=int, default=2)
+    p.add_argument('--families', type=int, default=4000)
+    p.add_argument('--epochs', type=int, default=40)
+    p.add_argument('--critic-epochs', type=int, default=3)
     p.add_argument('--hidden', type=int, default=32)
     p.add_argument('--batch-size', type=int, default=256)
     p.add_argument('--critic-weight', type=float, default=0.5)
