@@ -128,7 +128,8 @@ class _SoftGraphStack(torch.nn.Module):
     def __init__(self, layer_cls: type, in_dim: int, hidden_dim: int,
                  out_dim: int, num_node_types: int, num_relations: int,
                  n_heads: int, n_layers: int, dropout: float,
-                 use_norm: bool, chunk_size: Union[int, str, None]):
+                 use_norm: bool, chunk_size: Union[int, str, None],
+                 validate_layers: bool = True):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"'n_layers' must be >= 1 (got {n_layers})")
@@ -139,7 +140,7 @@ class _SoftGraphStack(torch.nn.Module):
         dims = [in_dim] + [hidden_dim] * (n_layers - 1) + [out_dim]
         self.layers = ModuleList([
             layer_cls(i, o, num_node_types, num_relations, n_heads, dropout,
-                      use_norm, chunk_size=None)
+                      use_norm, chunk_size=None, validate=validate_layers)
             for i, o in zip(dims[:-1], dims[1:])
         ])
 
@@ -243,9 +244,10 @@ class DenseHGT(_SoftGraphStack):
                  n_layers: int = 2, dropout: float = 0.2,
                  use_norm: bool = True,
                  chunk_size: Union[int, str, None] = 'auto'):
+        # the SoftGraph is validated once on construction, not per layer
         super().__init__(DenseHGTConv, in_dim, hidden_dim, out_dim,
                          num_node_types, num_relations, n_heads, n_layers,
-                         dropout, use_norm, chunk_size)
+                         dropout, use_norm, chunk_size, validate_layers=False)
 
     def forward(self, graph: Union[SoftGraph, Dict[str, Tensor]]) -> Tensor:
         graph = SoftGraph.from_any(graph)
