@@ -11,7 +11,6 @@ calibration in the same run; then a 2-layer ``DenseHGT`` over all families.
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
