@@ -83,6 +83,9 @@ def memory_peak(device: str) -> float:
     return peak_rss_mb()
 
 
+_CHILD: List[Callable[[dict], dict]] = []
+
+
 def parse_args(parser, child: Callable[[dict], dict]):
     """Adds the options every benchmark has (``--device``, ``--threads``,
     ``--smoke``, the hidden ``--child``) and parses. In a child process
@@ -94,6 +97,7 @@ def parse_args(parser, child: Callable[[dict], dict]):
                         help='tiny sizes, seconds (CI)')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    _CHILD[:] = [child]
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         sys.exit(0)
@@ -103,7 +107,12 @@ def parse_args(parser, child: Callable[[dict], dict]):
 
 def run_child(script: str, config: dict, timeout: float = 3600) -> dict:
     """Runs ``script --child JSON`` in a fresh process (so its peak RSS is
-    its own) and returns the JSON it prints last."""
+    its own) and returns the JSON it prints last. On CUDA the peak is
+    ``max_memory_allocated``, which resets, so the config runs in this
+    process instead (a fresh CUDA process costs seconds)."""
+    if config.get('device', 'cpu').startswith('cuda'):
+        torch.cuda.empty_cache()
+        return json.loads(json.dumps(_CHILD[0](config)))
     cmd = [sys.executable, script, '--child', json.dumps(config)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
@@ -116,6 +125,12 @@ def device_name(device: str) -> str:
         return torch.cuda.get_device_name(device)
     return (f'{platform.processor() or platform.machine()} CPU, '
             f'{torch.get_num_threads()} threads')
+
+
+def result_name(name: str, device: str) -> str:
+    """``name`` on CPU, ``name_cuda`` on CUDA: each device's results keep
+    their own files."""
+    return name if device == 'cpu' else f"{name}_{device.split(':')[0]}"
 
 
 def save(name: str, results: dict):

@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (bar_chart, calibrate, device_name,  # noqa: E402
                     median_time, memory_peak, memory_start, parse_args,
-                    run_child, save)
+                    result_name, run_child, save)
 
 from torch_geometric_hgt import (DenseHGT, DenseHGTConv,  # noqa: E402
                                  LoopDenseHGTConv, SoftGraph, dense_to_batch,
@@ -173,9 +173,10 @@ def main():
                'equality': diffs, 'rows': rows}
     print(json.dumps(results, indent=1))
     if not args.smoke:
-        save('dense', results)
+        name = result_name('dense', args.device)
+        save(name, results)
         labels = [f'B={B}' for B in sizes]
-        bar_chart('dense', f'Soft family graphs, forward+backward '
+        bar_chart(name, f'Soft family graphs, forward+backward '
                   f'({results["device"]})', labels,
                   {impl: [by[(impl, B)]['fwdbwd_s'] for B in sizes]
                    for impl in ('loop', 'dense', 'sparse')}, 'seconds (log)')

@@ -15,7 +15,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (bar_chart, device_name, median_time,  # noqa: E402
-                    memory_peak, memory_start, parse_args, run_child, save)
+                    memory_peak, memory_start, parse_args, result_name,
+                    run_child, save)
 
 from torch_geometric_hgt import (DifferentiableDenseHGTConv,  # noqa: E402
                                  DifferentiableHGT,
@@ -137,8 +138,9 @@ def main():
                'full': dict(full, families=args.families, chunk_size=chunk)}
     print(json.dumps(results, indent=1))
     if not args.smoke:
-        save('legacy', results)
-        bar_chart('legacy', f'Legacy dense layer, ms per family '
+        name = result_name('legacy', args.device)
+        save(name, results)
+        bar_chart(name, f'Legacy dense layer, ms per family '
                   f'({results["device"]})', ['forward', 'forward+backward'],
                   {'loop (original)': [fam['loop_fwd_ms'],
                                        fam['loop_fwdbwd_ms']],

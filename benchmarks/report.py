@@ -46,8 +46,8 @@ def sparse(name='sparse'):
     print()
 
 
-def dense():
-    path = OUT / 'dense.json'
+def dense(name='dense'):
+    path = OUT / f'{name}.json'
     if not path.exists():
         return
     d = json.loads(path.read_text())
@@ -72,8 +72,8 @@ def dense():
     print()
 
 
-def legacy():
-    path = OUT / 'legacy.json'
+def legacy(name='legacy'):
+    path = OUT / f'{name}.json'
     if not path.exists():
         return
     d = json.loads(path.read_text())
@@ -90,12 +90,12 @@ def legacy():
           f"{f['speedup_fwdbwd']:.0f}x |")
     print(f"\n2-layer `DifferentiableHGT`, {full['families']:,} families, "
           f"forward+backward in one call: {full['fwdbwd_s']:.1f} s, peak "
-          f"RSS {full['peak_mb']:.0f} MB ({full['peak_above_inputs_mb']:.0f}"
+          f"memory {full['peak_mb']:.0f} MB ({full['peak_above_inputs_mb']:.0f}"
           f" MB above the inputs), chunk_size={full['chunk_size']}.\n")
 
 
 if __name__ == '__main__':
-    legacy()
-    dense()
-    sparse()
-    sparse('sparse_cuda')
+    for suffix in ('', '_cuda'):
+        legacy('legacy' + suffix)
+        dense('dense' + suffix)
+        sparse('sparse' + suffix)

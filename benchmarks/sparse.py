@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (bar_chart, calibrate, device_name,  # noqa: E402
                     median_time, memory_peak, memory_start, parse_args,
-                    run_child, save)
+                    result_name, run_child, save)
 
 from torch_geometric_hgt.conv import CONVS  # noqa: E402
 
@@ -206,10 +206,10 @@ def main():
                'equality_max_abs_diff_vs_loop': equality, 'rows': rows}
     print(json.dumps(results, indent=1))
     if not args.smoke:
-        suffix = '' if args.device == 'cpu' else '_' + args.device.split(':')[0]
-        save('sparse' + suffix, results)
+        name = result_name('sparse', args.device)
+        save(name, results)
         labels = [f'{N // 1000}k/{E // 1000}k R={R}' for N, E, R in sizes]
-        bar_chart('sparse' + suffix, f'Sparse HGT forward+backward '
+        bar_chart(name, f'Sparse HGT forward+backward '
                   f'({results["device"]})', labels,
                   {impl: [by.get((impl, *s), {}).get('fwdbwd_s')
                           for s in sizes] for impl in impls},

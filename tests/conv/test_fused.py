@@ -112,16 +112,18 @@ def test_cuda_matches_cpu(name, dtype):
     x, node_type, edge_index, edge_type, edge_time = make_graph('repeated')
     layer = randomize_(CONVS[name](8, 8, 4, 3, 2, use_RTE=True,
                                    max_len=10)).eval()
+    x.requires_grad_()
     want = layer(x, node_type, edge_index, edge_type, edge_time)
-    args = [t.cuda() for t in (x, node_type, edge_index, edge_type,
-                               edge_time)]
+    (want_grad, ) = torch.autograd.grad(want.sum(), x)
+    x_cuda = x.detach().cuda().requires_grad_()
+    args = [t.cuda() for t in (node_type, edge_index, edge_type, edge_time)]
     layer = layer.cuda()
-    if dtype == torch.float32:
-        got = layer(*args)
-        tol = 1e-4
-    else:
-        with torch.autocast('cuda', dtype=dtype):
-            got = layer(*args)
-        tol = 0.1
-    assert torch.isfinite(got).all()
+    with torch.autocast('cuda', dtype=dtype,
+                        enabled=dtype != torch.float32):
+        got = layer(x_cuda, *args)
+    (got_grad, ) = torch.autograd.grad(got.float().sum(), x_cuda)
+    tol = 1e-4 if dtype == torch.float32 else 0.1
+    assert torch.isfinite(got).all() and torch.isfinite(got_grad).all()
     assert (got.float().cpu() - want).abs().max() < tol
+    scale = want_grad.abs().max().clamp(min=1)
+    assert (got_grad.cpu() - want_grad).abs().max() < tol * scale
