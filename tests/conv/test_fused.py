@@ -97,6 +97,34 @@ def test_bfloat16_autocast_close_and_finite(cls):
                           atol=1e-2)
 
 
+def largest_saved(layer, args) -> int:
+    """numel of the largest tensor autograd keeps for backward."""
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel())
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(*args)
+    return max(sizes)
+
+
+def test_memory_efficient_keeps_no_edge_or_pair_features():
+    N, E, R, F, H = 50, 400, 5, 8, 2
+    g = torch.Generator().manual_seed(0)
+    args = (torch.randn(N, F, generator=g).requires_grad_(),
+            torch.randint(0, 3, (N, ), generator=g),
+            torch.randint(0, N, (2, E), generator=g),
+            torch.randint(0, R, (E, ), generator=g))
+    # node-level K, Q, V ([N, 3F]) or edge scores ([E, H]) at most; the
+    # fastest layer keeps per-pair queries ([N R, F]), larger than both
+    bound = max(N * 3 * F, E * H)
+    assert bound < N * R * F
+    lean = MemoryEfficientHGTConv(F, F, 3, R, H, chunk_size=64)
+    assert largest_saved(lean, args) <= bound
+    assert largest_saved(UltraFastHGTConv(F, F, 3, R, H), args) > bound
+
+
 def test_bad_chunk_size():
     with pytest.raises(ValueError, match="'chunk_size'"):
         MemoryEfficientHGTConv(8, 8, 4, 3, 2, chunk_size=0)

@@ -7,25 +7,30 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from torch_geometric_hgt.conv.edge_attention import edge_attention
+from torch_geometric_hgt.conv.relation_attention import relation_attention
 from torch_geometric_hgt.ops import relation_matmul, typed_linear_grouped
 from torch_geometric_hgt.params import HGTParameters
 
 
 def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
                   edge_index: Tensor, edge_type: Tensor,
-                  edge_time: Optional[Tensor], chunk: int
-                  ) -> Tuple[Tensor, Tensor]:
+                  edge_time: Optional[Tensor], chunk: int,
+                  fold_per_chunk: bool = False) -> Tuple[Tensor, Tensor]:
     r"""HGT of layer ``p`` as: typed K, Q, V GEMMs on type-sorted nodes;
     edges sorted by (target, relation); the relation key transform folded
-    onto the query side per (target, relation) pair that occurs,
-    :math:`\tilde q = \frac{\mu}{\sqrt d} Q A^\top`; the chunked edge
+    onto the query side per (target, relation) pair,
+    :math:`\tilde q = \frac{\mu}{\sqrt d} Q A^\top`; a chunked edge
     operator (scores, float32 segment softmax, :math:`\sum \alpha V` per
     pair); the message transform after aggregation per pair,
     :math:`(\sum_e \alpha_e V_e) M_r`; typed output GEMMs.
 
-    Pairs are indexed densely (``target * R + relation``) when ``N R`` is no
-    larger than ``E`` (or while tracing), else compacted to the pairs that
-    occur, so many relations never cost ``N x R`` memory.
+    ``fold_per_chunk=False`` (fastest): the relation transforms run once
+    over all pairs, indexed densely (``target * R + relation``) when ``N R``
+    is no larger than ``E`` (or while tracing), else compacted to the pairs
+    that occur; pair-level ``[P, F]`` tensors are kept for backward.
+    ``fold_per_chunk=True`` (bounded memory): they run inside the edge
+    operator for the pairs of each chunk and are recomputed in its
+    backward, so only node-level and ``[E, H]`` tensors are kept.
     Returns the output and the attention weights ``[E, H]`` in input order.
     """
     N, R, H, d, D = (x.size(0), p.num_relations, p.n_heads, p.d_k,
@@ -35,11 +40,37 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
     perm = torch.argsort(key)
     key = key.index_select(0, perm)
     src = edge_index[0].index_select(0, perm)
-    dst = torch.div(key, R, rounding_mode='floor')
-    compact = N * R > max(E, 1) and not torch.compiler.is_compiling()
 
     kqv = typed_linear_grouped(x, node_type, *p.kqv_weight())
     k, q, v = kqv.view(N, 3, H, d).unbind(1)
+    kt = vt = trow = None
+    if p.use_RTE:
+        kt, vt = p.rte_kv_table().view(-1, 2, H, d).unbind(1)
+        trow = node_type.index_select(0, src) * p.max_len + \
+            edge_time.index_select(0, perm)
+
+    if fold_per_chunk:
+        agg, alpha = relation_attention(q, k, v, p.relation_att,
+                                        p.relation_pri, p.relation_msg, src,
+                                        key, N, chunk, kt, vt, trow)
+        agg = agg.to(x.dtype)
+    else:
+        agg, alpha = _global_fold(p, q, k, v, kt, vt, trow, src, key, N,
+                                  chunk)
+    a_out = typed_linear_grouped(F.gelu(agg.reshape(N, D)), node_type,
+                                 *p.a_weight())
+    out = p.update_hard(x, node_type, a_out)
+    att = torch.empty_like(alpha).index_copy_(0, perm, alpha)
+    return out, att.to(out.dtype)
+
+
+def _global_fold(p: HGTParameters, q: Tensor, k: Tensor, v: Tensor,
+                 kt: Optional[Tensor], vt: Optional[Tensor],
+                 trow: Optional[Tensor], src: Tensor, key: Tensor, N: int,
+                 chunk: int) -> Tuple[Tensor, Tensor]:
+    R, H, d, E = p.num_relations, p.n_heads, p.d_k, key.numel()
+    dst = torch.div(key, R, rounding_mode='floor')
+    compact = N * R > max(E, 1) and not torch.compiler.is_compiling()
     scale = p.relation_pri / p.sqrt_dk  # [R, H]
     if compact:
         pairs, pair = torch.unique_consecutive(key, return_inverse=True)
@@ -52,24 +83,11 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
         pair = key
         qr = torch.einsum('nhf,rhdf->nrhd', q, p.relation_att)
         qr = (qr * scale.view(1, R, H, 1)).reshape(N * R, H, d)
-
-    kt = vt = trow = None
-    if p.use_RTE:
-        kt, vt = p.rte_kv_table().view(-1, 2, H, d).unbind(1)
-        trow = node_type.index_select(0, src) * p.max_len + \
-            edge_time.index_select(0, perm)
     u, alpha = edge_attention(qr, k, v, src, dst, pair, N, chunk, kt, vt,
                               trow)
-
     if compact:
         agg = torch.zeros(N, H, d, dtype=u.dtype, device=u.device)
-        agg = agg.index_add(0, pair_node,
-                            relation_matmul(u, pair_rel, p.relation_msg))
-    else:
-        agg = torch.einsum('nrhd,rhdf->nhf', u.view(N, R, H, d),
-                           p.relation_msg)
-    agg = agg.reshape(N, D)
-    a_out = typed_linear_grouped(F.gelu(agg), node_type, *p.a_weight())
-    out = p.update_hard(x, node_type, a_out)
-    att = torch.empty_like(alpha).index_copy_(0, perm, alpha)
-    return out, att.to(out.dtype)
+        return agg.index_add(0, pair_node, relation_matmul(
+            u, pair_rel, p.relation_msg)), alpha
+    return torch.einsum('nrhd,rhdf->nhf', u.view(N, R, H, d),
+                        p.relation_msg), alpha

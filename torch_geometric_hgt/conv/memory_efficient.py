@@ -11,13 +11,16 @@ class MemoryEfficientHGTConv(SparseHGTConv):
     r"""Exact HGT (the semantics of :class:`LoopHGTConv`) whose activation
     memory is bounded by the chunk size instead of the edge count.
 
-    The edge phase runs over chunks of ``chunk_size`` edges in forward
-    (scores, then a float32 segment softmax over the stored ``[E, H]``
-    scores, then :math:`\sum \alpha V` per (target, relation) pair) and
-    again in its hand-written backward, so no ``[E, F]`` tensor ever exists
-    and autograd saves only node- and pair-level tensors plus ``[E, H]``
-    attention weights. ``checkpoint=True`` also recomputes the node-level
-    part in backward, saving only the inputs.
+    Edges are sorted by (target, relation) and the whole edge phase runs
+    over chunks of ``chunk_size`` edges, in forward and again in its
+    hand-written backward: the relation transforms per (target, relation)
+    pair of the chunk (query side :math:`\frac{\mu}{\sqrt d} Q A^\top`,
+    messages :math:`(\sum_e \alpha_e V_e) M_r` after aggregation), the
+    scores, a two-pass float32 segment softmax over the stored ``[E, H]``
+    scores, and the aggregation. No ``[E, F]`` tensor and no ``[N R, F]``
+    pair tensor ever exists; autograd keeps node-level tensors and the
+    ``[E, H]`` attention weights. ``checkpoint=True`` also recomputes the
+    node-level part in backward, saving only the inputs.
 
     Args:
         as :class:`~torch_geometric_hgt.params.HGTParameters`, and
@@ -46,7 +49,7 @@ class MemoryEfficientHGTConv(SparseHGTConv):
                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
         args = (self, x, node_type, edge_index, edge_type, edge_time,
-                self.chunk_size)
+                self.chunk_size, True)
         if self.checkpoint and self.training:
             out, att = grad_checkpoint(fused_forward, *args,
                                        use_reentrant=False)
