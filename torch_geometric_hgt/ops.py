@@ -1,5 +1,5 @@
 """Small tensor kernels shared by the backends."""
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -39,16 +39,61 @@ def group_apply(x: Tensor, group: Tensor, num_groups: int,
     return torch.empty_like(y).index_copy_(0, perm, y)
 
 
-def typed_linear_grouped(x: Tensor, node_type: Tensor, weight: Tensor,
-                         bias: Tensor) -> Tensor:
-    """Same as :func:`typed_linear` with one GEMM per type on type-sorted
-    rows: the typed FLOPs only, at the price of one host sync (group sizes).
-    Falls back to :func:`typed_linear` while tracing."""
-    if torch.compiler.is_compiling() or x.size(0) == 0:
-        return typed_linear(x, node_type, weight, bias)
-    return group_apply(
-        x, node_type, weight.size(0),
-        lambda xt, t: torch.nn.functional.linear(xt, weight[t], bias[t]))
+def type_order(node_type: Tensor, num_types: int
+               ) -> Tuple[Tensor, Tensor, List[int]]:
+    """``(perm, rank, sizes)``: ``node_type[perm]`` is sorted (stable),
+    ``rank`` inverts ``perm`` and ``sizes`` counts each type. One host sync
+    (the sizes); eager only."""
+    perm = torch.argsort(node_type, stable=True)
+    rank = torch.empty_like(perm)
+    rank[perm] = torch.arange(perm.numel(), device=perm.device)
+    return perm, rank, torch.bincount(node_type,
+                                      minlength=num_types).tolist()
+
+
+class _SortedTypedLinear(torch.autograd.Function):
+    """Each type's rows are one contiguous slice: one GEMM per type written
+    straight into the output (no gather, concatenation or scatter), and
+    likewise in backward."""
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor,
+                sizes: List[int]) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.sizes = sizes
+        y = x.new_empty(x.size(0), weight.size(1))
+        for t, (xt, yt) in enumerate(zip(x.split(sizes), y.split(sizes))):
+            if xt.size(0):
+                torch.addmm(bias[t], xt, weight[t].t(), out=yt)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        x, weight = ctx.saved_tensors
+        dy = dy.contiguous()
+        dx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        dw = torch.zeros_like(weight)
+        db = weight.new_zeros(weight.shape[:2])
+        for t, (xt, dyt) in enumerate(zip(x.split(ctx.sizes),
+                                          dy.split(ctx.sizes))):
+            if xt.size(0) == 0:
+                continue
+            if dx is not None:
+                torch.mm(dyt, weight[t], out=dx.narrow(
+                    0, sum(ctx.sizes[:t]), xt.size(0)))
+            dw[t] = dyt.t() @ xt
+            db[t] = dyt.sum(0)
+        return dx, dw, db, None
+
+
+def typed_linear_sorted(x: Tensor, sizes: List[int], weight: Tensor,
+                        bias: Tensor) -> Tensor:
+    """:func:`typed_linear` for rows sorted by type, ``sizes[t]`` rows of
+    type ``t``: the typed FLOPs only (eager only)."""
+    dtype = torch.get_autocast_dtype(x.device.type) \
+        if torch.is_autocast_enabled(x.device.type) else x.dtype
+    with torch.autocast(x.device.type, enabled=False):
+        return _SortedTypedLinear.apply(x.to(dtype), weight.to(dtype),
+                                        bias.to(dtype), sizes)
 
 
 def relation_matmul(x: Tensor, rel: Tensor, weight: Tensor) -> Tensor:

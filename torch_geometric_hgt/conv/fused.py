@@ -8,7 +8,8 @@ from torch import Tensor
 
 from torch_geometric_hgt.conv.edge_attention import edge_attention
 from torch_geometric_hgt.conv.relation_attention import relation_attention
-from torch_geometric_hgt.ops import relation_matmul, typed_linear_grouped
+from torch_geometric_hgt.ops import (relation_matmul, type_order, typed_linear,
+                                     typed_linear_sorted)
 from torch_geometric_hgt.params import HGTParameters
 
 
@@ -16,13 +17,14 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
                   edge_index: Tensor, edge_type: Tensor,
                   edge_time: Optional[Tensor], chunk: int,
                   fold_per_chunk: bool = False) -> Tuple[Tensor, Tensor]:
-    r"""HGT of layer ``p`` as: typed K, Q, V GEMMs on type-sorted nodes;
+    r"""HGT of layer ``p`` as: nodes sorted by type for the whole layer, so
+    typed K, Q, V and output maps are one GEMM per type on a slice;
     edges sorted by (target, relation); the relation key transform folded
     onto the query side per (target, relation) pair,
     :math:`\tilde q = \frac{\mu}{\sqrt d} Q A^\top`; a chunked edge
     operator (scores, float32 segment softmax, :math:`\sum \alpha V` per
     pair); the message transform after aggregation per pair,
-    :math:`(\sum_e \alpha_e V_e) M_r`; typed output GEMMs.
+    :math:`(\sum_e \alpha_e V_e) M_r`.
 
     ``fold_per_chunk=False`` (fastest): the relation transforms run once
     over all pairs, indexed densely (``target * R + relation``) when ``N R``
@@ -35,14 +37,24 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
     """
     N, R, H, d, D = (x.size(0), p.num_relations, p.n_heads, p.d_k,
                      p.out_dim)
-    E = edge_index.size(1)
+    if torch.compiler.is_compiling():  # no host syncs: all-types GEMMs
+        rank = None
+
+        def lin(inp: Tensor, w: Tensor, b: Tensor) -> Tensor:
+            return typed_linear(inp, node_type, w, b)
+    else:  # nodes sorted by type for the whole layer: one GEMM per type
+        perm_n, rank, sizes = type_order(node_type, p.num_types)
+        x, node_type = x.index_select(0, perm_n), node_type[perm_n]
+        edge_index = rank[edge_index]
+
+        def lin(inp: Tensor, w: Tensor, b: Tensor) -> Tensor:
+            return typed_linear_sorted(inp, sizes, w, b)
     key = edge_index[1] * R + edge_type
     perm = torch.argsort(key)
     key = key.index_select(0, perm)
     src = edge_index[0].index_select(0, perm)
 
-    kqv = typed_linear_grouped(x, node_type, *p.kqv_weight())
-    k, q, v = kqv.view(N, 3, H, d).unbind(1)
+    k, q, v = lin(x, *p.kqv_weight()).view(N, 3, H, d).unbind(1)
     kt = vt = trow = None
     if p.use_RTE:
         kt, vt = p.rte_kv_table().view(-1, 2, H, d).unbind(1)
@@ -57,9 +69,10 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
     else:
         agg, alpha = _global_fold(p, q, k, v, kt, vt, trow, src, key, N,
                                   chunk)
-    a_out = typed_linear_grouped(F.gelu(agg.reshape(N, D)), node_type,
-                                 *p.a_weight())
-    out = p.update_hard(x, node_type, a_out)
+    out = p.update_hard(x, node_type, lin(F.gelu(agg.reshape(N, D)),
+                                          *p.a_weight()))
+    if rank is not None:
+        out = out.index_select(0, rank)
     att = torch.empty_like(alpha).index_copy_(0, perm, alpha)
     return out, att.to(out.dtype)
 
@@ -80,14 +93,21 @@ def _global_fold(p: HGTParameters, q: Tensor, k: Tensor, v: Tensor,
                              p.relation_att.transpose(-1, -2))
         qr = qr * scale.index_select(0, pair_rel).unsqueeze(-1)
     else:
+        # one GEMM against block-diagonal [H d, R H d] weights: more FLOPs
+        # than per-head products, but no permute of [N R, F] outputs
         pair = key
-        qr = torch.einsum('nhf,rhdf->nrhd', q, p.relation_att)
-        qr = (qr * scale.view(1, R, H, 1)).reshape(N * R, H, d)
+        eye = torch.eye(H, dtype=q.dtype, device=q.device)
+        w = torch.einsum('rhdf,hg->hfrgd', p.relation_att.to(q.dtype) *
+                         scale.to(q.dtype).view(R, H, 1, 1), eye)
+        qr = (q.reshape(N, H * d) @ w.reshape(H * d, R * H * d)).view(
+            N * R, H, d)
     u, alpha = edge_attention(qr, k, v, src, dst, pair, N, chunk, kt, vt,
                               trow)
     if compact:
         agg = torch.zeros(N, H, d, dtype=u.dtype, device=u.device)
         return agg.index_add(0, pair_node, relation_matmul(
             u, pair_rel, p.relation_msg)), alpha
-    return torch.einsum('nrhd,rhdf->nhf', u.view(N, R, H, d),
-                        p.relation_msg), alpha
+    eye = torch.eye(H, dtype=u.dtype, device=u.device)
+    w = torch.einsum('rhde,hg->rhdge', p.relation_msg.to(u.dtype), eye)
+    return (u.reshape(N, R * H * d) @ w.reshape(R * H * d, H * d)).view(
+        N, H, d), alpha
