@@ -13,6 +13,8 @@ from typing import Callable, Dict, List
 
 import torch
 
+from torch_geometric_hgt import keep_freed_memory
+
 OUT = Path(__file__).parent / 'out'
 
 
@@ -69,10 +71,15 @@ def rss_mb() -> float:
 
 def memory_start(device: str) -> float:
     """Resets the peak counter and returns the current memory (MB): the
-    baseline that :func:`memory_peak` is measured against."""
+    baseline that :func:`memory_peak` is measured against. On CPU the peak
+    RSS is reset through ``/proc/self/clear_refs`` (Linux), so run a small
+    warm-up first: the library code pages and one-time buffers that the
+    first call maps are then below the baseline, not counted as data."""
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
         return torch.cuda.memory_allocated() / 2**20
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
     return rss_mb()
 
 
@@ -84,20 +91,28 @@ def memory_peak(device: str) -> float:
 
 
 _CHILD: List[Callable[[dict], dict]] = []
+_CHILD_FLAGS: List[str] = []
+_MALLOC: List[bool] = [False]
 
 
 def parse_args(parser, child: Callable[[dict], dict]):
     """Adds the options every benchmark has (``--device``, ``--threads``,
-    ``--smoke``, the hidden ``--child``) and parses. In a child process
+    ``--smoke``, ``--default-malloc``, the hidden ``--child``) and parses. In a child process
     (:func:`run_child`) runs ``child`` on its JSON config, prints the
     result and exits; else sets the thread count and returns the args."""
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--smoke', action='store_true',
                         help='tiny sizes, seconds (CI)')
+    parser.add_argument('--default-malloc', action='store_true',
+                        help="leave glibc malloc as it is (default: "
+                        "keep_freed_memory(), for every implementation)")
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args()
     _CHILD[:] = [child]
+    _CHILD_FLAGS[:] = ['--default-malloc'] if args.default_malloc else []
+    if not args.default_malloc:
+        _MALLOC[:] = [keep_freed_memory()]
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         sys.exit(0)
@@ -113,7 +128,8 @@ def run_child(script: str, config: dict, timeout: float = 3600) -> dict:
     if config.get('device', 'cpu').startswith('cuda'):
         torch.cuda.empty_cache()
         return json.loads(json.dumps(_CHILD[0](config)))
-    cmd = [sys.executable, script, '--child', json.dumps(config)]
+    cmd = [sys.executable, script, *_CHILD_FLAGS, '--child',
+           json.dumps(config)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
         raise RuntimeError(f'child failed: {config}\n{res.stderr[-3000:]}')
@@ -123,8 +139,9 @@ def run_child(script: str, config: dict, timeout: float = 3600) -> dict:
 def device_name(device: str) -> str:
     if device.startswith('cuda'):
         return torch.cuda.get_device_name(device)
+    malloc = 'keep_freed_memory()' if _MALLOC[0] else 'default malloc'
     return (f'{platform.processor() or platform.machine()} CPU, '
-            f'{torch.get_num_threads()} threads')
+            f'{torch.get_num_threads()} threads, {malloc}')
 
 
 def result_name(name: str, device: str) -> str:

@@ -83,6 +83,8 @@ def check_equal(device: str) -> dict:
 
 def child(cfg: dict) -> dict:
     torch.set_num_threads(cfg['threads'])
+    if not cfg.get('warm'):  # same code paths on a tiny batch first
+        child(dict(cfg, B=2, warm=True, repeat=1))
     device, B, impl = cfg['device'], cfg['B'], cfg['impl']
     torch.manual_seed(0)
     graph = soft_families(B, device=device)

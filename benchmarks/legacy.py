@@ -81,6 +81,8 @@ def per_family(device: str, loop_families: int, fast_families: int) -> dict:
 def child(cfg: dict) -> dict:
     """2-layer DifferentiableHGT forward+backward over ``B`` families."""
     torch.set_num_threads(cfg['threads'])
+    if not cfg.get('warm'):  # same code paths on a tiny batch first
+        child(dict(cfg, families=2, warm=True, repeat=1))
     device = cfg['device']
     model = DifferentiableHGT(D, D, D, T, R, n_heads=H, n_layers=2,
                               chunk_size=cfg['chunk_size']).to(device)

@@ -105,6 +105,8 @@ def lower_bound(N: int, E: int, R: int, cal: dict) -> float:
 def child(cfg: dict) -> dict:
     torch.set_num_threads(cfg['threads'])
     device = cfg['device']
+    if not cfg.get('warm'):  # same code paths on a tiny graph first
+        child(dict(cfg, N=64, E=256, warm=True, repeat=1, warmup=0))
     graph = make_graph(cfg['N'], cfg['E'], cfg['R'], device=device)
     fwd, module, leaves = build(cfg['impl'], cfg['R'], graph, device)
     base = memory_start(device)

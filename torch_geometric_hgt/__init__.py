@@ -1,4 +1,5 @@
 """Fast, exact Heterogeneous Graph Transformer layers for PyTorch Geometric."""
+from torch_geometric_hgt.cpu import keep_freed_memory
 from torch_geometric_hgt.params import HGTParameters, RelTemporalEncoding
 from torch_geometric_hgt.conv import (LoopHGTConv, MemoryEfficientHGTConv,
                                       UltraFastHGTConv, VectorizedHGTConv)
@@ -39,4 +40,5 @@ __all__ = [
     'dense_to_hetero',
     'convert_graphvae_to_differentiable',
     'create_differentiable_hgt_data',
+    'keep_freed_memory',
 ]

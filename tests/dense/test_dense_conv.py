@@ -193,3 +193,16 @@ def test_cuda_autocast_finite_and_close(dtype):
                            mask.cuda())
     assert torch.isfinite(got).all()
     assert (got.float().cpu() - want).abs().max() < 0.1 * want.abs().max()
+
+
+@pytest.mark.parametrize('per_type', [True, False])
+def test_update_dropout_masks(per_type):
+    # without skip gate and norm, out = sum_t P_t drop(y_t): an entry is
+    # exactly 0 only where every type's mask drops it; shared masks drop
+    # a fraction p, independent ones p^T
+    layer = DenseHGTConv(16, 32, 6, R, 2, dropout=0.5, use_norm=False)
+    agg, x = torch.randn(4000, 32), torch.randn(4000, 16)
+    P = torch.full((4000, 6), 1 / 6)
+    zeros = (layer.update_soft(agg, x, P, per_type) == 0).float().mean()
+    want = 0.5 ** 6 if per_type else 0.5
+    assert abs(float(zeros) - want) < 0.02

@@ -36,7 +36,8 @@ class DenseHGTConv(HGTParameters):
         \mathrm{out}_i = \sum_t P_i(t)\, \mathrm{update}_t(\mathrm{agg}_i,
         x_i)
 
-    with the update of the sparse layers, :math:`\alpha = 0` for targets
+    with the update of the sparse layers (in training, its dropout draws
+    one mask per node shared by all types), :math:`\alpha = 0` for targets
     without any positive ``adj`` and padded nodes (``node_mask`` False)
     neither sending nor receiving, with output 0. With one-hot types and
     relations and 0/1 ``adj`` it equals the sparse layers on
@@ -91,11 +92,14 @@ class DenseHGTConv(HGTParameters):
         B, N, _ = x.shape
         T, R, H, d = self.num_types, self.num_relations, self.n_heads, \
             self.d_k
+        # sum_t P_t (W_t x + b_t) as one GEMM of [P_t x_t..., P] against
+        # stacked [W_t^T..., b]: no [B, N, T, 3F] output to reduce
         w, b = self.kqv_weight()
-        kqv = F.linear(x, w.reshape(T * 3 * H * d, -1), b.reshape(-1))
-        P = P.to(kqv.dtype)
-        k, q, v = torch.einsum('bnt,bnto->bno', P, kqv.view(B, N, T, -1)
-                               ).view(B, N, 3, H, d).unbind(2)
+        P = P.to(x.dtype)
+        z = torch.cat([(P.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2), P],
+                      -1)
+        kqv = z @ torch.cat([w.transpose(1, 2).flatten(0, 1), b], 0)
+        k, q, v = kqv.view(B, N, 3, H, d).unbind(2)
         scale = (self.relation_pri / self.sqrt_dk).view(1, 1, R, H, 1)
         qa = torch.einsum('bihf,rhdf->birhd', q, self.relation_att) * scale
         s = torch.einsum('birhd,bjhd->bhirj', qa, k)
@@ -118,7 +122,7 @@ class DenseHGTConv(HGTParameters):
         u = torch.einsum('bhijr,bjhd->birhd', coef, v)
         agg = torch.einsum('birhd,rhdf->bihf', u,
                            self.relation_msg).reshape(B, N, H * d)
-        out = self.update_soft(agg, x, P)
+        out = self.update_soft(agg, x, P, dropout_per_type=False)
         if node_mask is not None:
             out = out * node_mask.unsqueeze(-1).to(out.dtype)
         return out
