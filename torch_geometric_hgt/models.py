@@ -200,7 +200,7 @@ class DifferentiableHGT(_SoftGraphStack):
                              f"(got {tuple(P.shape)})")
         return chunked(self._forward, (P, hgt_data['adj_matrix'],
                                        hgt_data['edge_types']),
-                       self.chunk_size)
+                       self.chunk_size, self.parameters())
 
     def _forward(self, P: Tensor, adj: Tensor, E: Tensor) -> Tensor:
         h = self.input_projection(P)
@@ -256,7 +256,7 @@ class DenseHGT(_SoftGraphStack):
                              f"(in_dim), got {graph.x.size(-1)}")
         return chunked(self._forward, (graph.x, graph.node_types, graph.adj,
                                        graph.edge_types, graph.node_mask),
-                       self.chunk_size)
+                       self.chunk_size, self.parameters())
 
     def _forward(self, x: Optional[Tensor], P: Tensor, adj: Tensor,
                  E: Tensor, node_mask: Optional[Tensor]) -> Tensor:

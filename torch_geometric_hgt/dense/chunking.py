@@ -1,9 +1,8 @@
 """Run a per-graph function over a batch in chunks of graphs."""
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
 #: graphs per chunk for ``chunk_size="auto"``: as fast as larger chunks on CPU
 #: for N = 8 (large temporaries cost page faults) and small in memory.
@@ -22,14 +21,80 @@ def resolve_chunk_size(chunk_size, batch_size: int) -> int:
     return chunk_size
 
 
+def _parts(tensors: Sequence[Optional[Tensor]], size: int):
+    B = next(t for t in tensors if t is not None).size(0)
+    for start in range(0, B, size):
+        yield start, [None if t is None else t[start:start + size]
+                      for t in tensors]
+
+
+class _ChunkedCheckpoint(torch.autograd.Function):
+    """``cat(fn(chunk) for chunk)`` keeping only the inputs; backward
+    recomputes one chunk at a time (same RNG and autocast state) and writes
+    its input gradients into one buffer per input. Autograd's own slicing
+    would instead build a full-size zero gradient per chunk and input."""
+    @staticmethod
+    def forward(ctx, fn, size, n, *args):
+        tensors, params = args[:n], args[n:]
+        ctx.fn, ctx.size, ctx.n = fn, size, n
+        device = next(t for t in tensors if t is not None).device
+        ctx.device = device
+        ctx.cpu_rng = torch.get_rng_state()
+        ctx.cuda_rng = torch.cuda.get_rng_state(device) \
+            if device.type == 'cuda' else None
+        ctx.autocast = (torch.is_autocast_enabled(device.type),
+                        torch.get_autocast_dtype(device.type))
+        ctx.save_for_backward(*tensors, *params)
+        with torch.no_grad():
+            return torch.cat([fn(*part) for _, part in _parts(tensors, size)])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        saved = ctx.saved_tensors
+        tensors, params = saved[:ctx.n], saved[ctx.n:]
+        need = ctx.needs_input_grad[3:]
+        d_in = [torch.zeros_like(t) if t is not None and need[i] else None
+                for i, t in enumerate(tensors)]
+        d_par = [torch.zeros_like(p) if need[ctx.n + i] else None
+                 for i, p in enumerate(params)]
+        wrt_par = [p for p, d in zip(params, d_par) if d is not None]
+        devices = [ctx.device] if ctx.cuda_rng is not None else []
+        enabled, dtype = ctx.autocast
+        with torch.random.fork_rng(devices=devices), torch.enable_grad(), \
+                torch.autocast(ctx.device.type, dtype=dtype,
+                               enabled=enabled):
+            torch.set_rng_state(ctx.cpu_rng)
+            if ctx.cuda_rng is not None:
+                torch.cuda.set_rng_state(ctx.cuda_rng, ctx.device)
+            for start, part in _parts(tensors, ctx.size):
+                part = [None if t is None else
+                        t.detach().requires_grad_(d is not None)
+                        for t, d in zip(part, d_in)]
+                out = ctx.fn(*part)
+                wrt = [t for t, d in zip(part, d_in) if d is not None]
+                grads = torch.autograd.grad(
+                    out, wrt + wrt_par, grad[start:start + out.size(0)],
+                    allow_unused=True)
+                it = iter(grads)
+                for d, g in zip([d for d in d_in if d is not None], it):
+                    if g is not None:
+                        d[start:start + out.size(0)] = g
+                for d, g in zip([d for d in d_par if d is not None], it):
+                    if g is not None:
+                        d += g
+        return (None, None, None, *d_in, *d_par)
+
+
 def chunked(fn: Callable[..., Tensor], tensors: Sequence[Optional[Tensor]],
-            chunk_size, checkpoint: Optional[bool] = None) -> Tensor:
+            chunk_size, params: Iterable[Tensor] = (),
+            checkpoint: Optional[bool] = None) -> Tensor:
     """``fn(*tensors)`` computed on chunks of the leading (graph) dimension
     and concatenated; exact because graphs are independent.
 
-    ``checkpoint``: recompute each chunk in backward so that only its
+    ``checkpoint``: recompute each chunk in backward so that only the
     inputs stay alive (default: whenever there is more than one chunk and
-    gradients are on).
+    gradients are on). ``params`` are the parameters ``fn`` uses; they get
+    their gradients through the recomputation.
     """
     B = next(t for t in tensors if t is not None).size(0)
     size = resolve_chunk_size(chunk_size, B)
@@ -37,11 +102,8 @@ def chunked(fn: Callable[..., Tensor], tensors: Sequence[Optional[Tensor]],
         return fn(*tensors)
     if checkpoint is None:
         checkpoint = torch.is_grad_enabled()
-    outs = []
-    for start in range(0, B, size):
-        part = [None if t is None else t[start:start + size] for t in tensors]
-        if checkpoint and torch.is_grad_enabled():
-            outs.append(grad_checkpoint(fn, *part, use_reentrant=False))
-        else:
-            outs.append(fn(*part))
-    return torch.cat(outs, 0)
+    if checkpoint and torch.is_grad_enabled():
+        params: List[Tensor] = list(params)
+        return _ChunkedCheckpoint.apply(fn, size, len(tensors), *tensors,
+                                        *params)
+    return torch.cat([fn(*part) for _, part in _parts(tensors, size)])

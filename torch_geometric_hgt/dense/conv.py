@@ -85,7 +85,7 @@ class DenseHGTConv(HGTParameters):
         self.check_dense(x, node_types, adj, edge_types, node_mask)
         return chunked(self._forward,
                        (x, node_types, adj, edge_types, node_mask),
-                       self.chunk_size)
+                       self.chunk_size, self.parameters())
 
     def _forward(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
                  node_mask: Optional[Tensor]) -> Tensor:

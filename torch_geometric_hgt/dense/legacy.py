@@ -112,7 +112,7 @@ class DifferentiableDenseHGTConv(_LegacyBase):
                          edge_types_soft, edge_time)
         return chunked(self._forward, (node_features, node_types_soft,
                                        adj_matrix_soft, edge_types_soft),
-                       self.chunk_size)
+                       self.chunk_size, self.parameters())
 
     def _forward(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor
                  ) -> Tensor:
