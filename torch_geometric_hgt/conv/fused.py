@@ -8,7 +8,8 @@ from torch import Tensor
 
 from torch_geometric_hgt.conv.edge_attention import edge_attention
 from torch_geometric_hgt.conv.relation_attention import relation_attention
-from torch_geometric_hgt.ops import (relation_matmul, type_order, typed_linear,
+from torch_geometric_hgt.ops import (fold_relations, relation_matmul,
+                                     sum_relations, type_order, typed_linear,
                                      typed_linear_sorted)
 from torch_geometric_hgt.params import HGTParameters
 
@@ -93,21 +94,13 @@ def _global_fold(p: HGTParameters, q: Tensor, k: Tensor, v: Tensor,
                              p.relation_att.transpose(-1, -2))
         qr = qr * scale.index_select(0, pair_rel).unsqueeze(-1)
     else:
-        # one GEMM against block-diagonal [H d, R H d] weights: more FLOPs
-        # than per-head products, but no permute of [N R, F] outputs
         pair = key
-        eye = torch.eye(H, dtype=q.dtype, device=q.device)
-        w = torch.einsum('rhdf,hg->hfrgd', p.relation_att.to(q.dtype) *
-                         scale.to(q.dtype).view(R, H, 1, 1), eye)
-        qr = (q.reshape(N, H * d) @ w.reshape(H * d, R * H * d)).view(
-            N * R, H, d)
+        qr = fold_relations(q, (p.relation_att * scale.view(R, H, 1, 1))
+                            .transpose(-1, -2)).view(N * R, H, d)
     u, alpha = edge_attention(qr, k, v, src, dst, pair, N, chunk, kt, vt,
                               trow)
     if compact:
         agg = torch.zeros(N, H, d, dtype=u.dtype, device=u.device)
         return agg.index_add(0, pair_node, relation_matmul(
             u, pair_rel, p.relation_msg)), alpha
-    eye = torch.eye(H, dtype=u.dtype, device=u.device)
-    w = torch.einsum('rhde,hg->rhdge', p.relation_msg.to(u.dtype), eye)
-    return (u.reshape(N, R * H * d) @ w.reshape(R * H * d, H * d)).view(
-        N, H, d), alpha
+    return sum_relations(u.view(N, R, H, d), p.relation_msg), alpha

@@ -6,6 +6,7 @@ from torch import Tensor
 
 from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.chunking import chunked
+from torch_geometric_hgt.ops import fold_relations, sum_relations
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
 
@@ -100,8 +101,8 @@ class DenseHGTConv(HGTParameters):
                       -1)
         kqv = z @ torch.cat([w.transpose(1, 2).flatten(0, 1), b], 0)
         k, q, v = kqv.view(B, N, 3, H, d).unbind(2)
-        scale = (self.relation_pri / self.sqrt_dk).view(1, 1, R, H, 1)
-        qa = torch.einsum('bihf,rhdf->birhd', q, self.relation_att) * scale
+        scale = (self.relation_pri / self.sqrt_dk).view(R, H, 1, 1)
+        qa = fold_relations(q, (self.relation_att * scale).transpose(-1, -2))
         s = torch.einsum('birhd,bjhd->bhirj', qa, k)
         Et = E.transpose(1, 2).to(s.dtype)  # [B, i (target), j, R]
         score = torch.einsum('bhirj,bijr->bhij', s, Et).float()
@@ -120,8 +121,7 @@ class DenseHGTConv(HGTParameters):
                             torch.zeros_like(e)).to(s.dtype)
         coef = alpha.unsqueeze(-1) * Et.unsqueeze(1)  # [B, H, i, j, R]
         u = torch.einsum('bhijr,bjhd->birhd', coef, v)
-        agg = torch.einsum('birhd,rhdf->bihf', u,
-                           self.relation_msg).reshape(B, N, H * d)
+        agg = sum_relations(u, self.relation_msg).reshape(B, N, H * d)
         out = self.update_soft(agg, x, P, dropout_per_type=False)
         if node_mask is not None:
             out = out * node_mask.unsqueeze(-1).to(out.dtype)
