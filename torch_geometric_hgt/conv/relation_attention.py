@@ -20,19 +20,8 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
+from torch_geometric_hgt.conv.edge_attention import _acc, _gather
 from torch_geometric_hgt.ops import segment_max
-
-
-def _acc(t: Tensor) -> torch.dtype:
-    """Accumulation dtype: float32 for half types, else the input's."""
-    return torch.promote_types(t.dtype, torch.float32)
-
-
-def _gather(table: Tensor, idx: Tensor, tt: Tensor, trow: Tensor) -> Tensor:
-    out = table.index_select(0, idx)
-    if tt.numel():
-        out = out + tt.index_select(0, trow)
-    return out
 
 
 class _Chunk:
