@@ -37,7 +37,7 @@ from torch_geometric_hgt import (DenseHGT, DenseHGTConv,  # noqa: E402
                                  DifferentiableHGT,
                                  LoopDifferentiableDenseHGTConv, SoftGraph,
                                  UltraFastHGTConv, dense_to_batch,
-                                 soft_graph_from_logits)
+                                 keep_freed_memory, soft_graph_from_logits)
 
 
 class Critic(torch.nn.Module):
@@ -127,6 +127,7 @@ def main():
         args.families, args.epochs, args.critic_epochs = 300, 1, 1
     torch.manual_seed(0)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
+    keep_freed_memory()  # large CPU temporaries stop paying page faults
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(0)

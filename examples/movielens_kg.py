@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HGTConv
 
-from torch_geometric_hgt import HGT
+from torch_geometric_hgt import HGT, keep_freed_memory
 
 
 def read_table(name: str):
@@ -198,6 +198,7 @@ def main():
     if args.smoke:
         args.epochs, args.hidden = 1, 16
     torch.set_num_threads(min(torch.get_num_threads(), 2))
+    keep_freed_memory()  # large CPU temporaries stop paying page faults
     data, ratings, values, split = load(limit=2000 if args.smoke else 0)
     print(f'{data["user"].num_nodes} users, {data["movie"].num_nodes} '
           f'movies, {data["entity"].num_nodes} entities, '
