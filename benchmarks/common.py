@@ -97,9 +97,10 @@ _MALLOC: List[bool] = [False]
 
 def parse_args(parser, child: Callable[[dict], dict]):
     """Adds the options every benchmark has (``--device``, ``--threads``,
-    ``--smoke``, ``--default-malloc``, the hidden ``--child``) and parses. In a child process
-    (:func:`run_child`) runs ``child`` on its JSON config, prints the
-    result and exits; else sets the thread count and returns the args."""
+    ``--smoke``, ``--default-malloc``, the hidden ``--child``) and parses.
+    In a child process (:func:`run_child`) runs ``child`` on its JSON
+    config, prints the result and exits; else sets the thread count and
+    returns the args."""
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--smoke', action='store_true',

@@ -43,7 +43,7 @@ class _Chunk:
         self.sizes: List[int] = torch.bincount(self.rel, minlength=R).tolist()
 
     def rel_mm(self, x: Tensor, w: Tensor) -> Tensor:
-        """``x[p, h] @ w[rel_p, h]`` for ``x [P, H, d]``, ``w [R, H, d, e]``."""
+        """``x[p, h] @ w[rel_p, h]``: ``x [P, H, d]``, ``w [R, H, d, e]``."""
         parts = [torch.einsum('phd,hde->phe', xr, w[r])
                  for r, xr in enumerate(x.split(self.sizes)) if xr.numel()]
         return torch.cat(parts) if parts else x.new_zeros(

@@ -1,7 +1,6 @@
 from typing import Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from torch_geometric_hgt import validation as V
@@ -91,8 +90,7 @@ class DenseHGTConv(HGTParameters):
     def _forward(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
                  node_mask: Optional[Tensor]) -> Tensor:
         B, N, _ = x.shape
-        T, R, H, d = self.num_types, self.num_relations, self.n_heads, \
-            self.d_k
+        R, H, d = self.num_relations, self.n_heads, self.d_k
         # sum_t P_t (W_t x + b_t) as one GEMM of [P_t x_t..., P] against
         # stacked [W_t^T..., b]: no [B, N, T, 3F] output to reduce
         w, b = self.kqv_weight()
