@@ -96,34 +96,16 @@ def typed_linear_sorted(x: Tensor, sizes: List[int], weight: Tensor,
                                         bias.to(dtype), sizes)
 
 
-def _head_diagonal(w: Tensor, heads_first: bool) -> Tensor:
-    """``w [R, H, d, e]`` as one block-diagonal matrix over heads:
-    ``[H d, R H e]`` (``heads_first``) or ``[R H d, H e]``."""
-    R, H = w.shape[:2]
-    eye = torch.eye(H, dtype=w.dtype, device=w.device)
-    if heads_first:
-        return torch.einsum('rhde,hg->hdrge', w, eye).reshape(
-            H * w.size(2), R * H * w.size(3))
-    return torch.einsum('rhde,hg->rhdge', w, eye).reshape(
-        R * H * w.size(2), H * w.size(3))
-
-
-# One GEMM against block-diagonal weights: H times the FLOPs of per-head
-# products, but no permute copies of the large [..., R, H, d] side.
 def fold_relations(x: Tensor, w: Tensor) -> Tensor:
     """``x[..., h] @ w[r, h]`` for every relation: ``x [..., H, d]``,
-    ``w [R, H, d, e]`` -> ``[..., R, H, e]``."""
-    R, H, _, e = w.shape
-    y = x.flatten(-2) @ _head_diagonal(w.to(x.dtype), True)
-    return y.view(*x.shape[:-2], R, H, e)
+    ``w [R, H, d, e]`` -> ``[..., R, H, e]`` (batched over heads)."""
+    return torch.einsum('...hd,rhde->...rhe', x, w.to(x.dtype))
 
 
 def sum_relations(u: Tensor, w: Tensor) -> Tensor:
     """``sum_r u[..., r, h] @ w[r, h]``: ``u [..., R, H, d]``,
-    ``w [R, H, d, e]`` -> ``[..., H, e]``."""
-    H, e = w.size(1), w.size(3)
-    y = u.flatten(-3) @ _head_diagonal(w.to(u.dtype), False)
-    return y.view(*u.shape[:-3], H, e)
+    ``w [R, H, d, e]`` -> ``[..., H, e]`` (batched over heads)."""
+    return torch.einsum('...rhd,rhde->...he', u, w.to(u.dtype))
 
 
 def relation_matmul(x: Tensor, rel: Tensor, weight: Tensor) -> Tensor:
