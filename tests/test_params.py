@@ -77,7 +77,7 @@ def test_initialisation():
     for w in (layer.relation_att.detach(), layer.relation_msg.detach()):
         assert float(w.abs().max()) <= bound
         assert float(w.abs().max()) > 0.9 * bound  # uniform fills the range
-    emb = layer.emb.emb.weight
+    emb = layer.emb.emb.weight.detach()
     p, i = 5, 3
     assert math.isclose(float(emb[p, 2 * i]),
                         math.sin(p / 10000**(2 * i / 16)) / 4, abs_tol=1e-6)
