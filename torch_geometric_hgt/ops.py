@@ -70,19 +70,19 @@ class _SortedTypedLinear(torch.autograd.Function):
     def backward(ctx, dy: Tensor):
         x, weight = ctx.saved_tensors
         dy = dy.contiguous()
-        dx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        dx = torch.empty_like(x)
         dw = torch.zeros_like(weight)
         db = weight.new_zeros(weight.shape[:2])
-        for t, (xt, dyt) in enumerate(zip(x.split(ctx.sizes),
-                                          dy.split(ctx.sizes))):
+        for t, (xt, dyt, dxt) in enumerate(zip(x.split(ctx.sizes),
+                                               dy.split(ctx.sizes),
+                                               dx.split(ctx.sizes))):
             if xt.size(0) == 0:
                 continue
-            if dx is not None:
-                torch.mm(dyt, weight[t], out=dx.narrow(
-                    0, sum(ctx.sizes[:t]), xt.size(0)))
+            if ctx.needs_input_grad[0]:
+                torch.mm(dyt, weight[t], out=dxt)
             dw[t] = dyt.t() @ xt
             db[t] = dyt.sum(0)
-        return dx, dw, db, None
+        return dx if ctx.needs_input_grad[0] else None, dw, db, None
 
 
 def typed_linear_sorted(x: Tensor, sizes: List[int], weight: Tensor,

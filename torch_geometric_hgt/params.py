@@ -160,6 +160,14 @@ class HGTParameters(torch.nn.Module):
         return (torch.stack([lin.weight for lin in self.a_linears]),
                 torch.stack([lin.bias for lin in self.a_linears]))
 
+    def query_fold_weight(self) -> Tensor:
+        """``mu[r, h] / sqrt(d) A[r, h]^T``, ``[R, H, d, d]``: the relation
+        key transform and prior moved onto the query side, so that
+        ``(q @ W[r, h]) . k`` is the score of ``k`` under relation ``r``."""
+        scale = (self.relation_pri / self.sqrt_dk).view(
+            self.num_relations, self.n_heads, 1, 1)
+        return (self.relation_att * scale).transpose(-1, -2)
+
     def rte_kv_table(self) -> Tensor:
         """``W_k[t] lin(emb[p])`` and ``W_v[t] lin(emb[p])`` (no bias: RTE is
         added to the input, so by linearity to K and V) for every type ``t``

@@ -85,18 +85,15 @@ def _global_fold(p: HGTParameters, q: Tensor, k: Tensor, v: Tensor,
     R, H, d, E = p.num_relations, p.n_heads, p.d_k, key.numel()
     dst = torch.div(key, R, rounding_mode='floor')
     compact = N * R > max(E, 1) and not torch.compiler.is_compiling()
-    scale = p.relation_pri / p.sqrt_dk  # [R, H]
+    w_q = p.query_fold_weight()
     if compact:
         pairs, pair = torch.unique_consecutive(key, return_inverse=True)
         pair_node = torch.div(pairs, R, rounding_mode='floor')
         pair_rel = pairs - pair_node * R
-        qr = relation_matmul(q.index_select(0, pair_node), pair_rel,
-                             p.relation_att.transpose(-1, -2))
-        qr = qr * scale.index_select(0, pair_rel).unsqueeze(-1)
+        qr = relation_matmul(q.index_select(0, pair_node), pair_rel, w_q)
     else:
         pair = key
-        qr = fold_relations(q, (p.relation_att * scale.view(R, H, 1, 1))
-                            .transpose(-1, -2)).view(N * R, H, d)
+        qr = fold_relations(q, w_q).view(N * R, H, d)
     u, alpha = edge_attention(qr, k, v, src, dst, pair, N, chunk, kt, vt,
                               trow)
     if compact:

@@ -20,8 +20,8 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
-from torch_geometric_hgt.conv.edge_attention import _acc, _gather
-from torch_geometric_hgt.ops import segment_max
+from torch_geometric_hgt.conv.edge_attention import _acc, _chunks, _gather
+from torch_geometric_hgt.ops import segment_max, type_order
 
 
 class _Chunk:
@@ -33,14 +33,11 @@ class _Chunk:
         self.src, self.trow = src[a:b], trow[a:b] if trow.numel() else trow
         pairs, inv = torch.unique_consecutive(key[a:b], return_inverse=True)
         rel = pairs % R
-        order = torch.argsort(rel, stable=True)
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(order.numel(), device=order.device)
+        order, rank, self.sizes = type_order(rel, R)
         self.pair = rank.index_select(0, inv)  # edge -> pair
         self.rel = rel.index_select(0, order)
         self.node = torch.div(pairs.index_select(0, order), R,
                               rounding_mode='floor')
-        self.sizes: List[int] = torch.bincount(self.rel, minlength=R).tolist()
 
     def rel_mm(self, x: Tensor, w: Tensor) -> Tensor:
         """``x[p, h] @ w[rel_p, h]``: ``x [P, H, d]``, ``w [R, H, d, e]``."""
@@ -66,11 +63,9 @@ class _Chunk:
         return q_p, self.rel_mm(q_p, att_t), scale.index_select(0, self.rel)
 
 
-def _chunks(key: Tensor, src: Tensor, trow: Tensor, chunk: int, R: int):
-    E = key.numel()
-    chunk = max(int(chunk), 1)
-    for a in range(0, E, chunk):
-        b = min(a + chunk, E)
+def _pair_chunks(key: Tensor, src: Tensor, trow: Tensor, chunk: int,
+                 R: int):
+    for a, b in _chunks(key.numel(), chunk):
         yield a, b, _Chunk(key, src, trow, a, b, R)
 
 
@@ -100,7 +95,7 @@ def relation_attention_fwd(q: Tensor, k: Tensor, v: Tensor, kt: Tensor,
     scale = pri.to(acc) / d ** 0.5
     dst = torch.div(key, R, rounding_mode='floor')
     score = torch.empty(E, H, device=k.device, dtype=acc)
-    for a, b, c in _chunks(key, src, trow, chunk, R):
+    for a, b, c in _pair_chunks(key, src, trow, chunk, R):
         _, qa, s = c.folded_query(q, att_t, scale)
         k_e = _gather(k, c.src, kt, c.trow)
         score[a:b] = ((qa * s.unsqueeze(-1)).index_select(0, c.pair)
@@ -110,7 +105,7 @@ def relation_attention_fwd(q: Tensor, k: Tensor, v: Tensor, kt: Tensor,
     den = torch.zeros(num_nodes, H, device=k.device, dtype=acc)
     alpha /= den.index_add_(0, dst, alpha).index_select(0, dst)
     agg = torch.zeros(num_nodes, H, d, device=k.device, dtype=acc)
-    for a, b, c in _chunks(key, src, trow, chunk, R):
+    for a, b, c in _pair_chunks(key, src, trow, chunk, R):
         v_e = _gather(v, c.src, vt, c.trow) * alpha[a:b].unsqueeze(-1)
         u = torch.zeros(len(c.rel), H, d, device=k.device, dtype=acc)
         agg.index_add_(0, c.node, c.rel_mm(u.index_add_(0, c.pair, v_e),
@@ -147,7 +142,7 @@ def relation_attention_bwd(d_agg: Tensor, alpha: Tensor, q: Tensor,
     d_msg = torch.zeros(msg.shape, **zeros)
     d_scale = torch.zeros(R, H, **zeros)
     d_alpha = torch.empty(E, H, **zeros)
-    for a, b, c in _chunks(key, src, trow, chunk, R):
+    for a, b, c in _pair_chunks(key, src, trow, chunk, R):
         g = d_agg.index_select(0, c.node)
         v_e = _gather(v, c.src, vt, c.trow)
         u = torch.zeros(len(c.rel), H, d, **zeros).index_add_(
@@ -163,7 +158,7 @@ def relation_attention_bwd(d_agg: Tensor, alpha: Tensor, q: Tensor,
     dot = torch.zeros(num_nodes, H, **zeros).index_add_(0, dst,
                                                         alpha * d_alpha)
     d_score = alpha * (d_alpha - dot.index_select(0, dst))
-    for a, b, c in _chunks(key, src, trow, chunk, R):
+    for a, b, c in _pair_chunks(key, src, trow, chunk, R):
         q_p, qa, s = c.folded_query(q, att_t, scale)
         g = d_score[a:b].unsqueeze(-1)
         k_e = _gather(k, c.src, kt, c.trow)

@@ -90,7 +90,7 @@ class DenseHGTConv(HGTParameters):
     def _forward(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
                  node_mask: Optional[Tensor]) -> Tensor:
         B, N, _ = x.shape
-        R, H, d = self.num_relations, self.n_heads, self.d_k
+        H, d = self.n_heads, self.d_k
         # sum_t P_t (W_t x + b_t) as one GEMM of [P_t x_t..., P] against
         # stacked [W_t^T..., b]: no [B, N, T, 3F] output to reduce
         w, b = self.kqv_weight()
@@ -99,8 +99,7 @@ class DenseHGTConv(HGTParameters):
                       -1)
         kqv = z @ torch.cat([w.transpose(1, 2).flatten(0, 1), b], 0)
         k, q, v = kqv.view(B, N, 3, H, d).unbind(2)
-        scale = (self.relation_pri / self.sqrt_dk).view(R, H, 1, 1)
-        qa = fold_relations(q, (self.relation_att * scale).transpose(-1, -2))
+        qa = fold_relations(q, self.query_fold_weight())
         s = torch.einsum('birhd,bjhd->bhirj', qa, k)
         Et = E.transpose(1, 2).to(s.dtype)  # [B, i (target), j, R]
         score = torch.einsum('bhirj,bijr->bhij', s, Et).float()
