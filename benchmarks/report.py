@@ -16,11 +16,24 @@ def fmt(v, unit=''):
     return f'{v:.1f}x' if unit == 'x' else f'{v:.0f}'
 
 
-def sparse(name='sparse'):
+def load(name: str):
+    """The results of ``out/<name>.json``, or ``None`` if not run."""
     path = OUT / f'{name}.json'
-    if not path.exists():
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def timing_cells(r: dict) -> str:
+    """forward | fwd+bwd | peak above inputs | vs loop fwd / fwd+bwd"""
+    return (f"{fmt(r['fwd_s'], 's')} | {fmt(r.get('fwdbwd_s'), 's')} | "
+            f"{fmt(r['peak_above_inputs_mb'])} | "
+            f"{fmt(r.get('speedup_vs_loop_fwd_s'), 'x')} / "
+            f"{fmt(r.get('speedup_vs_loop_fwdbwd_s'), 'x')}")
+
+
+def sparse(name='sparse'):
+    d = load(name)
+    if d is None:
         return
-    d = json.loads(path.read_text())
     cal = d['calibration']
     print(f"### Sparse layers ({d['device']}, torch {d['torch']})\n")
     print(f"Calibration in the same run: `torch.mm` {cal['mm_gflops']:.0f} "
@@ -38,19 +51,15 @@ def sparse(name='sparse'):
               if 'ratio_to_lower_bound_fwdbwd_s' in r else
               f"{r['ratio_to_lower_bound_fwd_s']:.1f}x / -")
         print(f"| {r['N']:,} / {r['E']:,} / {r['R']} | {r['impl']} | "
-              f"{fmt(r['fwd_s'], 's')} | {fmt(r.get('fwdbwd_s'), 's')} | "
-              f"{fmt(r['peak_above_inputs_mb'])} | "
-              f"{fmt(r.get('speedup_vs_loop_fwd_s'), 'x')} / "
-              f"{fmt(r.get('speedup_vs_loop_fwdbwd_s'), 'x')} | "
+              f"{timing_cells(r)} | "
               f"{fmt(r.get('speedup_vs_pyg_fwd_s'), 'x')} | {lb} |")
     print()
 
 
 def dense(name='dense'):
-    path = OUT / f'{name}.json'
-    if not path.exists():
+    d = load(name)
+    if d is None:
         return
-    d = json.loads(path.read_text())
     cal = d['calibration']
     print(f"### Soft family graphs ({d['device']}, torch {d['torch']})\n")
     print(f"N = 8, 128-d, 4 heads, 6 types, 5 relations; `torch.mm` "
@@ -63,20 +72,15 @@ def dense(name='dense'):
           '| vs loop fwd / fwd+bwd | lower bound fwd+bwd |')
     print('|---|---|---|---|---|---|---|')
     for r in d['rows']:
-        print(f"| {r['B']:,} | {r['impl']} | {fmt(r['fwd_s'], 's')} | "
-              f"{fmt(r['fwdbwd_s'], 's')} | "
-              f"{fmt(r['peak_above_inputs_mb'])} | "
-              f"{fmt(r.get('speedup_vs_loop_fwd_s'), 'x')} / "
-              f"{fmt(r.get('speedup_vs_loop_fwdbwd_s'), 'x')} | "
+        print(f"| {r['B']:,} | {r['impl']} | {timing_cells(r)} | "
               f"{fmt(r.get('lower_bound_fwdbwd_s'), 's')} |")
     print()
 
 
 def legacy(name='legacy'):
-    path = OUT / f'{name}.json'
-    if not path.exists():
+    d = load(name)
+    if d is None:
         return
-    d = json.loads(path.read_text())
     f, full = d['per_family'], d['full']
     print(f"### Legacy layer ({d['device']}, torch {d['torch']})\n")
     print(f"Max abs differences loop vs vectorized: {d['equality']}.\n")
