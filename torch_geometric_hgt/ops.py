@@ -108,6 +108,23 @@ def sum_relations(u: Tensor, w: Tensor) -> Tensor:
     return torch.einsum('...rhd,rhde->...he', u, w.to(u.dtype))
 
 
+def fold_relations_by_head(x: Tensor, w: Tensor) -> Tensor:
+    """:func:`fold_relations` into head-major rows: ``x [N, H, d]``,
+    ``w [R, H, d, e]`` -> ``[H, N R, e]`` (row ``n R + r``), one batched
+    GEMM with no output permutation."""
+    R, H, d, e = w.shape
+    w = w.to(x.dtype).permute(1, 2, 0, 3).reshape(H, d, R * e)
+    return torch.bmm(x.transpose(0, 1), w).view(H, -1, e)
+
+
+def sum_relations_by_head(u: Tensor, w: Tensor) -> Tensor:
+    """:func:`sum_relations` from head-major rows: ``u [H, N R, d]`` (row
+    ``n R + r``), ``w [R, H, d, e]`` -> ``[N, H, e]``."""
+    R, H, d, e = w.shape
+    w = w.to(u.dtype).transpose(0, 1).reshape(H, R * d, e)
+    return torch.bmm(u.view(H, -1, R * d), w).transpose(0, 1)
+
+
 def relation_matmul(x: Tensor, rel: Tensor, weight: Tensor) -> Tensor:
     """``x[p, h] @ weight[rel[p], h]`` for ``x [P, H, d]``, ``weight
     [R, H, d, e]``: one batched product per relation (eager only)."""

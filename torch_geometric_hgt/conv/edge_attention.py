@@ -1,23 +1,24 @@
 """The edge phase of the sparse layers as one operator with a hand-written
-backward, processed in chunks of edges so that no ``[E, F]`` tensor lives
-longer than one chunk:
+backward, on head-major tensors (``[H, rows, d]``):
 
     score_e = qr[pair_e] . k_e,   k_e = k[src_e] (+ kt[trow_e])
     alpha   = softmax of score over edges with the same dst (float32)
     u[p]    = sum_{e: pair_e = p} alpha_e v_e,   v_e = v[src_e] (+ vt[trow_e])
 
-per head. ``qr`` holds the queries already folded with the relation key
-transform per (target, relation) pair; ``kt``/``vt`` are the temporal
-encoding tables (empty when unused). Registered as a ``torch.library``
-custom op, so ``torch.compile(fullgraph=True)`` treats it as one opaque
-node and never traces the chunk loop.
+per head. Edges come sorted by ``pair``, so each pair's edges are one CSR
+row and every sum over edges is an ``embedding_bag`` per head (gather, scale
+and sum in one pass; no edge-level row is ever written): ``u`` by pair in
+forward, and in backward the query gradient by pair and the key, value and
+temporal-table gradients by source (or time row) after one stable sort.
+Only the dot products (scores; ``d alpha`` in backward) gather rows, over
+chunks of edges. Registered as a ``torch.library`` custom op, so
+``torch.compile(fullgraph=True)`` treats it as one opaque node.
 """
 from typing import Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-
-from torch_geometric_hgt.ops import segment_max
 
 
 def _acc(t: Tensor) -> torch.dtype:
@@ -25,16 +26,52 @@ def _acc(t: Tensor) -> torch.dtype:
     return torch.promote_types(t.dtype, torch.float32)
 
 
-def _gather(table: Tensor, idx: Tensor, tt: Tensor, trow: Tensor) -> Tensor:
-    out = table.index_select(0, idx)
-    if tt.numel():
-        out = out + tt.index_select(0, trow)
-    return out.to(_acc(out))
-
-
 def _chunks(E: int, chunk: int):
     chunk = max(int(chunk), 1)
     return [(s, min(s + chunk, E)) for s in range(0, E, chunk)]
+
+
+def _offsets(index: Tensor, size: int) -> Tensor:
+    """CSR offsets ``[size + 1]`` of the rows ``index`` falls into."""
+    out = index.new_zeros(size + 1)
+    torch.cumsum(torch.bincount(index, minlength=size), 0, out=out[1:])
+    return out
+
+
+def _bags(table: Tensor, index: Tensor, offsets: Tensor,
+          weight: Tensor) -> Tensor:
+    """``out[h, b] = sum_{j in bag b} weight[h, j] table[h, index[j]]`` for
+    ``table [H, rows, d]``, ``weight [H, n]``, bags given by ``offsets``."""
+    return torch.stack([
+        F.embedding_bag(index, table[h], offsets, mode='sum',
+                        per_sample_weights=weight[h],
+                        include_last_offset=True)
+        for h in range(table.size(0))
+    ])
+
+
+def _dots(a: Tensor, ia: Tensor, b: Tensor, ib: Tensor, bt: Tensor,
+          it: Tensor, chunk: int) -> Tensor:
+    """``out[h, e] = a[h, ia_e] . (b[h, ib_e] (+ bt[h, it_e]))``."""
+    out = a.new_empty(a.size(0), ia.numel())
+    for s, t in _chunks(ia.numel(), chunk):
+        for h in range(a.size(0)):
+            b_e = b[h].index_select(0, ib[s:t])
+            if bt.numel():
+                b_e += bt[h].index_select(0, it[s:t])
+            out[h, s:t] = (a[h].index_select(0, ia[s:t]) * b_e).sum(-1)
+    return out
+
+
+def _table_grads(index: Tensor, size: int, pair: Tensor, qr: Tensor,
+                 du: Tensor, d_score: Tensor, alpha: Tensor
+                 ) -> Tuple[Tensor, Tensor]:
+    """Gradients of the key and value tables (``size`` rows) that edge
+    ``e`` reads at row ``index_e``: bags by ``index`` after a stable sort."""
+    order = torch.argsort(index, stable=True)
+    pair, offsets = pair.index_select(0, order), _offsets(index, size)
+    return (_bags(qr, pair, offsets, d_score.index_select(1, order)),
+            _bags(du, pair, offsets, alpha.index_select(1, order)))
 
 
 @torch.library.custom_op('torch_geometric_hgt::edge_attention_fwd',
@@ -43,27 +80,26 @@ def edge_attention_fwd(qr: Tensor, k: Tensor, v: Tensor, kt: Tensor,
                        vt: Tensor, src: Tensor, dst: Tensor, pair: Tensor,
                        trow: Tensor, num_nodes: int,
                        chunk: int) -> Tuple[Tensor, Tensor]:
-    E, H = src.numel(), k.size(1)
-    acc = dict(device=k.device, dtype=_acc(k))
-    score = torch.empty(E, H, **acc)
-    for a, b in _chunks(E, chunk):
-        k_e = _gather(k, src[a:b], kt, trow[a:b])
-        score[a:b] = (qr.index_select(0, pair[a:b]).to(k_e) * k_e).sum(-1)
-    top = segment_max(score, dst, num_nodes)
-    alpha = torch.exp(score - top.index_select(0, dst))
-    den = torch.zeros(num_nodes, H, **acc).index_add_(0, dst, alpha)
-    alpha = alpha / den.index_select(0, dst)
-    u = torch.zeros(qr.shape, **acc)
-    for a, b in _chunks(E, chunk):
-        v_e = _gather(v, src[a:b], vt, trow[a:b])
-        u.index_add_(0, pair[a:b], v_e * alpha[a:b].unsqueeze(-1))
-    return u.to(v.dtype), alpha
+    acc, out_dtype = _acc(k), v.dtype
+    qr, k, v, kt, vt = (t.to(acc) for t in (qr, k, v, kt, vt))
+    score = _dots(qr, pair, k, src, kt, trow, chunk)
+    idx = dst.expand_as(score)
+    top = score.new_full((score.size(0), num_nodes), float('-inf'))
+    top.scatter_reduce_(1, idx, score, 'amax')
+    alpha = torch.exp(score - top.index_select(1, dst))
+    den = score.new_zeros(top.shape).index_add_(1, dst, alpha)
+    alpha = alpha / den.index_select(1, dst)
+    offsets = _offsets(pair, qr.size(1))
+    u = _bags(v, src, offsets, alpha)
+    if vt.numel():
+        u += _bags(vt, trow, offsets, alpha)
+    return u.to(out_dtype), alpha
 
 
 @edge_attention_fwd.register_fake
 def _(qr, k, v, kt, vt, src, dst, pair, trow, num_nodes, chunk):
     return (qr.new_empty(qr.shape, dtype=v.dtype),
-            k.new_empty((src.size(0), k.size(1)), dtype=_acc(k)))
+            k.new_empty((k.size(0), src.size(0)), dtype=_acc(k)))
 
 
 @torch.library.custom_op('torch_geometric_hgt::edge_attention_bwd',
@@ -73,37 +109,25 @@ def edge_attention_bwd(du: Tensor, alpha: Tensor, qr: Tensor, k: Tensor,
                        dst: Tensor, pair: Tensor, trow: Tensor,
                        num_nodes: int, chunk: int
                        ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    E, H = src.numel(), k.size(1)
-    f32 = dict(device=k.device, dtype=_acc(k))
-    d_v = torch.zeros(v.shape, **f32)
-    d_vt = torch.zeros(vt.shape, **f32)
-    d_alpha = torch.empty(E, H, **f32)
-    du = du.to(f32['dtype'])
-    for a, b in _chunks(E, chunk):
-        v_e = _gather(v, src[a:b], vt, trow[a:b])
-        du_e = du.index_select(0, pair[a:b])
-        d_alpha[a:b] = (du_e * v_e).sum(-1)
-        dv_e = du_e * alpha[a:b].unsqueeze(-1)
-        d_v.index_add_(0, src[a:b], dv_e)
-        if vt.numel():
-            d_vt.index_add_(0, trow[a:b], dv_e)
+    acc = _acc(k)
+    dtypes = [t.dtype for t in (qr, k, v, kt, vt)]
+    du, qr, k, v, kt, vt = (t.to(acc).contiguous()
+                            for t in (du, qr, k, v, kt, vt))
+    d_alpha = _dots(du, pair, v, src, vt, trow, chunk)
     # softmax backward: alpha * (d_alpha - sum_{e' -> t} alpha_e' d_alpha_e')
-    dot = torch.zeros(num_nodes, H, **f32).index_add_(0, dst,
-                                                      alpha * d_alpha)
-    d_score = alpha * (d_alpha - dot.index_select(0, dst))
-    d_qr = torch.zeros(qr.shape, **f32)
-    d_k = torch.zeros(k.shape, **f32)
-    d_kt = torch.zeros(kt.shape, **f32)
-    for a, b in _chunks(E, chunk):
-        g = d_score[a:b].unsqueeze(-1)
-        k_e = _gather(k, src[a:b], kt, trow[a:b])
-        d_qr.index_add_(0, pair[a:b], g * k_e)
-        dk_e = g * qr.index_select(0, pair[a:b]).to(g)
-        d_k.index_add_(0, src[a:b], dk_e)
-        if kt.numel():
-            d_kt.index_add_(0, trow[a:b], dk_e)
-    return (d_qr.to(qr.dtype), d_k.to(k.dtype), d_v.to(v.dtype),
-            d_kt.to(kt.dtype), d_vt.to(vt.dtype))
+    dot = alpha.new_zeros(alpha.size(0), num_nodes)
+    dot.index_add_(1, dst, alpha * d_alpha)
+    d_score = alpha * (d_alpha - dot.index_select(1, dst))
+    offsets = _offsets(pair, qr.size(1))
+    d_qr = _bags(k, src, offsets, d_score)
+    d_k, d_v = _table_grads(src, k.size(1), pair, qr, du, d_score, alpha)
+    d_kt, d_vt = torch.zeros_like(kt), torch.zeros_like(vt)
+    if kt.numel():
+        d_qr += _bags(kt, trow, offsets, d_score)
+        d_kt, d_vt = _table_grads(trow, kt.size(1), pair, qr, du, d_score,
+                                  alpha)
+    return tuple(g.to(t) for g, t in zip((d_qr, d_k, d_v, d_kt, d_vt),
+                                         dtypes))
 
 
 @edge_attention_bwd.register_fake
@@ -132,16 +156,18 @@ def edge_attention(qr: Tensor, k: Tensor, v: Tensor, src: Tensor,
                    dst: Tensor, pair: Tensor, num_nodes: int, chunk: int,
                    kt: Tensor = None, vt: Tensor = None,
                    trow: Tensor = None) -> Tuple[Tensor, Tensor]:
-    """``(u [P, H, d], alpha [E, H])``, accumulated in float32 or wider;
-    see the module docstring.
-    ``alpha`` carries no gradient (it is for inspection)."""
+    """``(u [H, P, d], alpha [H, E])`` from head-major ``qr [H, P, d]``,
+    ``k``, ``v [H, N, d]`` (and tables ``kt``, ``vt [H, rows, d]`` with
+    row ``trow_e`` per edge); ``pair`` must be sorted. ``u`` is
+    accumulated in float32 or wider; ``alpha`` carries no gradient (it is
+    for inspection). See the module docstring."""
     dtype = torch.promote_types(torch.promote_types(qr.dtype, k.dtype),
                                 v.dtype)
-    qr, k, v = qr.to(dtype), k.to(dtype), v.to(dtype)
+    qr, k, v = (t.to(dtype).contiguous() for t in (qr, k, v))
     if kt is None:
-        kt = vt = k.new_empty((0, ) + tuple(k.shape[1:]))
+        kt = vt = k.new_empty((k.size(0), 0, k.size(2)))
         trow = src.new_empty(0)
     else:
-        kt, vt = kt.to(dtype), vt.to(dtype)
+        kt, vt = (t.to(dtype).contiguous() for t in (kt, vt))
     return edge_attention_fwd(qr, k, v, kt, vt, src, dst, pair, trow,
                               num_nodes, chunk)

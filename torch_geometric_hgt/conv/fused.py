@@ -8,8 +8,9 @@ from torch import Tensor
 
 from torch_geometric_hgt.conv.edge_attention import edge_attention
 from torch_geometric_hgt.conv.relation_attention import relation_attention
-from torch_geometric_hgt.ops import (fold_relations, relation_matmul,
-                                     sum_relations, type_order, typed_linear,
+from torch_geometric_hgt.ops import (fold_relations_by_head,
+                                     relation_matmul, sum_relations_by_head,
+                                     type_order, typed_linear,
                                      typed_linear_sorted)
 from torch_geometric_hgt.params import HGTParameters
 
@@ -82,7 +83,9 @@ def _global_fold(p: HGTParameters, q: Tensor, k: Tensor, v: Tensor,
                  kt: Optional[Tensor], vt: Optional[Tensor],
                  trow: Optional[Tensor], src: Tensor, key: Tensor, N: int,
                  chunk: int) -> Tuple[Tensor, Tensor]:
-    R, H, d, E = p.num_relations, p.n_heads, p.d_k, key.numel()
+    """``(agg [N, H, d], alpha [E, H])``; the edge operator works on
+    head-major tensors, so the folds are batched GEMMs over heads."""
+    R, E = p.num_relations, key.numel()
     dst = torch.div(key, R, rounding_mode='floor')
     compact = N * R > max(E, 1) and not torch.compiler.is_compiling()
     w_q = p.query_fold_weight()
@@ -90,14 +93,18 @@ def _global_fold(p: HGTParameters, q: Tensor, k: Tensor, v: Tensor,
         pairs, pair = torch.unique_consecutive(key, return_inverse=True)
         pair_node = torch.div(pairs, R, rounding_mode='floor')
         pair_rel = pairs - pair_node * R
-        qr = relation_matmul(q.index_select(0, pair_node), pair_rel, w_q)
+        qr = relation_matmul(q.index_select(0, pair_node), pair_rel,
+                             w_q).transpose(0, 1)
     else:
         pair = key
-        qr = fold_relations(q, w_q).view(N * R, H, d)
-    u, alpha = edge_attention(qr, k, v, src, dst, pair, N, chunk, kt, vt,
-                              trow)
+        qr = fold_relations_by_head(q, w_q)
+    if kt is not None:
+        kt, vt = kt.transpose(0, 1), vt.transpose(0, 1)
+    u, alpha = edge_attention(qr, k.transpose(0, 1), v.transpose(0, 1), src,
+                              dst, pair, N, chunk, kt, vt, trow)
     if compact:
-        agg = torch.zeros(N, H, d, dtype=u.dtype, device=u.device)
+        agg = torch.zeros(N, p.n_heads, p.d_k, dtype=u.dtype,
+                          device=u.device)
         return agg.index_add(0, pair_node, relation_matmul(
-            u, pair_rel, p.relation_msg)), alpha
-    return sum_relations(u.view(N, R, H, d), p.relation_msg), alpha
+            u.transpose(0, 1), pair_rel, p.relation_msg)), alpha.t()
+    return sum_relations_by_head(u, p.relation_msg), alpha.t()

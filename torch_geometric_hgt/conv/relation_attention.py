@@ -20,8 +20,15 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
-from torch_geometric_hgt.conv.edge_attention import _acc, _chunks, _gather
+from torch_geometric_hgt.conv.edge_attention import _acc, _chunks
 from torch_geometric_hgt.ops import segment_max, type_order
+
+
+def _gather(table: Tensor, idx: Tensor, tt: Tensor, trow: Tensor) -> Tensor:
+    out = table.index_select(0, idx)
+    if tt.numel():
+        out = out + tt.index_select(0, trow)
+    return out.to(_acc(out))
 
 
 class _Chunk:
