@@ -78,6 +78,48 @@ def test_checkpoint_equals_plain_with_grads():
                                           edge_type), atol=1e-6)
 
 
+@pytest.mark.parametrize('chunk_size', [3, 10**6])
+@pytest.mark.parametrize('checkpoint', [False, True])
+def test_memory_efficient_replays_dropout_in_backward(chunk_size,
+                                                      checkpoint):
+    # the same seed gives the same masks in every forward call, so the
+    # numerical Jacobian sees one function; backward must replay them
+    x, node_type, edge_index, edge_type, edge_time = make_graph('repeated')
+    layer = randomize_(MemoryEfficientHGTConv(
+        8, 8, 4, 3, 2, dropout=0.4, use_RTE=True, max_len=10,
+        chunk_size=chunk_size, checkpoint=checkpoint)).double().train()
+
+    def fn(x):
+        torch.manual_seed(0)
+        return layer(x, node_type, edge_index, edge_type, edge_time)
+    x = x.double().requires_grad_()
+    assert not torch.equal(fn(x), layer.eval()(x, node_type, edge_index,
+                                                edge_type, edge_time))
+    layer.train()
+    assert torch.autograd.gradcheck(fn, (x, ), atol=1e-6)
+
+
+@pytest.mark.parametrize('fold_per_chunk', [False, True])
+def test_compiled_path_eager(fold_per_chunk):
+    # what the fused layers run under torch.compile, checked eagerly with
+    # gradients (the compile tests run forward only)
+    from torch_geometric_hgt.conv.fused import fused_forward
+    x, node_type, edge_index, edge_type, edge_time = make_graph('repeated')
+    layer = randomize_(UltraFastHGTConv(8, 8, 4, 3, 2, use_RTE=True,
+                                        max_len=10)).eval()
+    ref = LoopHGTConv(8, 8, 4, 3, 2, use_RTE=True, max_len=10).eval()
+    ref.load_state_dict(layer.state_dict())
+
+    class Path(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, *args):
+            return fused_forward(self.layer, *args, 5, fold_per_chunk)[0]
+    compare(Path(), ref, (x, node_type, edge_index, edge_type, edge_time))
+
+
 @pytest.mark.parametrize('cls', FUSED)
 def test_bfloat16_autocast_close_and_finite(cls):
     x, node_type, edge_index, edge_type, _ = make_graph('repeated',

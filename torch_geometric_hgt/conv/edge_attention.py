@@ -14,7 +14,7 @@ Only the dot products (scores; ``d alpha`` in backward) gather rows, over
 chunks of edges. Registered as a ``torch.library`` custom op, so
 ``torch.compile(fullgraph=True)`` treats it as one opaque node.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -41,13 +41,16 @@ def _offsets(index: Tensor, size: int) -> Tensor:
 def _bags(table: Tensor, index: Tensor, offsets: Tensor,
           weight: Tensor) -> Tensor:
     """``out[h, b] = sum_{j in bag b} weight[h, j] table[h, index[j]]`` for
-    ``table [H, rows, d]``, ``weight [H, n]``, bags given by ``offsets``."""
-    return torch.stack([
-        F.embedding_bag(index, table[h], offsets, mode='sum',
-                        per_sample_weights=weight[h],
-                        include_last_offset=True)
-        for h in range(table.size(0))
-    ])
+    ``table [H, rows, d]``, ``weight [H, n]``, bags given by ``offsets``:
+    one ``embedding_bag`` over the heads' rows laid end to end."""
+    H, rows, d = table.shape
+    n, shift = index.numel(), torch.arange(H, device=index.device)
+    index = (index + (shift * rows).unsqueeze(1)).view(-1)
+    offsets = torch.cat([(offsets[:-1] + (shift * n).unsqueeze(1)).view(-1),
+                         offsets.new_full((1, ), H * n)])
+    return F.embedding_bag(index, table.reshape(H * rows, d), offsets,
+                           mode='sum', per_sample_weights=weight.reshape(-1),
+                           include_last_offset=True).view(H, -1, d)
 
 
 def _dots(a: Tensor, ia: Tensor, b: Tensor, ib: Tensor, bt: Tensor,
@@ -74,6 +77,17 @@ def _table_grads(index: Tensor, size: int, pair: Tensor, qr: Tensor,
             _bags(du, pair, offsets, alpha.index_select(1, order)))
 
 
+def aggregate(v: Tensor, vt: Tensor, src: Tensor, trow: Tensor,
+              pair: Tensor, num_pairs: int, alpha: Tensor) -> Tensor:
+    """``u [H, num_pairs, d]``: ``sum_{e: pair_e = p} alpha_e v_e`` for
+    edges sorted by ``pair``."""
+    offsets = _offsets(pair, num_pairs)
+    u = _bags(v, src, offsets, alpha)
+    if vt.numel():
+        u += _bags(vt, trow, offsets, alpha)
+    return u
+
+
 @torch.library.custom_op('torch_geometric_hgt::edge_attention_fwd',
                          mutates_args=())
 def edge_attention_fwd(qr: Tensor, k: Tensor, v: Tensor, kt: Tensor,
@@ -89,10 +103,7 @@ def edge_attention_fwd(qr: Tensor, k: Tensor, v: Tensor, kt: Tensor,
     alpha = torch.exp(score - top.index_select(1, dst))
     den = score.new_zeros(top.shape).index_add_(1, dst, alpha)
     alpha = alpha / den.index_select(1, dst)
-    offsets = _offsets(pair, qr.size(1))
-    u = _bags(v, src, offsets, alpha)
-    if vt.numel():
-        u += _bags(vt, trow, offsets, alpha)
+    u = aggregate(v, vt, src, trow, pair, qr.size(1), alpha)
     return u.to(out_dtype), alpha
 
 
@@ -100,6 +111,33 @@ def edge_attention_fwd(qr: Tensor, k: Tensor, v: Tensor, kt: Tensor,
 def _(qr, k, v, kt, vt, src, dst, pair, trow, num_nodes, chunk):
     return (qr.new_empty(qr.shape, dtype=v.dtype),
             k.new_empty((k.size(0), src.size(0)), dtype=_acc(k)))
+
+
+def attention_backward(du: Tensor, alpha: Tensor, qr: Tensor, k: Tensor,
+                       v: Tensor, kt: Tensor, vt: Tensor, src: Tensor,
+                       dst: Tensor, pair: Tensor, trow: Tensor,
+                       num_nodes: int, chunk: int,
+                       sources: Optional[Tuple[Tensor, int]] = None
+                       ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of the edge operator (float32 or wider); with
+    ``sources = (index, size)`` the key and value gradients have ``size``
+    rows, edge ``e`` adding to row ``index_e`` (a chunk's distinct
+    sources), instead of one row per row of ``k``."""
+    d_alpha = _dots(du, pair, v, src, vt, trow, chunk)
+    # softmax backward: alpha * (d_alpha - sum_{e' -> t} alpha_e' d_alpha_e')
+    dot = alpha.new_zeros(alpha.size(0), num_nodes)
+    dot.index_add_(1, dst, alpha * d_alpha)
+    d_score = alpha * (d_alpha - dot.index_select(1, dst))
+    offsets = _offsets(pair, qr.size(1))
+    d_qr = _bags(k, src, offsets, d_score)
+    d_k, d_v = _table_grads(*(sources or (src, k.size(1))), pair, qr, du,
+                            d_score, alpha)
+    d_kt, d_vt = torch.zeros_like(kt), torch.zeros_like(vt)
+    if kt.numel():
+        d_qr += _bags(kt, trow, offsets, d_score)
+        d_kt, d_vt = _table_grads(trow, kt.size(1), pair, qr, du, d_score,
+                                  alpha)
+    return d_qr, d_k, d_v, d_kt, d_vt
 
 
 @torch.library.custom_op('torch_geometric_hgt::edge_attention_bwd',
@@ -111,23 +149,10 @@ def edge_attention_bwd(du: Tensor, alpha: Tensor, qr: Tensor, k: Tensor,
                        ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     acc = _acc(k)
     dtypes = [t.dtype for t in (qr, k, v, kt, vt)]
-    du, qr, k, v, kt, vt = (t.to(acc).contiguous()
-                            for t in (du, qr, k, v, kt, vt))
-    d_alpha = _dots(du, pair, v, src, vt, trow, chunk)
-    # softmax backward: alpha * (d_alpha - sum_{e' -> t} alpha_e' d_alpha_e')
-    dot = alpha.new_zeros(alpha.size(0), num_nodes)
-    dot.index_add_(1, dst, alpha * d_alpha)
-    d_score = alpha * (d_alpha - dot.index_select(1, dst))
-    offsets = _offsets(pair, qr.size(1))
-    d_qr = _bags(k, src, offsets, d_score)
-    d_k, d_v = _table_grads(src, k.size(1), pair, qr, du, d_score, alpha)
-    d_kt, d_vt = torch.zeros_like(kt), torch.zeros_like(vt)
-    if kt.numel():
-        d_qr += _bags(kt, trow, offsets, d_score)
-        d_kt, d_vt = _table_grads(trow, kt.size(1), pair, qr, du, d_score,
-                                  alpha)
-    return tuple(g.to(t) for g, t in zip((d_qr, d_k, d_v, d_kt, d_vt),
-                                         dtypes))
+    grads = attention_backward(*(t.to(acc).contiguous()
+                                 for t in (du, alpha, qr, k, v, kt, vt)),
+                               src, dst, pair, trow, num_nodes, chunk)
+    return tuple(g.to(t) for g, t in zip(grads, dtypes))
 
 
 @edge_attention_bwd.register_fake

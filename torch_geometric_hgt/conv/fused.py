@@ -1,5 +1,5 @@
-"""The node-level / edge-level split shared by the fused sparse backends
-(:class:`UltraFastHGTConv`, :class:`MemoryEfficientHGTConv`)."""
+"""The node-level / edge-level split of :class:`UltraFastHGTConv`, also
+what :class:`MemoryEfficientHGTConv` runs under ``torch.compile``."""
 from typing import Optional, Tuple
 
 import torch
@@ -25,16 +25,18 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
     onto the query side per (target, relation) pair,
     :math:`\tilde q = \frac{\mu}{\sqrt d} Q A^\top`; a chunked edge
     operator (scores, float32 segment softmax, :math:`\sum \alpha V` per
-    pair); the message transform after aggregation per pair,
+    pair as ``embedding_bag`` sums); the message transform after
+    aggregation per pair,
     :math:`(\sum_e \alpha_e V_e) M_r`.
 
     ``fold_per_chunk=False`` (fastest): the relation transforms run once
     over all pairs, indexed densely (``target * R + relation``) when ``N R``
     is no larger than ``E`` (or while tracing), else compacted to the pairs
     that occur; pair-level ``[P, F]`` tensors are kept for backward.
-    ``fold_per_chunk=True`` (bounded memory): they run inside the edge
-    operator for the pairs of each chunk and are recomputed in its
-    backward, so only node-level and ``[E, H]`` tensors are kept.
+    ``fold_per_chunk=True`` (bounded edge memory, for
+    :class:`MemoryEfficientHGTConv` under ``torch.compile``): they run
+    inside the edge operator for the pairs of each chunk and are recomputed
+    in its backward, so only node-level and ``[E, H]`` tensors are kept.
     Returns the output and the attention weights ``[E, H]`` in input order.
     """
     N, R, H, d, D = (x.size(0), p.num_relations, p.n_heads, p.d_k,

@@ -1,33 +1,45 @@
 from typing import Optional, Tuple, Union
 
+import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
-from torch_geometric_hgt.conv.fused import fused_forward
 from torch_geometric_hgt.conv.base import SparseHGTConv
+from torch_geometric_hgt.conv.fused import fused_forward
+from torch_geometric_hgt.conv.target_chunks import target_chunked_forward
 
 
 class MemoryEfficientHGTConv(SparseHGTConv):
-    r"""Exact HGT (the semantics of :class:`LoopHGTConv`) whose activation
-    memory is bounded by the chunk size instead of the edge count.
+    r"""Exact HGT (the semantics of :class:`LoopHGTConv`) whose memory
+    above the inputs is node-level plus one chunk, never edge-level
+    features.
 
-    Edges are sorted by (target, relation) and the whole edge phase runs
-    over chunks of ``chunk_size`` edges, in forward and again in its
-    hand-written backward: the relation transforms per (target, relation)
-    pair of the chunk (query side :math:`\frac{\mu}{\sqrt d} Q A^\top`,
-    messages :math:`(\sum_e \alpha_e V_e) M_r` after aggregation), the
-    scores, a two-pass float32 segment softmax over the stored ``[E, H]``
-    scores, and the aggregation. No ``[E, F]`` tensor and no ``[N R, F]``
-    pair tensor ever exists; autograd keeps node-level tensors and the
-    ``[E, H]`` attention weights. ``checkpoint=True`` also recomputes the
-    node-level part in backward, saving only the inputs.
+    Nodes are sorted by type and edges by (target, relation), and the layer
+    runs over chunks of whole targets holding about ``chunk_size`` edges:
+    per chunk, the targets' queries folded with the relation key
+    transforms, :math:`\tilde q = \frac{\mu}{\sqrt d} Q A^\top`, the
+    scores against K, the float32 softmax (complete inside the chunk),
+    :math:`\sum_e \alpha_e V_e` per (target, relation) pair, the message
+    transform :math:`M_r`, and the update. Autograd keeps only the inputs,
+    K and V of all nodes and the ``[E, H]`` attention weights; backward
+    replays one chunk at a time (same RNG and autocast state), so peak
+    memory is K, V, their gradients, the input gradient and one chunk's
+    temporaries. ``checkpoint=True`` also recomputes K and V in backward
+    instead of keeping them between the passes (it does not lower the
+    backward peak).
+
+    Under ``torch.compile`` (which cannot trace the host-side chunk plan)
+    the layer runs the same math as one edge operator with relation
+    transforms per edge chunk: edge memory stays bounded, node-level
+    tensors are kept by autograd.
 
     Args:
         as :class:`~torch_geometric_hgt.params.HGTParameters`, and
-        chunk_size (int, optional): Edges per chunk; any value ``>= 1``
-            gives the same result. (default: :obj:`65536`)
-        checkpoint (bool, optional): Gradient checkpointing of the whole
-            layer. (default: :obj:`False`)
+        chunk_size (int, optional): Edges per chunk (and at most this many
+            targets); any value ``>= 1`` gives the same result. Smaller
+            saves memory, larger saves time. (default: :obj:`16384`)
+        checkpoint (bool, optional): Recompute K and V in backward.
+            (default: :obj:`False`)
 
     Shapes: as :class:`LoopHGTConv`.
     """
@@ -35,7 +47,7 @@ class MemoryEfficientHGTConv(SparseHGTConv):
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True, use_RTE: bool = False,
                  max_len: int = 240, validate: bool = True,
-                 chunk_size: int = 65536, checkpoint: bool = False):
+                 chunk_size: int = 16384, checkpoint: bool = False):
         super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
                          dropout, use_norm, use_RTE, max_len, validate)
         if chunk_size < 1:
@@ -49,10 +61,13 @@ class MemoryEfficientHGTConv(SparseHGTConv):
                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
         args = (self, x, node_type, edge_index, edge_type, edge_time,
-                self.chunk_size, True)
-        if self.checkpoint and self.training:
-            out, att = grad_checkpoint(fused_forward, *args,
+                self.chunk_size)
+        if not torch.compiler.is_compiling():
+            out, att = target_chunked_forward(*args, self.checkpoint,
+                                              return_attention_weights)
+        elif self.checkpoint and self.training:
+            out, att = grad_checkpoint(fused_forward, *args, True,
                                        use_reentrant=False)
         else:
-            out, att = fused_forward(*args)
+            out, att = fused_forward(*args, True)
         return self._result(out, att, return_attention_weights)
