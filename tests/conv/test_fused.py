@@ -140,11 +140,12 @@ def test_bfloat16_autocast_close_and_finite(cls):
 
 
 def largest_saved(layer, args) -> int:
-    """numel of the largest tensor autograd keeps for backward."""
+    """Elements of the largest storage autograd keeps for backward (a saved
+    view keeps its whole storage alive)."""
     sizes = []
 
     def pack(t):
-        sizes.append(t.numel())
+        sizes.append(t.untyped_storage().nbytes() // t.element_size())
         return t
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         layer(*args)
@@ -165,6 +166,19 @@ def test_memory_efficient_keeps_no_edge_or_pair_features():
     lean = MemoryEfficientHGTConv(F, F, 3, R, H, chunk_size=64)
     assert largest_saved(lean, args) <= bound
     assert largest_saved(UltraFastHGTConv(F, F, 3, R, H), args) > bound
+
+
+def test_memory_efficient_checkpoint_keeps_no_key_value():
+    N, E, R, F, H = 200, 40, 5, 8, 2  # N F above the weights' 3 x 3F x F
+    g = torch.Generator().manual_seed(0)
+    args = (torch.randn(N, F, generator=g).requires_grad_(),
+            torch.randint(0, 3, (N, ), generator=g),
+            torch.randint(0, N, (2, E), generator=g),
+            torch.randint(0, R, (E, ), generator=g))
+    kept = largest_saved(MemoryEfficientHGTConv(F, F, 3, R, H), args)
+    assert kept == 2 * N * F  # K and V
+    lean = MemoryEfficientHGTConv(F, F, 3, R, H, checkpoint=True)
+    assert largest_saved(lean, args) == N * F  # the input
 
 
 def test_bad_chunk_size():

@@ -147,9 +147,11 @@ class _TargetChunked(torch.autograd.Function):
             out.index_copy_(0, rows, y)
         if out is None:
             out = x.new_empty(0, p.out_dim)
-        # checkpoint: K and V are recomputed in backward instead of kept
-        ctx.save_for_backward(x, kt, vt, kv[:, :, :0] if checkpoint else kv,
-                              alpha, *weights)
+        # checkpoint: K and V are recomputed in backward instead of kept (a
+        # fresh empty tensor: a view would keep their storage alive)
+        ctx.checkpoint = checkpoint
+        ctx.save_for_backward(x, kt, vt, kv.new_empty(0) if checkpoint else
+                              kv, alpha, *weights)
         ctx.mark_non_differentiable(alpha)
         return out, alpha
 
@@ -172,7 +174,7 @@ class _TargetChunked(torch.autograd.Function):
             torch.set_rng_state(ctx.rng)
             if ctx.cuda_rng is not None:
                 torch.cuda.set_rng_state(ctx.cuda_rng, dev)
-            if kv.size(2) != x.size(0):
+            if ctx.checkpoint:
                 with torch.no_grad():
                     kv = _key_value(p, plan, x, *weights[:2])
             for n0, n1, e0, e1, sizes in plan.chunks:
@@ -185,9 +187,10 @@ class _TargetChunked(torch.autograd.Function):
                 u.requires_grad_()
                 y = _update(p, x_c, plan.node_type[n0:n1], u, sizes, msg,
                             w_a, b_a, skip, norm)
+                # leaves: (w, b, w_fold) feed the query, the rest the update
                 dx_c, du, *g = torch.autograd.grad(
-                    y, [x_c, u, msg, w_a, b_a, skip, *norm],
-                    d_out.index_select(0, rows), allow_unused=True)
+                    y, [x_c, u, *leaves[3:]], d_out.index_select(0, rows),
+                    allow_unused=True)
                 # the edge operator on the chunk's sources only
                 uniq, inv = torch.unique(src, return_inverse=True)
                 d_qr, d_k, d_v, g_kt, g_vt = attention_backward(
@@ -200,15 +203,14 @@ class _TargetChunked(torch.autograd.Function):
                 d_kt += g_kt
                 d_vt += g_vt
                 dx_q, *g_q = torch.autograd.grad(
-                    qr, [x_c, w, b, w_fold], d_qr.to(qr.dtype),
+                    qr, [x_c, *leaves[:3]], d_qr.to(qr.dtype),
                     allow_unused=True)
                 if dx_c is not None:  # the skip gate reads x
                     dx_q = dx_q + dx_c
                 dx.index_add_(0, rows, dx_q.to(dx.dtype))
-                for i, gi in zip([3, 4, 5, 6, *range(7, 7 + len(norm)),
-                                  0, 1, 2], g + g_q):
+                for d_w, gi in zip(d_weights, g_q + g):
                     if gi is not None:
-                        d_weights[i] += gi
+                        d_w += gi
         # K and V: one GEMM per type, in float32
         w_kv, b_kv = _key_value_weight(*weights[:2], D)
         d_wkv, d_bkv = torch.zeros_like(w_kv), torch.zeros_like(b_kv)
