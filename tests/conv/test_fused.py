@@ -125,12 +125,17 @@ def test_bfloat16_autocast_close_and_finite(cls):
     x, node_type, edge_index, edge_type, _ = make_graph('repeated',
                                                         in_dim=16)
     layer = cls(16, 16, 4, 3, 4).eval()
+    x = x.requires_grad_()
     want = layer(x, node_type, edge_index, edge_type)
+    w = torch.randn_like(want)
+    want_dx, = torch.autograd.grad((want * w).sum(), x)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         got, att = layer(x, node_type, edge_index, edge_type,
                          return_attention_weights=True)
-    assert torch.isfinite(got).all()
+        got_dx, = torch.autograd.grad((got.float() * w).sum(), x)
+    assert torch.isfinite(got).all() and torch.isfinite(got_dx).all()
     assert (got.float() - want).abs().max() < 0.1
+    assert (got_dx - want_dx).abs().max() < 0.1 * want_dx.abs().max()
     # softmax accumulated in float32: every target's weights sum to 1
     sums = torch.zeros(x.size(0), 4).index_add_(0, edge_index[1],
                                                 att.float())
