@@ -66,13 +66,19 @@ def _dots(a: Tensor, ia: Tensor, b: Tensor, ib: Tensor, bt: Tensor,
     return out
 
 
-def _table_grads(index: Tensor, size: int, pair: Tensor, qr: Tensor,
+def sorted_rows(index: Tensor, size: int) -> Tuple[Tensor, Tensor]:
+    """``(order, offsets)``: edges stably sorted by the table row ``index``
+    they read, and the CSR offsets of a table with ``size`` rows."""
+    return torch.argsort(index, stable=True), _offsets(index, size)
+
+
+def _table_grads(rows: Tuple[Tensor, Tensor], pair: Tensor, qr: Tensor,
                  du: Tensor, d_score: Tensor, alpha: Tensor
                  ) -> Tuple[Tensor, Tensor]:
-    """Gradients of the key and value tables (``size`` rows) that edge
-    ``e`` reads at row ``index_e``: bags by ``index`` after a stable sort."""
-    order = torch.argsort(index, stable=True)
-    pair, offsets = pair.index_select(0, order), _offsets(index, size)
+    """Gradients of the key and value tables the edges read, given
+    :func:`sorted_rows` of the rows they read: bags by row."""
+    order, offsets = rows
+    pair = pair.index_select(0, order)
     return (_bags(qr, pair, offsets, d_score.index_select(1, order)),
             _bags(du, pair, offsets, alpha.index_select(1, order)))
 
@@ -117,12 +123,13 @@ def attention_backward(du: Tensor, alpha: Tensor, qr: Tensor, k: Tensor,
                        v: Tensor, kt: Tensor, vt: Tensor, src: Tensor,
                        dst: Tensor, pair: Tensor, trow: Tensor,
                        num_nodes: int, chunk: int,
-                       sources: Optional[Tuple[Tensor, int]] = None
+                       sources: Optional[Tuple[Tensor, Tensor]] = None
                        ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of the edge operator (float32 or wider); with
-    ``sources = (index, size)`` the key and value gradients have ``size``
-    rows, edge ``e`` adding to row ``index_e`` (a chunk's distinct
-    sources), instead of one row per row of ``k``."""
+    """Gradients of the edge operator (float32 or wider). ``sources``:
+    ``(order, offsets)`` with the edges in ``order`` falling into the rows
+    of ``offsets`` (e.g. a chunk's distinct sources), the rows of the key
+    and value gradients; default :func:`sorted_rows` of ``src`` over all
+    rows of ``k``."""
     d_alpha = _dots(du, pair, v, src, vt, trow, chunk)
     # softmax backward: alpha * (d_alpha - sum_{e' -> t} alpha_e' d_alpha_e')
     dot = alpha.new_zeros(alpha.size(0), num_nodes)
@@ -130,13 +137,13 @@ def attention_backward(du: Tensor, alpha: Tensor, qr: Tensor, k: Tensor,
     d_score = alpha * (d_alpha - dot.index_select(1, dst))
     offsets = _offsets(pair, qr.size(1))
     d_qr = _bags(k, src, offsets, d_score)
-    d_k, d_v = _table_grads(*(sources or (src, k.size(1))), pair, qr, du,
-                            d_score, alpha)
+    d_k, d_v = _table_grads(sources or sorted_rows(src, k.size(1)), pair,
+                            qr, du, d_score, alpha)
     d_kt, d_vt = torch.zeros_like(kt), torch.zeros_like(vt)
     if kt.numel():
         d_qr += _bags(kt, trow, offsets, d_score)
-        d_kt, d_vt = _table_grads(trow, kt.size(1), pair, qr, du, d_score,
-                                  alpha)
+        d_kt, d_vt = _table_grads(sorted_rows(trow, kt.size(1)), pair, qr,
+                                  du, d_score, alpha)
     return d_qr, d_k, d_v, d_kt, d_vt
 
 

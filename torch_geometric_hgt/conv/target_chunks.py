@@ -191,12 +191,15 @@ class _TargetChunked(torch.autograd.Function):
                 dx_c, du, *g = torch.autograd.grad(
                     y, [x_c, u, *leaves[3:]], d_out.index_select(0, rows),
                     allow_unused=True)
-                # the edge operator on the chunk's sources only
-                uniq, inv = torch.unique(src, return_inverse=True)
+                # the edge operator on the chunk's distinct sources only
+                order = torch.argsort(src, stable=True)
+                uniq, counts = torch.unique_consecutive(
+                    src.index_select(0, order), return_counts=True)
+                offsets = F.pad(counts.cumsum(0), (1, 0))
                 d_qr, d_k, d_v, g_kt, g_vt = attention_backward(
                     du.to(acc), a_c, qr.detach().to(acc), kv[0], kv[1], kt,
                     vt, src, dst, pair, trow, n1 - n0, ctx.chunk,
-                    (inv, uniq.numel()))
+                    (order, offsets))
                 for h in range(p.n_heads):  # dim 0 adds are the fast ones
                     d_kv[0, h].index_add_(0, uniq, d_k[h])
                     d_kv[1, h].index_add_(0, uniq, d_v[h])
