@@ -186,6 +186,18 @@ def test_memory_efficient_checkpoint_keeps_no_key_value():
     assert largest_saved(lean, args) == N * F  # the input
 
 
+def test_memory_efficient_refuses_double_backward():
+    # its backward is first order only: an error, not a wrong Hessian
+    x, node_type, edge_index, edge_type, _ = make_graph('random')
+    layer = MemoryEfficientHGTConv(8, 8, 4, 3, 2, dropout=0.0)
+    x = x.requires_grad_()
+    g, = torch.autograd.grad(
+        (layer(x, node_type, edge_index, edge_type) ** 2).sum(), x,
+        create_graph=True)
+    with pytest.raises(RuntimeError, match='once_differentiable'):
+        g.sum().backward()
+
+
 def test_bad_chunk_size():
     with pytest.raises(ValueError, match="'chunk_size'"):
         MemoryEfficientHGTConv(8, 8, 4, 3, 2, chunk_size=0)

@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from torch_geometric_hgt.conv.edge_attention import (_acc, aggregate,
                                                      attention_backward,
@@ -156,6 +157,7 @@ class _TargetChunked(torch.autograd.Function):
         return out, alpha
 
     @staticmethod
+    @once_differentiable  # the local autograd below is first order only
     def backward(ctx, d_out: Tensor, _d_alpha: Tensor):
         p, plan = ctx.p, ctx.plan
         x, kt, vt, kv, alpha, *weights = ctx.saved_tensors
