@@ -29,6 +29,7 @@ from torch_geometric_hgt.ops import (fold_relations_by_head,
                                      sum_relations_by_head, type_order,
                                      typed_linear_sorted)
 from torch_geometric_hgt.params import HGTParameters
+from torch_geometric_hgt.replay import ForwardState
 
 
 class _Plan:
@@ -125,11 +126,7 @@ class _TargetChunked(torch.autograd.Function):
         w, b, w_fold, msg, w_a, b_a, skip, *norm = weights
         N, E, R, acc = x.size(0), plan.key.numel(), p.num_relations, _acc(x)
         ctx.p, ctx.plan, ctx.chunk = p, plan, chunk
-        ctx.rng = torch.get_rng_state()
-        ctx.cuda_rng = torch.cuda.get_rng_state(x.device) \
-            if x.device.type == 'cuda' else None
-        ctx.autocast = (torch.is_autocast_enabled(x.device.type),
-                        torch.get_autocast_dtype(x.device.type))
+        ctx.state = ForwardState(x.device)
         kv = _key_value(p, plan, x, w, b)
         alpha = x.new_empty(p.n_heads, E, dtype=acc)
         out = None
@@ -162,20 +159,14 @@ class _TargetChunked(torch.autograd.Function):
         p, plan = ctx.p, ctx.plan
         x, kt, vt, kv, alpha, *weights = ctx.saved_tensors
         x, kt, vt = x.detach(), kt.detach(), vt.detach()
-        R, D, dev, acc = p.num_relations, p.out_dim, x.device, _acc(x)
+        R, D, acc = p.num_relations, p.out_dim, _acc(x)
         leaves = [t.detach().requires_grad_() for t in weights]
         w, b, w_fold, msg, w_a, b_a, skip, *norm = leaves
         d_weights = [torch.zeros_like(t) for t in weights]
         dx = torch.zeros_like(x)
         d_kt, d_vt = torch.zeros_like(kt), torch.zeros_like(vt)
         d_kv = x.new_zeros(2, x.size(0), D, dtype=acc)
-        enabled, dtype = ctx.autocast
-        devices = [dev] if ctx.cuda_rng is not None else []
-        with torch.random.fork_rng(devices=devices), torch.enable_grad(), \
-                torch.autocast(dev.type, dtype=dtype, enabled=enabled):
-            torch.set_rng_state(ctx.rng)
-            if ctx.cuda_rng is not None:
-                torch.cuda.set_rng_state(ctx.cuda_rng, dev)
+        with ctx.state.replay():
             if ctx.checkpoint:
                 with torch.no_grad():
                     kv = _key_value(p, plan, x, *weights[:2])

@@ -4,6 +4,8 @@ from typing import Callable, Iterable, List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from torch_geometric_hgt.replay import ForwardState
+
 #: graphs per chunk for ``chunk_size="auto"``: as fast as larger chunks on CPU
 #: for N = 8 (large temporaries cost page faults) and small in memory.
 AUTO_CHUNK = 256
@@ -37,13 +39,8 @@ class _ChunkedCheckpoint(torch.autograd.Function):
     def forward(ctx, fn, size, n, *args):
         tensors, params = args[:n], args[n:]
         ctx.fn, ctx.size, ctx.n = fn, size, n
-        device = next(t for t in tensors if t is not None).device
-        ctx.device = device
-        ctx.cpu_rng = torch.get_rng_state()
-        ctx.cuda_rng = torch.cuda.get_rng_state(device) \
-            if device.type == 'cuda' else None
-        ctx.autocast = (torch.is_autocast_enabled(device.type),
-                        torch.get_autocast_dtype(device.type))
+        ctx.state = ForwardState(
+            next(t for t in tensors if t is not None).device)
         ctx.save_for_backward(*tensors, *params)
         with torch.no_grad():
             return torch.cat([fn(*part) for _, part in _parts(tensors, size)])
@@ -58,14 +55,7 @@ class _ChunkedCheckpoint(torch.autograd.Function):
         d_par = [torch.zeros_like(p) if need[ctx.n + i] else None
                  for i, p in enumerate(params)]
         wrt_par = [p for p, d in zip(params, d_par) if d is not None]
-        devices = [ctx.device] if ctx.cuda_rng is not None else []
-        enabled, dtype = ctx.autocast
-        with torch.random.fork_rng(devices=devices), torch.enable_grad(), \
-                torch.autocast(ctx.device.type, dtype=dtype,
-                               enabled=enabled):
-            torch.set_rng_state(ctx.cpu_rng)
-            if ctx.cuda_rng is not None:
-                torch.cuda.set_rng_state(ctx.cuda_rng, ctx.device)
+        with ctx.state.replay():
             for start, part in _parts(tensors, ctx.size):
                 part = [None if t is None else
                         t.detach().requires_grad_(d is not None)
