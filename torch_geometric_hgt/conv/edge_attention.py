@@ -72,15 +72,13 @@ def sorted_rows(index: Tensor, size: int) -> Tuple[Tensor, Tensor]:
     return torch.argsort(index, stable=True), _offsets(index, size)
 
 
-def _table_grads(rows: Tuple[Tensor, Tensor], pair: Tensor, qr: Tensor,
-                 du: Tensor, d_score: Tensor, alpha: Tensor
-                 ) -> Tuple[Tensor, Tensor]:
-    """Gradients of the key and value tables the edges read, given
-    :func:`sorted_rows` of the rows they read: bags by row."""
+def _by_rows(table: Tensor, pair: Tensor, rows: Tuple[Tensor, Tensor],
+             weight: Tensor) -> Tensor:
+    """Gradient of the key or value table the edges read: ``sum_e
+    weight_e table[pair_e]`` per table row, given :func:`sorted_rows`."""
     order, offsets = rows
-    pair = pair.index_select(0, order)
-    return (_bags(qr, pair, offsets, d_score.index_select(1, order)),
-            _bags(du, pair, offsets, alpha.index_select(1, order)))
+    return _bags(table, pair.index_select(0, order), offsets,
+                 weight.index_select(1, order))
 
 
 def aggregate(v: Tensor, vt: Tensor, src: Tensor, trow: Tensor,
@@ -94,6 +92,19 @@ def aggregate(v: Tensor, vt: Tensor, src: Tensor, trow: Tensor,
     return u
 
 
+def attention_weights(qr: Tensor, k: Tensor, kt: Tensor, src: Tensor,
+                      dst: Tensor, pair: Tensor, trow: Tensor,
+                      num_nodes: int, chunk: int) -> Tensor:
+    """``alpha [H, E]``: the scores' softmax over each target's edges."""
+    score = _dots(qr, pair, k, src, kt, trow, chunk)
+    idx = dst.expand_as(score)
+    top = score.new_full((score.size(0), num_nodes), float('-inf'))
+    top.scatter_reduce_(1, idx, score, 'amax')
+    alpha = torch.exp(score - top.index_select(1, dst))
+    den = score.new_zeros(top.shape).index_add_(1, dst, alpha)
+    return alpha / den.index_select(1, dst)
+
+
 @torch.library.custom_op('torch_geometric_hgt::edge_attention_fwd',
                          mutates_args=())
 def edge_attention_fwd(qr: Tensor, k: Tensor, v: Tensor, kt: Tensor,
@@ -102,13 +113,8 @@ def edge_attention_fwd(qr: Tensor, k: Tensor, v: Tensor, kt: Tensor,
                        chunk: int) -> Tuple[Tensor, Tensor]:
     acc, out_dtype = _acc(k), v.dtype
     qr, k, v, kt, vt = (t.to(acc) for t in (qr, k, v, kt, vt))
-    score = _dots(qr, pair, k, src, kt, trow, chunk)
-    idx = dst.expand_as(score)
-    top = score.new_full((score.size(0), num_nodes), float('-inf'))
-    top.scatter_reduce_(1, idx, score, 'amax')
-    alpha = torch.exp(score - top.index_select(1, dst))
-    den = score.new_zeros(top.shape).index_add_(1, dst, alpha)
-    alpha = alpha / den.index_select(1, dst)
+    alpha = attention_weights(qr, k, kt, src, dst, pair, trow, num_nodes,
+                              chunk)
     u = aggregate(v, vt, src, trow, pair, qr.size(1), alpha)
     return u.to(out_dtype), alpha
 
@@ -119,31 +125,69 @@ def _(qr, k, v, kt, vt, src, dst, pair, trow, num_nodes, chunk):
             k.new_empty((k.size(0), src.size(0)), dtype=_acc(k)))
 
 
-def attention_backward(du: Tensor, alpha: Tensor, qr: Tensor, k: Tensor,
-                       v: Tensor, kt: Tensor, vt: Tensor, src: Tensor,
-                       dst: Tensor, pair: Tensor, trow: Tensor,
-                       num_nodes: int, chunk: int,
-                       sources: Optional[Tuple[Tensor, Tensor]] = None
-                       ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of the edge operator (float32 or wider). ``sources``:
-    ``(order, offsets)`` with the edges in ``order`` falling into the rows
-    of ``offsets`` (e.g. a chunk's distinct sources), the rows of the key
-    and value gradients; default :func:`sorted_rows` of ``src`` over all
-    rows of ``k``."""
+def _rows(rows: Optional[Tuple[Tensor, Tensor]], index: Tensor,
+          table: Tensor) -> Tuple[Tensor, Tensor]:
+    return rows if rows is not None else sorted_rows(index, table.size(1))
+
+
+def score_backward(du: Tensor, alpha: Tensor, v: Tensor, vt: Tensor,
+                   src: Tensor, dst: Tensor, pair: Tensor, trow: Tensor,
+                   num_nodes: int, chunk: int) -> Tensor:
+    """``d_score [H, E]`` from the per-pair sums' gradient ``du``."""
     d_alpha = _dots(du, pair, v, src, vt, trow, chunk)
     # softmax backward: alpha * (d_alpha - sum_{e' -> t} alpha_e' d_alpha_e')
     dot = alpha.new_zeros(alpha.size(0), num_nodes)
     dot.index_add_(1, dst, alpha * d_alpha)
-    d_score = alpha * (d_alpha - dot.index_select(1, dst))
+    return alpha * (d_alpha - dot.index_select(1, dst))
+
+
+def value_backward(du: Tensor, alpha: Tensor, v: Tensor, vt: Tensor,
+                   src: Tensor, pair: Tensor, trow: Tensor,
+                   sources: Optional[Tuple[Tensor, Tensor]] = None,
+                   times: Optional[Tuple[Tensor, Tensor]] = None
+                   ) -> Tuple[Tensor, Tensor]:
+    """``(d_v, d_vt)``. ``sources`` / ``times``: :func:`sorted_rows` of
+    ``src`` / ``trow`` (default: over all rows of ``v`` / ``vt``); with
+    fewer rows (e.g. a chunk's distinct sources) ``d_v`` has those rows."""
+    d_v = _by_rows(du, pair, _rows(sources, src, v), alpha)
+    d_vt = torch.zeros_like(vt)
+    if vt.numel():
+        d_vt = _by_rows(du, pair, _rows(times, trow, vt), alpha)
+    return d_v, d_vt
+
+
+def key_backward(d_score: Tensor, qr: Tensor, k: Tensor, kt: Tensor,
+                 src: Tensor, pair: Tensor, trow: Tensor,
+                 sources: Optional[Tuple[Tensor, Tensor]] = None,
+                 times: Optional[Tuple[Tensor, Tensor]] = None
+                 ) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(d_qr, d_k, d_kt)`` from the score gradients; rows as in
+    :func:`value_backward`."""
     offsets = _offsets(pair, qr.size(1))
     d_qr = _bags(k, src, offsets, d_score)
-    d_k, d_v = _table_grads(sources or sorted_rows(src, k.size(1)), pair,
-                            qr, du, d_score, alpha)
-    d_kt, d_vt = torch.zeros_like(kt), torch.zeros_like(vt)
+    d_k = _by_rows(qr, pair, _rows(sources, src, k), d_score)
+    d_kt = torch.zeros_like(kt)
     if kt.numel():
         d_qr += _bags(kt, trow, offsets, d_score)
-        d_kt, d_vt = _table_grads(sorted_rows(trow, kt.size(1)), pair, qr,
-                                  du, d_score, alpha)
+        d_kt = _by_rows(qr, pair, _rows(times, trow, kt), d_score)
+    return d_qr, d_k, d_kt
+
+
+def attention_backward(du: Tensor, alpha: Tensor, qr: Tensor, k: Tensor,
+                       v: Tensor, kt: Tensor, vt: Tensor, src: Tensor,
+                       dst: Tensor, pair: Tensor, trow: Tensor,
+                       num_nodes: int, chunk: int
+                       ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of the edge operator (float32 or wider):
+    ``(d_qr, d_k, d_v, d_kt, d_vt)``."""
+    sources = sorted_rows(src, k.size(1))
+    times = sorted_rows(trow, kt.size(1)) if kt.numel() else None
+    d_score = score_backward(du, alpha, v, vt, src, dst, pair, trow,
+                             num_nodes, chunk)
+    d_qr, d_k, d_kt = key_backward(d_score, qr, k, kt, src, pair, trow,
+                                   sources, times)
+    d_v, d_vt = value_backward(du, alpha, v, vt, src, pair, trow, sources,
+                               times)
     return d_qr, d_k, d_v, d_kt, d_vt
 
 

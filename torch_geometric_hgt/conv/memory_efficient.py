@@ -20,13 +20,15 @@ class MemoryEfficientHGTConv(SparseHGTConv):
     transforms, :math:`\tilde q = \frac{\mu}{\sqrt d} Q A^\top`, the
     scores against K, the float32 softmax (complete inside the chunk),
     :math:`\sum_e \alpha_e V_e` per (target, relation) pair, the message
-    transform :math:`M_r`, and the update. Autograd keeps only the inputs,
-    K and V of all nodes and the ``[E, H]`` attention weights; backward
-    replays one chunk at a time (same RNG and autocast state), so peak
-    memory is K, V, their gradients, the input gradient and one chunk's
-    temporaries. ``checkpoint=True`` also recomputes K and V in backward
-    instead of keeping them between the passes (it does not lower the
-    backward peak).
+    transform :math:`M_r`, and the update. Autograd keeps only the inputs
+    and the ``[E, H]`` attention weights. Backward replays one chunk at a
+    time (same RNG and autocast state) in two passes, the updates and the
+    value side with V, then the queries and the key side with K (each
+    recomputed by one GEMM per type), so peak memory is one of K, V, its
+    gradient, the input gradient, ``[E, H]`` score gradients and one
+    chunk's temporaries. ``checkpoint=True`` keeps only the inputs: the
+    attention weights are recomputed too (one more pass over the chunks),
+    which helps deep stacks, not the single-layer peak.
 
     Under ``torch.compile`` (which cannot trace the host-side chunk plan)
     the layer runs the same math as one edge operator with relation
@@ -38,8 +40,8 @@ class MemoryEfficientHGTConv(SparseHGTConv):
         chunk_size (int, optional): Edges per chunk (and at most this many
             targets); any value ``>= 1`` gives the same result. Smaller
             saves memory, larger saves time. (default: :obj:`16384`)
-        checkpoint (bool, optional): Recompute K and V in backward.
-            (default: :obj:`False`)
+        checkpoint (bool, optional): Keep only the inputs for backward
+            (recompute the attention weights). (default: :obj:`False`)
 
     Shapes: as :class:`LoopHGTConv`.
     """

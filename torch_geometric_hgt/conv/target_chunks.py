@@ -7,13 +7,16 @@ Forward computes K and V of all nodes (head-major, float32), then per
 chunk: the chunk's queries folded with the relation key transforms, the
 edge operator (scores, softmax, per-pair sums), the message transform and
 the update, written straight into the output. Autograd keeps only the
-inputs, K, V and the ``[H, E]`` attention weights. Backward replays each
-chunk (same RNG and autocast state) from the saved attention weights,
-differentiates its node-level parts locally, runs the edge operator's
-backward on the chunk's sources only, and accumulates the K and V
-gradients, which reach ``x`` and the weights through one GEMM per type at
-the end. Peak memory above the inputs: K, V, their gradients, the output,
-``dx`` and one chunk's temporaries.
+inputs and the ``[H, E]`` attention weights (``checkpoint``: only the
+inputs). Backward replays the chunks (same RNG and autocast state) in two
+passes so that only one of K and V, and of their gradients, exists at a
+time: first V, each chunk's update differentiated locally and the value
+half of the edge backward (score gradients ``[H, E]``, V gradients on the
+chunk's distinct sources); then K, each chunk's queries and the key half.
+Each pass ends with one GEMM per type taking its K or V gradient to ``x``
+and the weights. Peak memory above the inputs: K or V and its gradient,
+the input gradient, the ``[H, E]`` weights and score gradients and one
+chunk's temporaries.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -23,8 +26,11 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from torch_geometric_hgt.conv.edge_attention import (_acc, aggregate,
-                                                     attention_backward,
-                                                     edge_attention_fwd)
+                                                     attention_weights,
+                                                     edge_attention_fwd,
+                                                     key_backward,
+                                                     score_backward,
+                                                     value_backward)
 from torch_geometric_hgt.ops import (fold_relations_by_head,
                                      sum_relations_by_head, type_order,
                                      typed_linear_sorted)
@@ -37,19 +43,20 @@ class _Plan:
     chunks ``(n0, n1, e0, e1, type sizes)`` in sorted node order."""
     def __init__(self, p: HGTParameters, node_type: Tensor,
                  edge_index: Tensor, edge_type: Tensor,
-                 edge_time: Optional[Tensor], chunk: int):
+                 edge_time: Optional[Tensor], chunk: int, keep_perm: bool):
         N, E, R = node_type.numel(), edge_type.numel(), p.num_relations
         self.perm_n, rank, self.sizes = type_order(node_type, p.num_types)
         self.node_type = node_type.index_select(0, self.perm_n)
         key = rank.index_select(0, edge_index[1]) * R + edge_type
-        self.perm = torch.argsort(key)
-        self.key = key.index_select(0, self.perm)
-        self.src = rank.index_select(
-            0, edge_index[0].index_select(0, self.perm))
+        perm = torch.argsort(key)
+        # the edge order is only needed to return attention weights
+        self.perm = perm if keep_perm else None
+        self.key = key.index_select(0, perm)
+        self.src = rank.index_select(0, edge_index[0].index_select(0, perm))
         self.trow = self.src.new_empty(0)
         if p.use_RTE:
             self.trow = self.node_type.index_select(0, self.src) * \
-                p.max_len + edge_time.index_select(0, self.perm)
+                p.max_len + edge_time.index_select(0, perm)
         dev = node_type.device
         ptr = torch.searchsorted(self.key, torch.arange(N + 1, device=dev) * R)
         # a chunk ends every `chunk` nodes and before the target of every
@@ -98,24 +105,63 @@ def _update(p: HGTParameters, x: Tensor, node_type: Tensor, u: Tensor,
     return p.gate_and_norm(y, x, skip[node_type], rows)
 
 
-def _key_value_weight(w: Tensor, b: Tensor, D: int) -> Tuple[Tensor, Tensor]:
-    return (torch.cat([w[:, :D], w[:, 2 * D:]], 1),
-            torch.cat([b[:, :D], b[:, 2 * D:]], 1))
-
-
-def _key_value(p: HGTParameters, plan: _Plan, x: Tensor, w: Tensor,
-               b: Tensor) -> Tensor:
-    """K and V of all nodes in sorted order, ``[2, H, N, d]`` (float32 or
-    wider), one GEMM per type."""
-    H, d = p.n_heads, p.d_k
-    w_kv, b_kv = _key_value_weight(w, b, p.out_dim)
-    kv = x.new_empty(2, H, x.size(0), d, dtype=_acc(x))
+def _project(p: HGTParameters, plan: _Plan, x: Tensor, w: Tensor,
+             b: Tensor, parts: Sequence[int]) -> Tensor:
+    """K (part 0) and/or V (part 2) of all nodes in sorted order,
+    ``[len(parts), H, N, d]`` (float32 or wider), one GEMM per type."""
+    H, d, D = p.n_heads, p.d_k, p.out_dim
+    w = torch.cat([w[:, i * D:(i + 1) * D] for i in parts], 1)
+    b = torch.cat([b[:, i * D:(i + 1) * D] for i in parts], 1)
+    out = x.new_empty(len(parts), H, x.size(0), d, dtype=_acc(x))
     for t, (a, z) in enumerate(plan.type_bounds):
         if z > a:
             x_t = x.index_select(0, plan.perm_n[a:z])
-            kv[:, :, a:z] = F.linear(x_t, w_kv[t], b_kv[t]).view(
-                z - a, 2, H, d).permute(1, 2, 0, 3)
-    return kv
+            out[:, :, a:z] = F.linear(x_t, w[t], b[t]).view(
+                z - a, len(parts), H, d).permute(1, 2, 0, 3)
+    return out
+
+
+def _project_backward(plan: _Plan, x: Tensor, g: Tensor, part: int,
+                      w: Tensor, dx: Tensor, d_w: Tensor, d_b: Tensor):
+    """Adds the gradients of :func:`_project` part ``part`` from ``g [N,
+    out_dim]`` (sorted order): one GEMM per type."""
+    D = g.size(1)
+    cols = slice(part * D, (part + 1) * D)
+    for t, (a, z) in enumerate(plan.type_bounds):
+        if z > a:
+            idx, g_t = plan.perm_n[a:z], g[a:z]
+            x_t = x.index_select(0, idx).to(g.dtype)
+            dx.index_add_(0, idx, (g_t @ w[t, cols].to(g.dtype)).to(dx.dtype))
+            d_w[t, cols] += (g_t.t() @ x_t).to(d_w.dtype)
+            d_b[t, cols] += g_t.sum(0).to(d_b.dtype)
+
+
+def _sources(src: Tensor) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+    """A chunk's distinct sources and :func:`sorted_rows` over them."""
+    order = torch.argsort(src, stable=True)
+    uniq, counts = torch.unique_consecutive(src.index_select(0, order),
+                                            return_counts=True)
+    return uniq, (order, F.pad(counts.cumsum(0), (1, 0)))
+
+
+def _attention(p: HGTParameters, plan: _Plan, x: Tensor, kt: Tensor,
+               w: Tensor, b: Tensor, w_fold: Tensor, chunk: int) -> Tensor:
+    """The attention weights ``[H, E]`` again, chunk by chunk."""
+    k, R = _project(p, plan, x, w, b, (0, ))[0], p.num_relations
+    alpha = k.new_empty(p.n_heads, plan.key.numel())
+    for n0, n1, e0, e1, sizes in plan.chunks:
+        qr = _query(p, x.index_select(0, plan.perm_n[n0:n1]), sizes, w, b,
+                    w_fold)
+        src, dst, pair, trow = plan.edges(n0, e0, e1, R)
+        alpha[:, e0:e1] = attention_weights(qr.to(k.dtype), k, kt, src, dst,
+                                            pair, trow, n1 - n0, chunk)
+    return alpha
+
+
+def _add(grads: Sequence[Tensor], parts: Sequence[Optional[Tensor]]):
+    for g, part in zip(grads, parts):
+        if part is not None:
+            g += part
 
 
 class _TargetChunked(torch.autograd.Function):
@@ -127,7 +173,7 @@ class _TargetChunked(torch.autograd.Function):
         N, E, R, acc = x.size(0), plan.key.numel(), p.num_relations, _acc(x)
         ctx.p, ctx.plan, ctx.chunk = p, plan, chunk
         ctx.state = ForwardState(x.device)
-        kv = _key_value(p, plan, x, w, b)
+        kv = _project(p, plan, x, w, b, (0, 2))
         alpha = x.new_empty(p.n_heads, E, dtype=acc)
         out = None
         for n0, n1, e0, e1, sizes in plan.chunks:
@@ -145,86 +191,86 @@ class _TargetChunked(torch.autograd.Function):
             out.index_copy_(0, rows, y)
         if out is None:
             out = x.new_empty(0, p.out_dim)
-        # checkpoint: K and V are recomputed in backward instead of kept (a
-        # fresh empty tensor: a view would keep their storage alive)
+        # K and V are recomputed in backward (one GEMM each); checkpoint:
+        # the attention weights too
         ctx.checkpoint = checkpoint
-        ctx.save_for_backward(x, kt, vt, kv.new_empty(0) if checkpoint else
-                              kv, alpha, *weights)
+        ctx.save_for_backward(x, kt, vt, *weights,
+                              *(() if checkpoint else (alpha, )))
         ctx.mark_non_differentiable(alpha)
         return out, alpha
 
     @staticmethod
     @once_differentiable  # the local autograd below is first order only
     def backward(ctx, d_out: Tensor, _d_alpha: Tensor):
-        p, plan = ctx.p, ctx.plan
-        x, kt, vt, kv, alpha, *weights = ctx.saved_tensors
-        x, kt, vt = x.detach(), kt.detach(), vt.detach()
+        p, plan, chunk = ctx.p, ctx.plan, ctx.chunk
+        x, kt, vt, *weights = (t.detach() for t in ctx.saved_tensors)
+        alpha = None if ctx.checkpoint else weights.pop()
         R, D, acc = p.num_relations, p.out_dim, _acc(x)
         leaves = [t.detach().requires_grad_() for t in weights]
         w, b, w_fold, msg, w_a, b_a, skip, *norm = leaves
         d_weights = [torch.zeros_like(t) for t in weights]
         dx = torch.zeros_like(x)
         d_kt, d_vt = torch.zeros_like(kt), torch.zeros_like(vt)
-        d_kv = x.new_zeros(2, x.size(0), D, dtype=acc)
         with ctx.state.replay():
-            if ctx.checkpoint:
+            if alpha is None:
                 with torch.no_grad():
-                    kv = _key_value(p, plan, x, *weights[:2])
+                    alpha = _attention(p, plan, x, kt, *weights[:3], chunk)
+            # d_score may overwrite alpha where alpha is not autograd's
+            d_score = alpha if ctx.checkpoint else torch.empty_like(alpha)
+            # two passes, so that only one of K, V and of their gradients
+            # exists at a time: first the updates and the value side
+            v = _project(p, plan, x, *weights[:2], (2, ))[0]
+            d_v = x.new_zeros(x.size(0), D, dtype=acc)
+            for n0, n1, e0, e1, sizes in plan.chunks:
+                rows = plan.perm_n[n0:n1]
+                x_c = x.index_select(0, rows).requires_grad_()
+                src, dst, pair, trow = plan.edges(n0, e0, e1, R)
+                a_c = alpha[:, e0:e1]
+                u = aggregate(v, vt, src, trow, pair, (n1 - n0) * R, a_c)
+                u.requires_grad_()
+                y = _update(p, x_c, plan.node_type[n0:n1], u, sizes, msg,
+                            w_a, b_a, skip, norm)
+                dx_c, du, *g = torch.autograd.grad(
+                    y, [x_c, u, *leaves[3:]], d_out.index_select(0, rows),
+                    allow_unused=True)
+                uniq, sources = _sources(src)
+                du = du.to(acc)
+                s_c = score_backward(du, a_c, v, vt, src, dst, pair, trow,
+                                     n1 - n0, chunk)
+                g_v, g_vt = value_backward(du, a_c, v, vt, src, pair, trow,
+                                           sources)
+                d_score[:, e0:e1] = s_c  # a_c may be its storage: last
+                # node-major rows: one long row per source and table adds
+                # with far fewer cache misses than a row per head
+                d_v.index_add_(0, uniq, g_v.transpose(0, 1).reshape(-1, D))
+                d_vt += g_vt
+                if dx_c is not None:  # the skip gate reads x
+                    dx.index_add_(0, rows, dx_c.to(dx.dtype))
+                _add(d_weights[3:], g)
+            _project_backward(plan, x, d_v, 2, weights[0], dx,
+                              *d_weights[:2])
+            del v, d_v
+            # then the queries and the key side
+            k = _project(p, plan, x, *weights[:2], (0, ))[0]
+            d_k = x.new_zeros(x.size(0), D, dtype=acc)
             for n0, n1, e0, e1, sizes in plan.chunks:
                 rows = plan.perm_n[n0:n1]
                 x_c = x.index_select(0, rows).requires_grad_()
                 qr = _query(p, x_c, sizes, w, b, w_fold)
                 src, dst, pair, trow = plan.edges(n0, e0, e1, R)
-                a_c = alpha[:, e0:e1]
-                u = aggregate(kv[1], vt, src, trow, pair, qr.size(1), a_c)
-                u.requires_grad_()
-                y = _update(p, x_c, plan.node_type[n0:n1], u, sizes, msg,
-                            w_a, b_a, skip, norm)
-                # leaves: (w, b, w_fold) feed the query, the rest the update
-                dx_c, du, *g = torch.autograd.grad(
-                    y, [x_c, u, *leaves[3:]], d_out.index_select(0, rows),
-                    allow_unused=True)
-                # the edge operator on the chunk's distinct sources only
-                order = torch.argsort(src, stable=True)
-                uniq, counts = torch.unique_consecutive(
-                    src.index_select(0, order), return_counts=True)
-                offsets = F.pad(counts.cumsum(0), (1, 0))
-                d_qr, d_k, d_v, g_kt, g_vt = attention_backward(
-                    du.to(acc), a_c, qr.detach().to(acc), kv[0], kv[1], kt,
-                    vt, src, dst, pair, trow, n1 - n0, ctx.chunk,
-                    (order, offsets))
-                # node-major rows: one long row per source and table adds
-                # with far fewer cache misses than a row per head
-                d_kv[0].index_add_(0, uniq, d_k.transpose(0, 1).reshape(
-                    -1, D))
-                d_kv[1].index_add_(0, uniq, d_v.transpose(0, 1).reshape(
-                    -1, D))
+                uniq, sources = _sources(src)
+                d_qr, g_k, g_kt = key_backward(
+                    d_score[:, e0:e1], qr.detach().to(acc), k, kt, src, pair,
+                    trow, sources)
+                d_k.index_add_(0, uniq, g_k.transpose(0, 1).reshape(-1, D))
                 d_kt += g_kt
-                d_vt += g_vt
-                dx_q, *g_q = torch.autograd.grad(
+                dx_q, *g = torch.autograd.grad(
                     qr, [x_c, *leaves[:3]], d_qr.to(qr.dtype),
                     allow_unused=True)
-                if dx_c is not None:  # the skip gate reads x
-                    dx_q = dx_q + dx_c
                 dx.index_add_(0, rows, dx_q.to(dx.dtype))
-                for d_w, gi in zip(d_weights, g_q + g):
-                    if gi is not None:
-                        d_w += gi
-        # K and V: one GEMM per type, in float32
-        w_kv, b_kv = _key_value_weight(*weights[:2], D)
-        d_wkv, d_bkv = torch.zeros_like(w_kv), torch.zeros_like(b_kv)
-        for t, (a, z) in enumerate(plan.type_bounds):
-            if z > a:
-                idx = plan.perm_n[a:z]
-                g = torch.cat([d_kv[0, a:z], d_kv[1, a:z]], 1)
-                x_t = x.index_select(0, idx).to(g.dtype)
-                dx.index_add_(0, idx, (g @ w_kv[t].to(g.dtype)).to(dx.dtype))
-                d_wkv[t] = g.t() @ x_t
-                d_bkv[t] = g.sum(0)
-        d_weights[0][:, :D] += d_wkv[:, :D]
-        d_weights[0][:, 2 * D:] += d_wkv[:, D:]
-        d_weights[1][:, :D] += d_bkv[:, :D]
-        d_weights[1][:, 2 * D:] += d_bkv[:, D:]
+                _add(d_weights[:3], g)
+            _project_backward(plan, x, d_k, 0, weights[0], dx,
+                              *d_weights[:2])
         return (None, None, None, None, dx, d_kt, d_vt, *d_weights)
 
 
@@ -235,9 +281,10 @@ def target_chunked_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
                            ) -> Tuple[Tensor, Optional[Tensor]]:
     """HGT of layer ``p`` over chunks of about ``chunk`` edges (and at most
     ``chunk`` targets); returns the output and, if ``attention``, the
-    attention weights ``[E, H]`` in input order. ``checkpoint``: recompute
-    K and V in backward instead of keeping them."""
-    plan = _Plan(p, node_type, edge_index, edge_type, edge_time, chunk)
+    attention weights ``[E, H]`` in input order. ``checkpoint``: keep
+    only the inputs for backward, not the attention weights."""
+    plan = _Plan(p, node_type, edge_index, edge_type, edge_time, chunk,
+                 attention)
     H, d = p.n_heads, p.d_k
     if p.use_RTE:
         kt, vt = p.rte_kv_table().to(_acc(x)).view(-1, 2, H, d).permute(
