@@ -234,15 +234,26 @@ class HGTParameters(torch.nn.Module):
         random draws; for one-hot types the same distribution)."""
         w, b = self.a_weight()
         T, D = w.size(0), self.out_dim
+        gated = self.in_dim == D
+        if gated:  # the gate's sigmoid(skip_t) folded into W_t and b_t
+            gate = torch.sigmoid(self.skip)
+            w, b = w * gate.view(T, 1, 1), b * gate.view(T, 1)
         y = F.linear(F.gelu(agg), w.reshape(T * D, -1),
                      b.reshape(-1)).unflatten(-1, (T, D))
-        shared = not dropout_per_type and self.training and self.drop.p > 0
-        if shared:  # uniform draws compare faster than bernoulli_ on CPU
+        if dropout_per_type:
+            y = self.drop(y)
+        elif self.training and self.drop.p > 0:
+            # uniform draws compare faster than bernoulli_ on CPU
             keep = torch.rand(y.shape[:-2] + (1, D), device=y.device) >= \
                 self.drop.p
             y = y * (keep / (1 - self.drop.p)).to(y.dtype)
-        y = self.gate_and_norm(y, x.unsqueeze(-2), self.skip,
-                               self.norm_weight(), drop=not shared)
+        if gated:
+            y = torch.addcmul(y, x.unsqueeze(-2), (1 - gate).unsqueeze(-1))
+        norm = self.norm_weight()
+        if norm is not None:
+            y = torch.addcmul(norm[1], F.layer_norm(y, (D, ),
+                                                    eps=self.norms[0].eps),
+                              norm[0])
         # a product and a sum, not einsum: that becomes one tiny matmul
         # per node, with a copy each
         return (y * P.unsqueeze(-1).to(y.dtype)).sum(-2)

@@ -5,7 +5,6 @@ from torch import Tensor
 
 from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.chunking import chunked
-from torch_geometric_hgt.ops import fold_relations, sum_relations
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
 
@@ -98,27 +97,35 @@ class DenseHGTConv(HGTParameters):
         z = torch.cat([(P.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2), P],
                       -1)
         kqv = z @ torch.cat([w.transpose(1, 2).flatten(0, 1), b], 0)
-        k, q, v = kqv.view(B, N, 3, H, d).unbind(2)
-        qa = fold_relations(q, self.query_fold_weight())
-        s = torch.einsum('birhd,bjhd->bhirj', qa, k)
-        Et = E.transpose(1, 2).to(s.dtype)  # [B, i (target), j, R]
-        score = torch.einsum('bhirj,bijr->bhij', s, Et).float()
-        a = adj.transpose(1, 2).float()  # [B, i, j]
+        # head-major [H, B N, d]: every product below is one bmm over
+        # heads (and graphs) with no permutation of its output
+        k, q, v = kqv.view(B * N, 3, H, d).permute(1, 2, 0, 3).unbind(0)
+        R = self.num_relations
+        w_q = self.query_fold_weight().to(q.dtype)
+        qa = torch.bmm(q, w_q.permute(1, 2, 0, 3).reshape(H, d, R * d))
+        # s[h b, j, i R + r] = k_j . (q_i A_r): sources first, the layout
+        # of adj and edge_types (and a faster bmm than targets first)
+        s = torch.bmm(k.reshape(H * B, N, d),
+                      qa.view(H * B, N * R, d).transpose(1, 2))
+        E = E.to(s.dtype)
+        score = (s.view(H, B, N, N, R) * E).sum(-1).float()  # [H, B, j, i]
+        a = adj.float()
         if node_mask is not None:
             m = node_mask.float()
             a = a * m.unsqueeze(-1) * m.unsqueeze(-2)
-        a = a.unsqueeze(1)
         edge = a > 0
-        top = score.masked_fill(~edge, float('-inf')).amax(-1, keepdim=True)
+        top = score.masked_fill(~edge, float('-inf')).amax(-2, keepdim=True)
         top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
         e = a * torch.exp((score - top.detach()).clamp(max=_EXP_CAP))
-        den = e.sum(-1, keepdim=True)
+        den = e.sum(-2, keepdim=True)
         # targets without a positive adj: alpha = 0, no gradient
         alpha = torch.where(den > 0, e / den.clamp_min(1e-30),
                             torch.zeros_like(e)).to(s.dtype)
-        coef = alpha.unsqueeze(-1) * Et.unsqueeze(1)  # [B, H, i, j, R]
-        u = torch.einsum('bhijr,bjhd->birhd', coef, v)
-        agg = sum_relations(u, self.relation_msg).reshape(B, N, H * d)
+        coef = (alpha.unsqueeze(-1) * E).view(H * B, N, N * R)
+        u = torch.bmm(coef.transpose(1, 2), v.reshape(H * B, N, d))
+        w_m = self.relation_msg.to(u.dtype).transpose(0, 1)
+        agg = torch.bmm(u.view(H, B * N, R * d), w_m.reshape(H, R * d, d))
+        agg = agg.transpose(0, 1).reshape(B, N, H * d)
         out = self.update_soft(agg, x, P, dropout_per_type=False)
         if node_mask is not None:
             out = out * node_mask.unsqueeze(-1).to(out.dtype)
