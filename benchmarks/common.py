@@ -54,6 +54,15 @@ def calibrate(device: str = 'cpu') -> Dict[str, float]:
     return {'mm_gflops': gflops, 'gather_gbs': gbs}
 
 
+def fastest(*cals: Dict[str, float]) -> Dict[str, float]:
+    """The fastest rate of each kind over calibrations taken at the start
+    and end of a run: the tightest lower bound, not one inflated by a slow
+    moment of a noisy machine. Keeps the samples."""
+    out = {k: max(c[k] for c in cals) for k in cals[0]}
+    out['samples'] = list(cals)
+    return out
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process (MB). VmHWM, not ru_maxrss:
     the latter survives exec and would report the parent's peak."""

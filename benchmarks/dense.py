@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (bar_chart, calibrate, device_name,  # noqa: E402
+from common import (bar_chart, calibrate, device_name, fastest,  # noqa: E402
                     median_time, memory_peak, memory_start, parse_args,
                     result_name, run_child, save)
 
@@ -155,6 +155,7 @@ def main():
         rows.append(r)
         bar.update()
     bar.close()
+    cal = fastest(cal, calibrate(args.device))
     by = {(r['impl'], r['B']): r for r in rows}
     for B in sizes:
         flops = layer_flops(B)

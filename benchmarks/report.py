@@ -8,6 +8,18 @@ from pathlib import Path
 OUT = Path(__file__).parent / 'out'
 
 
+def calibration(cal: dict) -> str:
+    """``torch.mm`` and gather rates; the fastest of the start and end
+    samples where the run took both."""
+    text = f"`torch.mm` {cal['mm_gflops']:.0f} GFLOP/s, gather " \
+        f"{cal['gather_gbs']:.1f} GB/s"
+    if 'samples' in cal:
+        text += ' (the faster of start and end: ' + ', '.join(
+            f"{c['mm_gflops']:.0f} / {c['gather_gbs']:.1f}"
+            for c in cal['samples']) + ')'
+    return text
+
+
 def fmt(v, unit=''):
     if v is None:
         return '-'
@@ -36,8 +48,7 @@ def sparse(name='sparse'):
         return
     cal = d['calibration']
     print(f"### Sparse layers ({d['device']}, torch {d['torch']})\n")
-    print(f"Calibration in the same run: `torch.mm` {cal['mm_gflops']:.0f} "
-          f"GFLOP/s, gather {cal['gather_gbs']:.1f} GB/s. 6 node types, "
+    print(f"Calibration in the same run: {calibration(cal)}. 6 node types, "
           f"128 -> 128, 4 heads, use_norm=False, eval mode. Max abs "
           f"difference of each output to `LoopHGTConv`: "
           f"{d['equality_max_abs_diff_vs_loop']}.\n")
@@ -62,8 +73,8 @@ def dense(name='dense'):
         return
     cal = d['calibration']
     print(f"### Soft family graphs ({d['device']}, torch {d['torch']})\n")
-    print(f"N = 8, 128-d, 4 heads, 6 types, 5 relations; `torch.mm` "
-          f"{cal['mm_gflops']:.0f} GFLOP/s in the same run. The loop is "
+    print(f"N = 8, 128-d, 4 heads, 6 types, 5 relations; "
+          f"{calibration(cal)} in the same run. The loop is "
           f"timed on 20 families and scaled per family. Max abs "
           f"differences: {d['equality']}. 'sparse' is `{d['sparse_layer']}` "
           f"on `dense_to_batch` of the hard graphs (about half the pairs "

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (bar_chart, calibrate, device_name,  # noqa: E402
+from common import (bar_chart, calibrate, device_name, fastest,  # noqa: E402
                     median_time, memory_peak, memory_start, parse_args,
                     result_name, run_child, save)
 
@@ -187,12 +187,14 @@ def main():
         if r['fwd_s'] * factor <= args.max_backward_s:
             cfg['backward'] = True
             r = run_child(__file__, cfg)
-        r.update(impl=impl, N=N, E=E, R=R,
-                 lower_bound_fwd_s=lower_bound(N, E, R, cal),
-                 lower_bound_fwdbwd_s=3 * lower_bound(N, E, R, cal))
+        r.update(impl=impl, N=N, E=E, R=R)
         rows.append(r)
         bar.update()
     bar.close()
+    cal = fastest(cal, calibrate(args.device))
+    for r in rows:
+        r['lower_bound_fwd_s'] = lower_bound(r['N'], r['E'], r['R'], cal)
+        r['lower_bound_fwdbwd_s'] = 3 * r['lower_bound_fwd_s']
     by = {(r['impl'], r['N'], r['E'], r['R']): r for r in rows}
     for r in rows:
         for key in ('fwd_s', 'fwdbwd_s'):
