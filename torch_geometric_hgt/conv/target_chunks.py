@@ -77,6 +77,16 @@ class _Plan:
                                       edges[1:])
         ]
 
+    def source_order(self) -> Tensor:
+        """Edge positions with each chunk's edges grouped by source: one
+        sort for all chunks instead of one per chunk and pass."""
+        sizes = torch.tensor([e1 - e0 for _, _, e0, e1, _ in self.chunks],
+                             device=self.src.device)
+        chunk_id = torch.repeat_interleave(
+            torch.arange(sizes.numel(), device=sizes.device), sizes)
+        return torch.argsort(chunk_id * self.perm_n.numel() + self.src,
+                             stable=True)
+
     def edges(self, n0: int, e0: int, e1: int, R: int
               ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(src, dst, pair, trow)`` of edges ``[e0, e1)``, with targets
@@ -136,9 +146,10 @@ def _project_backward(plan: _Plan, x: Tensor, g: Tensor, part: int,
             d_b[t, cols] += g_t.sum(0).to(d_b.dtype)
 
 
-def _sources(src: Tensor) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
-    """A chunk's distinct sources and :func:`sorted_rows` over them."""
-    order = torch.argsort(src, stable=True)
+def _sources(src: Tensor, order: Tensor
+             ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+    """A chunk's distinct sources and :func:`sorted_rows` over them, given
+    its edges' order by source."""
     uniq, counts = torch.unique_consecutive(src.index_select(0, order),
                                             return_counts=True)
     return uniq, (order, F.pad(counts.cumsum(0), (1, 0)))
@@ -215,6 +226,7 @@ class _TargetChunked(torch.autograd.Function):
             if alpha is None:
                 with torch.no_grad():
                     alpha = _attention(p, plan, x, kt, *weights[:3], chunk)
+            by_src = plan.source_order()
             # d_score may overwrite alpha where alpha is not autograd's
             d_score = alpha if ctx.checkpoint else torch.empty_like(alpha)
             # two passes, so that only one of K, V and of their gradients
@@ -233,7 +245,7 @@ class _TargetChunked(torch.autograd.Function):
                 dx_c, du, *g = torch.autograd.grad(
                     y, [x_c, u, *leaves[3:]], d_out.index_select(0, rows),
                     allow_unused=True)
-                uniq, sources = _sources(src)
+                uniq, sources = _sources(src, by_src[e0:e1] - e0)
                 du = du.to(acc)
                 s_c = score_backward(du, a_c, v, vt, src, dst, pair, trow,
                                      n1 - n0, chunk)
@@ -258,7 +270,7 @@ class _TargetChunked(torch.autograd.Function):
                 x_c = x.index_select(0, rows).requires_grad_()
                 qr = _query(p, x_c, sizes, w, b, w_fold)
                 src, dst, pair, trow = plan.edges(n0, e0, e1, R)
-                uniq, sources = _sources(src)
+                uniq, sources = _sources(src, by_src[e0:e1] - e0)
                 d_qr, g_k, g_kt = key_backward(
                     d_score[:, e0:e1], qr.detach().to(acc), k, kt, src, pair,
                     trow, sources)
