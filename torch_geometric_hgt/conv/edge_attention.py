@@ -125,9 +125,9 @@ def _(qr, k, v, kt, vt, src, dst, pair, trow, num_nodes, chunk):
             k.new_empty((k.size(0), src.size(0)), dtype=_acc(k)))
 
 
-def _rows(rows: Optional[Tuple[Tensor, Tensor]], index: Tensor,
-          table: Tensor) -> Tuple[Tensor, Tensor]:
-    return rows if rows is not None else sorted_rows(index, table.size(1))
+def _times(times: Optional[Tuple[Tensor, Tensor]], trow: Tensor,
+           table: Tensor) -> Tuple[Tensor, Tensor]:
+    return times if times is not None else sorted_rows(trow, table.size(1))
 
 
 def score_backward(du: Tensor, alpha: Tensor, v: Tensor, vt: Tensor,
@@ -141,35 +141,35 @@ def score_backward(du: Tensor, alpha: Tensor, v: Tensor, vt: Tensor,
     return alpha * (d_alpha - dot.index_select(1, dst))
 
 
-def value_backward(du: Tensor, alpha: Tensor, v: Tensor, vt: Tensor,
-                   src: Tensor, pair: Tensor, trow: Tensor,
-                   sources: Optional[Tuple[Tensor, Tensor]] = None,
+def value_backward(du: Tensor, alpha: Tensor, vt: Tensor, pair: Tensor,
+                   trow: Tensor, sources: Tuple[Tensor, Tensor],
                    times: Optional[Tuple[Tensor, Tensor]] = None
                    ) -> Tuple[Tensor, Tensor]:
-    """``(d_v, d_vt)``. ``sources`` / ``times``: :func:`sorted_rows` of
-    ``src`` / ``trow`` (default: over all rows of ``v`` / ``vt``); with
-    fewer rows (e.g. a chunk's distinct sources) ``d_v`` has those rows."""
-    d_v = _by_rows(du, pair, _rows(sources, src, v), alpha)
+    """``(d_v, d_vt)``. ``sources``: :func:`sorted_rows` of ``src`` over
+    the rows ``d_v`` gets (all of ``v``, or e.g. a chunk's distinct
+    sources); ``times`` likewise for ``trow`` (default: all rows of
+    ``vt``)."""
+    d_v = _by_rows(du, pair, sources, alpha)
     d_vt = torch.zeros_like(vt)
     if vt.numel():
-        d_vt = _by_rows(du, pair, _rows(times, trow, vt), alpha)
+        d_vt = _by_rows(du, pair, _times(times, trow, vt), alpha)
     return d_v, d_vt
 
 
 def key_backward(d_score: Tensor, qr: Tensor, k: Tensor, kt: Tensor,
                  src: Tensor, pair: Tensor, trow: Tensor,
-                 sources: Optional[Tuple[Tensor, Tensor]] = None,
+                 sources: Tuple[Tensor, Tensor],
                  times: Optional[Tuple[Tensor, Tensor]] = None
                  ) -> Tuple[Tensor, Tensor, Tensor]:
     """``(d_qr, d_k, d_kt)`` from the score gradients; rows as in
     :func:`value_backward`."""
     offsets = _offsets(pair, qr.size(1))
     d_qr = _bags(k, src, offsets, d_score)
-    d_k = _by_rows(qr, pair, _rows(sources, src, k), d_score)
+    d_k = _by_rows(qr, pair, sources, d_score)
     d_kt = torch.zeros_like(kt)
     if kt.numel():
         d_qr += _bags(kt, trow, offsets, d_score)
-        d_kt = _by_rows(qr, pair, _rows(times, trow, kt), d_score)
+        d_kt = _by_rows(qr, pair, _times(times, trow, kt), d_score)
     return d_qr, d_k, d_kt
 
 
@@ -186,8 +186,7 @@ def attention_backward(du: Tensor, alpha: Tensor, qr: Tensor, k: Tensor,
                              num_nodes, chunk)
     d_qr, d_k, d_kt = key_backward(d_score, qr, k, kt, src, pair, trow,
                                    sources, times)
-    d_v, d_vt = value_backward(du, alpha, v, vt, src, pair, trow, sources,
-                               times)
+    d_v, d_vt = value_backward(du, alpha, vt, pair, trow, sources, times)
     return d_qr, d_k, d_v, d_kt, d_vt
 
 

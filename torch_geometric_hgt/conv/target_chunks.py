@@ -134,16 +134,19 @@ def _project(p: HGTParameters, plan: _Plan, x: Tensor, w: Tensor,
 def _project_backward(plan: _Plan, x: Tensor, g: Tensor, part: int,
                       w: Tensor, dx: Tensor, d_w: Tensor, d_b: Tensor):
     """Adds the gradients of :func:`_project` part ``part`` from ``g [N,
-    out_dim]`` (sorted order): one GEMM per type."""
+    out_dim]`` (sorted order): one GEMM per type, in ``g``'s dtype (float32
+    or wider) even inside the replayed autocast."""
     D = g.size(1)
     cols = slice(part * D, (part + 1) * D)
-    for t, (a, z) in enumerate(plan.type_bounds):
-        if z > a:
-            idx, g_t = plan.perm_n[a:z], g[a:z]
-            x_t = x.index_select(0, idx).to(g.dtype)
-            dx.index_add_(0, idx, (g_t @ w[t, cols].to(g.dtype)).to(dx.dtype))
-            d_w[t, cols] += (g_t.t() @ x_t).to(d_w.dtype)
-            d_b[t, cols] += g_t.sum(0).to(d_b.dtype)
+    with torch.autocast(x.device.type, enabled=False):
+        for t, (a, z) in enumerate(plan.type_bounds):
+            if z > a:
+                idx, g_t = plan.perm_n[a:z], g[a:z]
+                x_t = x.index_select(0, idx).to(g.dtype)
+                dx.index_add_(0, idx,
+                              (g_t @ w[t, cols].to(g.dtype)).to(dx.dtype))
+                d_w[t, cols] += (g_t.t() @ x_t).to(d_w.dtype)
+                d_b[t, cols] += g_t.sum(0).to(d_b.dtype)
 
 
 def _sources(src: Tensor, order: Tensor
@@ -249,8 +252,7 @@ class _TargetChunked(torch.autograd.Function):
                 du = du.to(acc)
                 s_c = score_backward(du, a_c, v, vt, src, dst, pair, trow,
                                      n1 - n0, chunk)
-                g_v, g_vt = value_backward(du, a_c, v, vt, src, pair, trow,
-                                           sources)
+                g_v, g_vt = value_backward(du, a_c, vt, pair, trow, sources)
                 d_score[:, e0:e1] = s_c  # a_c may be its storage: last
                 # node-major rows: one long row per source and table adds
                 # with far fewer cache misses than a row per head
