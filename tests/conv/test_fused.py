@@ -144,46 +144,49 @@ def test_bfloat16_autocast_close_and_finite(cls):
                           atol=1e-2)
 
 
-def saved_sizes(layer, args) -> list:
-    """Elements of every storage autograd keeps for backward (a saved view
-    keeps its whole storage alive)."""
+def three_type_graph(N: int, E: int, R: int, F: int):
+    """``(x, node_type, edge_index, edge_type)``: random, 3 node types,
+    ``x`` requiring gradients."""
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(N, F, generator=g).requires_grad_(),
+            torch.randint(0, 3, (N, ), generator=g),
+            torch.randint(0, N, (2, E), generator=g),
+            torch.randint(0, R, (E, ), generator=g))
+
+
+def saved_sizes(run) -> list:
+    """Elements of every storage autograd saves while ``run()`` builds (or
+    differentiates) a graph; a saved view keeps its whole storage alive."""
     sizes = []
 
     def pack(t):
         sizes.append(t.untyped_storage().nbytes() // t.element_size())
         return t
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        layer(*args)
+        run()
     return sizes
 
 
 def test_memory_efficient_keeps_no_edge_or_pair_features():
     N, E, R, F, H = 50, 400, 5, 8, 2
-    g = torch.Generator().manual_seed(0)
-    args = (torch.randn(N, F, generator=g).requires_grad_(),
-            torch.randint(0, 3, (N, ), generator=g),
-            torch.randint(0, N, (2, E), generator=g),
-            torch.randint(0, R, (E, ), generator=g))
+    args = three_type_graph(N, E, R, F)
     # node-level K, Q, V ([N, 3F]) or edge scores ([E, H]) at most; the
     # fastest layer keeps per-pair queries ([N R, F]), larger than both
     bound = max(N * 3 * F, E * H)
     assert bound < N * R * F
     lean = MemoryEfficientHGTConv(F, F, 3, R, H, chunk_size=64)
-    assert max(saved_sizes(lean, args)) <= bound
-    assert max(saved_sizes(UltraFastHGTConv(F, F, 3, R, H), args)) > bound
+    assert max(saved_sizes(lambda: lean(*args))) <= bound
+    assert max(saved_sizes(
+        lambda: UltraFastHGTConv(F, F, 3, R, H)(*args))) > bound
 
 
 @pytest.mark.parametrize('checkpoint', [False, True])
 def test_memory_efficient_keeps_input_and_attention_only(checkpoint):
     # no K, V ([2, N, F]); the [E, H] weights unless checkpoint
     N, E, R, F, H = 200, 40, 5, 8, 2  # N F above the weights' 3 x 3F x F
-    g = torch.Generator().manual_seed(0)
-    args = (torch.randn(N, F, generator=g).requires_grad_(),
-            torch.randint(0, 3, (N, ), generator=g),
-            torch.randint(0, N, (2, E), generator=g),
-            torch.randint(0, R, (E, ), generator=g))
+    args = three_type_graph(N, E, R, F)
     layer = MemoryEfficientHGTConv(F, F, 3, R, H, checkpoint=checkpoint)
-    sizes = saved_sizes(layer, args)
+    sizes = saved_sizes(lambda: layer(*args))
     assert max(sizes) == N * F  # the input
     assert sum(s == E * H for s in sizes) == (0 if checkpoint else 1)
     assert E * H not in [p.numel() for p in layer.parameters()]
@@ -193,19 +196,9 @@ def test_memory_efficient_backward_differentiates_chunks_only():
     # the replay's local autograd must not reach node-level tensors (K, V
     # or a type's rows of x): that would keep them per chunk
     N, E, R, F, H = 2000, 4000, 3, 8, 2
-    g = torch.Generator().manual_seed(0)
-    args = (torch.randn(N, F, generator=g).requires_grad_(),
-            torch.randint(0, 3, (N, ), generator=g),
-            torch.randint(0, N, (2, E), generator=g),
-            torch.randint(0, R, (E, ), generator=g))
+    args = three_type_graph(N, E, R, F)
     out = MemoryEfficientHGTConv(F, F, 3, R, H, chunk_size=16)(*args)
-    sizes = []
-
-    def pack(t):
-        sizes.append(t.untyped_storage().nbytes() // t.element_size())
-        return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out.sum().backward()
+    sizes = saved_sizes(lambda: out.sum().backward())
     assert sizes and max(sizes) < N * F // 6
 
 
