@@ -10,6 +10,7 @@ from torch.nn import Linear, ModuleList
 from torch_geometric_hgt.conv import CONVS
 from torch_geometric_hgt.dense.chunking import chunked
 from torch_geometric_hgt.dense.conv import DenseHGTConv
+from torch_geometric_hgt.dense.fused import dense_layer, supported
 from torch_geometric_hgt.dense.legacy import DifferentiableDenseHGTConv
 from torch_geometric_hgt.ops import typed_linear
 from torch_geometric_hgt.soft_graph import SoftGraph
@@ -230,9 +231,15 @@ class DenseHGT(_SoftGraphStack):
         n_layers (int, optional): Number of layers. (default: :obj:`2`)
         dropout (float, optional): Dropout. (default: :obj:`0.2`)
         use_norm (bool, optional): Per-type LayerNorm. (default: :obj:`True`)
-        chunk_size (int, str or None, optional): Graphs per chunk through
-            all layers, with gradient checkpointing across chunks;
+        chunk_size (int, str or None, optional): Graphs per chunk;
             ``'auto'`` = 256, ``None`` = one chunk. (default: :obj:`'auto'`)
+        checkpoint (bool, optional): Run chunks through all layers and
+            recompute them in backward, so that memory is bounded by one
+            chunk; otherwise each layer keeps what its hand-written
+            backward needs (see :class:`DenseHGTConv`; ~1.8 KB per node
+            and layer at the default sizes), which is faster.
+            bfloat16/float16 and autocast always checkpoint.
+            (default: :obj:`False`)
 
     ``forward(graph)`` takes a :class:`SoftGraph` or the users' dict
     (``'node_types'``, ``'adj_matrix'``, ``'edge_types'``, optional
@@ -243,24 +250,35 @@ class DenseHGT(_SoftGraphStack):
                  num_node_types: int, num_relations: int, n_heads: int = 4,
                  n_layers: int = 2, dropout: float = 0.2,
                  use_norm: bool = True,
-                 chunk_size: Union[int, str, None] = 'auto'):
+                 chunk_size: Union[int, str, None] = 'auto',
+                 checkpoint: bool = False):
         # the SoftGraph is validated once on construction, not per layer
         super().__init__(DenseHGTConv, in_dim, hidden_dim, out_dim,
                          num_node_types, num_relations, n_heads, n_layers,
                          dropout, use_norm, chunk_size, validate_layers=False)
+        self.checkpoint = checkpoint
 
     def forward(self, graph: Union[SoftGraph, Dict[str, Tensor]]) -> Tensor:
         graph = SoftGraph.from_any(graph)
         if graph.x is not None and graph.x.size(-1) != self.in_dim:
             raise ValueError(f"'graph.x' must have {self.in_dim} features "
                              f"(in_dim), got {graph.x.size(-1)}")
-        return chunked(self._forward, (graph.x, graph.node_types, graph.adj,
-                                       graph.edge_types, graph.node_mask),
-                       self.chunk_size, self.parameters())
+        inputs = (graph.x, graph.node_types, graph.adj, graph.edge_types,
+                  graph.node_mask)
+        first = graph.x if graph.x is not None else \
+            self.input_projection.weight
+        if self.checkpoint or not supported(self.layers[0], first):
+            return chunked(self._forward, inputs, self.chunk_size,
+                           self.parameters())
+        return self._forward(*inputs, self.chunk_size)
 
     def _forward(self, x: Optional[Tensor], P: Tensor, adj: Tensor,
-                 E: Tensor, node_mask: Optional[Tensor]) -> Tensor:
+                 E: Tensor, node_mask: Optional[Tensor],
+                 chunk_size=None) -> Tensor:
+        """All layers; on one chunk (``chunk_size=None``, inside the
+        checkpoint) or each layer over chunks of ``chunk_size``."""
         h = self.input_projection(P) if x is None else x
         for layer in self.layers:
-            h = layer(h, P, adj, E, node_mask)
+            h = layer.chunk(h, P, adj, E, node_mask) if chunk_size is None \
+                else dense_layer(layer, h, P, adj, E, node_mask, chunk_size)
         return h

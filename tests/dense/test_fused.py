@@ -1,0 +1,123 @@
+"""The hand-written dense backward (dense/fused.py) against autograd through
+the plain forward, what it keeps, and which path each call takes."""
+import pytest
+import torch
+from conftest import randomize_
+from test_dense_conv import KINDS, R, T, run_with_grads, soft_graph
+
+from torch_geometric_hgt import DenseHGT, DenseHGTConv
+from torch_geometric_hgt.dense.fused import dense_layer, supported
+
+SHAPES = [(True, 8, 2), (False, 8, 2), (False, 12, 3), (True, 12, 3)]
+
+
+def autograd_chunks(layer, size, mask):
+    """The plain forward over chunks, differentiated by autograd."""
+    def run(*inputs):
+        return torch.cat([
+            layer._forward(*[t[i:i + size] for t in inputs],
+                           None if mask is None else mask[i:i + size])
+            for i in range(0, inputs[0].size(0), size)])
+    return run
+
+
+@pytest.mark.parametrize('kind', KINDS)
+@pytest.mark.parametrize('use_norm,out_dim,heads', SHAPES)
+@pytest.mark.parametrize('train', [False, True])
+def test_matches_autograd_values_and_all_gradients(kind, use_norm, out_dim,
+                                                   heads, train):
+    # training: dropout draws the same masks in the same order
+    layer = randomize_(DenseHGTConv(8, out_dim, T, R, heads,
+                                    use_norm=use_norm, dropout=0.3))
+    layer.train(train)
+    x, P, adj, E, mask = soft_graph(kind)
+    inputs = [t.clone().requires_grad_() for t in (x, P, adj, E)]
+    weight = torch.randn(*x.shape[:2], out_dim)
+    results = []
+    for run in (autograd_chunks(layer, 2, mask),
+                lambda *a: dense_layer(layer, *a, mask, 2)):
+        torch.manual_seed(5)
+        results.append(run_with_grads(run, layer, inputs, weight))
+    (want, want_grads), (got, got_grads) = results
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, atol=1e-5 * max(1., float(w.abs().max())),
+                              rtol=0)
+    if train:  # dropout was on
+        with torch.no_grad():
+            assert not torch.allclose(want, layer.eval()(*inputs, mask))
+
+
+def test_gradcheck_float64():
+    # gradcheck differentiates one graph many times: checkpointed chunks
+    # run the hand-written backward on a fresh recomputation each time
+    layer = randomize_(DenseHGTConv(6, 6, T, R, 2, chunk_size=1,
+                                    checkpoint=True, validate=False))
+    layer.double().eval()  # not validated: perturbed adj leaves [0, 1]
+    x, P, adj, E, mask = soft_graph('masked', B=2, N=4, in_dim=6)
+    inputs = [t.double().requires_grad_() for t in (x, P, adj, E)]
+    assert torch.autograd.gradcheck(lambda *a: layer(*a, mask), inputs)
+
+
+def test_second_backward_through_one_graph_raises():
+    layer = DenseHGTConv(8, 8, T, R, 2)
+    x, P, adj, E, mask = soft_graph('random')
+    out = layer(x.requires_grad_(), P, adj, E, mask).sum()
+    out.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match='checkpoint=True'):
+        out.backward()
+
+
+@pytest.mark.parametrize('train', [False, True])
+def test_keeps_documented_bytes_per_node_and_frees_them(train):
+    # 4 (3 out + H N + 2 T) bytes per node, plus out bytes of dropout mask
+    B, N, out, H = 6, 5, 12, 3
+    layer = DenseHGTConv(8, out, T, R, H).train(train)
+    x, P, adj, E, mask = soft_graph('random', B=B, N=N)
+    out_t = dense_layer(layer, x.requires_grad_(), P, adj, E, mask, 4)
+    kept = sum(t.numel() * t.element_size() for saved in out_t.grad_fn.saved
+               for t in saved if t is not None)
+    assert kept == B * N * (4 * (3 * out + H * N + 2 * T) + out * train)
+    out_t.sum().backward()
+    assert out_t.grad_fn.saved == [None, None]
+
+
+def test_no_grad_gives_the_same_values_and_keeps_nothing():
+    layer = randomize_(DenseHGTConv(8, 8, T, R, 2)).eval()
+    x, P, adj, E, mask = soft_graph('masked', B=5)
+    want = dense_layer(layer, x, P, adj, E, mask, 2)
+    with torch.no_grad():
+        got = dense_layer(layer, x, P, adj, E, mask, 2)
+    assert want.grad_fn is not None and got.grad_fn is None
+    assert torch.equal(got, want)
+
+
+def test_paths_by_dtype_and_autocast():
+    layer = DenseHGTConv(8, 8, T, R, 2)
+    x = torch.randn(2, 3, 8)
+    assert supported(layer, x) and supported(layer.double(), x.double())
+    assert not supported(layer.bfloat16(), x.bfloat16())
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not supported(layer.float(), x)
+
+
+@pytest.mark.parametrize('with_x', [True, False])
+def test_model_per_layer_equals_checkpointed_chunks(with_x):
+    model = randomize_(DenseHGT(8, 12, 6, T, R, n_heads=2, n_layers=3,
+                                chunk_size=2)).eval()
+    x, P, adj, E, mask = soft_graph('masked', B=5)
+    graph = {'node_types': P.requires_grad_(), 'adj_matrix': adj,
+             'edge_types': E, 'node_mask': mask}
+    if with_x:
+        graph['x'] = x.requires_grad_()
+    weight = torch.randn(5, 5, 6)
+    inputs = [graph[k] for k in ('x', 'node_types') if k in graph]
+    results = []
+    for checkpoint in (True, False):
+        model.checkpoint = checkpoint
+        results.append(run_with_grads(lambda *_: model(graph), model,
+                                      inputs, weight))
+    (want, want_grads), (got, got_grads) = results
+    assert torch.allclose(got, want, atol=1e-5)
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, atol=1e-5)

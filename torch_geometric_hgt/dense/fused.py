@@ -1,0 +1,369 @@
+"""DenseHGTConv with a hand-written backward: each chunk of graphs keeps
+K/Q/V, the unnormalised attention and the LayerNorm statistics (~1.9 KB per
+node for 128-d, 4 heads, 8 nodes per graph), and the backward recomputes
+only the output map and the small per-graph products; autograd through the
+same forward would keep ~15 KB per node, and checkpointing would recompute
+every GEMM of the forward."""
+from dataclasses import dataclass
+from typing import List, NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from torch_geometric_hgt.dense.chunking import resolve_chunk_size
+
+#: cap on exponents of non-edges (adj = 0), which contribute 0 anyway
+EXP_CAP = 80.0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    in_dim: int
+    out_dim: int
+    num_types: int
+    num_relations: int
+    n_heads: int
+    dropout: float  # 0 in eval mode
+    eps: float
+
+    @property
+    def d(self) -> int:
+        return self.out_dim // self.n_heads
+
+
+class Weights(NamedTuple):
+    """The layer's parameters in the layouts the products use (built with
+    autograd from the parameters, so their gradients flow back)."""
+    kqv: Tensor  # [T in + T, 3 out]: stacked W^T of every type, then biases
+    query_fold: Tensor  # [H, d, R d]: mu / sqrt(d) A^T of every relation
+    msg: Tensor  # [H, R d, d]: M of every relation
+    out: Tensor  # [out, T out]: W_a^T of every type, gate folded in
+    out_bias: Tensor  # [T out]
+    keep_x: Optional[Tensor]  # [T]: 1 - sigmoid(skip); None without gate
+    gamma: Optional[Tensor]  # [T, out]; None without norm
+    beta: Optional[Tensor]
+
+
+def layer_weights(layer) -> Weights:
+    T, H, d, R = layer.num_types, layer.n_heads, layer.d_k, \
+        layer.num_relations
+    w, b = layer.kqv_weight()
+    kqv = torch.cat([w.transpose(1, 2).flatten(0, 1), b], 0)
+    fold = layer.query_fold_weight().permute(1, 2, 0, 3).reshape(H, d, R * d)
+    msg = layer.relation_msg.transpose(0, 1).reshape(H, R * d, d)
+    wa, ba = layer.a_weight()
+    keep_x = None
+    if layer.in_dim == layer.out_dim:
+        gate = torch.sigmoid(layer.skip)
+        wa, ba, keep_x = wa * gate.view(T, 1, 1), ba * gate.view(T, 1), \
+            1 - gate
+    norm = layer.norm_weight()
+    return Weights(kqv, fold, msg, wa.flatten(0, 1).t(), ba.flatten(),
+                   keep_x, *(norm if norm is not None else (None, None)))
+
+
+def _typed_input(x: Tensor, P: Tensor) -> Tensor:
+    """``[P_t x..., P]``: one GEMM against the stacked weights then gives
+    ``sum_t P_t (W_t x + b_t)``."""
+    n, T = P.shape
+    z = x.new_empty(n, T * x.size(1) + T)
+    torch.mul(P.unsqueeze(-1), x.unsqueeze(1),
+              out=z[:, :-T].view(n, T, x.size(1)))
+    z[:, -T:] = P
+    return z
+
+
+def _heads(kqv: Tensor, H: int, d: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """K, Q, V as head-major views ``[H, n, d]``."""
+    return kqv.view(kqv.size(0), 3, H, d).permute(1, 2, 0, 3).unbind(0)
+
+
+def _per_graph(t: Tensor, b: int) -> Tensor:
+    """``[H, b N, d]`` -> ``[H b, N, d]`` (a copy when ``t`` is a view)."""
+    return t.reshape(t.size(0) * b, -1, t.size(-1))
+
+
+def _pair_products(k: Tensor, q: Tensor, w: Weights, b: int, s: Sizes):
+    """Query side fold ``q A_r^T mu / sqrt(d)`` and the per-relation scores
+    ``[H b, j, i R + r]`` (sources first, the layout of adj and E)."""
+    qa = torch.bmm(q, w.query_fold)  # [H, n, R d]
+    H, N = s.n_heads, k.size(1) // b
+    pair = torch.bmm(_per_graph(k, b),
+                     qa.view(H * b, N * s.num_relations, s.d).transpose(1, 2))
+    return qa, pair
+
+
+def _aggregate(alpha: Tensor, E: Tensor, v: Tensor, w: Weights, b: int,
+               s: Sizes) -> Tuple[Tensor, Tensor, Tensor]:
+    """``agg_ih = sum_j alpha_h(j -> i) sum_r E_ji(r) v_jh M_rh`` (head-major)
+    with the coefficients and per-relation sums it goes through."""
+    H, R, d = s.n_heads, s.num_relations, s.d
+    N = alpha.size(-1)
+    coef = (alpha.unsqueeze(-1) * E).view(H * b, N, N * R)
+    u = torch.bmm(coef.transpose(1, 2), _per_graph(v, b))  # [H b, N R, d]
+    agg = torch.bmm(u.view(H, b * N, R * d), w.msg)  # [H, n, d]
+    return agg, u, coef
+
+
+def _edge_weights(adj: Tensor, mask: Optional[Tensor]) -> Tensor:
+    if mask is None:
+        return adj
+    m = mask.to(adj.dtype)
+    return adj * m.unsqueeze(-1) * m.unsqueeze(-2)
+
+
+def _scaled(keep: Optional[Tensor], s: Sizes, dtype: torch.dtype
+            ) -> Optional[Tensor]:
+    """The dropout mask as the factor it multiplies by."""
+    return None if keep is None else \
+        keep.to(dtype).mul_(1 / (1 - s.dropout))
+
+
+def _updated(agg: Tensor, x: Tensor, w: Weights, keep: Optional[Tensor],
+             s: Sizes) -> Tuple[Tensor, Tensor]:
+    """``gelu(agg)`` and the gated update of every type ``[n, T, out]``
+    before the norm: dropout(W_t h + b_t) g_t + (1 - g_t) x."""
+    h = F.gelu(agg)
+    y = torch.addmm(w.out_bias, h, w.out).view(agg.size(0), s.num_types, -1)
+    if keep is not None:
+        y.mul_(keep)
+    if w.keep_x is not None:
+        y.addcmul_(x.unsqueeze(1), w.keep_x.view(1, -1, 1))
+    return h, y
+
+
+class Saved(NamedTuple):
+    kqv: Tensor  # [n, 3 out]
+    expo: Tensor  # [H, b, j, i]: alpha / adj (softmax weights before adj)
+    mean: Optional[Tensor]  # [n, T, 1]: LayerNorm statistics
+    rstd: Optional[Tensor]
+    keep: Optional[Tensor]  # [n, 1, out]: dropout mask (bool)
+
+
+def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
+                  mask: Optional[Tensor], w: Weights, s: Sizes
+                  ) -> Tuple[Tensor, Saved]:
+    """One chunk of graphs: ``x [b, N, in]`` ... -> ``[b, N, out]``."""
+    b, N, _ = x.shape
+    n, H, d, T = b * N, s.n_heads, s.d, s.num_types
+    xf, Pf = x.reshape(n, -1), P.reshape(n, T)
+    kqv = torch.mm(_typed_input(xf, Pf), w.kqv)
+    k, q, v = _heads(kqv, H, d)
+    _, pair = _pair_products(k, q, w, b, s)
+    score = (pair.view(H, b, N, N, -1) * E).sum(-1)  # [H, b, j, i]
+    a = _edge_weights(adj, mask)
+    top = score.masked_fill(a <= 0, float('-inf')).amax(-2, keepdim=True)
+    top.masked_fill_(torch.isinf(top), 0.)
+    expo = (score - top).clamp_(max=EXP_CAP).exp_()
+    den = (a * expo).sum(-2, keepdim=True)
+    # targets without a positive adj: alpha = 0, no gradient
+    expo = torch.where(den > 0, expo / den.clamp(min=1e-30), 0.)
+    agg, _, _ = _aggregate(a * expo, E, v, w, b, s)
+    agg = agg.transpose(0, 1).reshape(n, s.out_dim)
+    keep = None
+    if s.dropout > 0:
+        # uniform draws compare faster than bernoulli_ on CPU
+        keep = torch.rand(n, 1, s.out_dim, device=x.device) >= s.dropout
+    _, y = _updated(agg, xf, w, _scaled(keep, s, x.dtype), s)
+    mean = rstd = None
+    if w.gamma is not None:
+        mean = y.mean(-1, keepdim=True)
+        y.sub_(mean)
+        rstd = torch.linalg.vector_norm(y, dim=-1, keepdim=True).square_() \
+            .div_(s.out_dim).add_(s.eps).rsqrt_()
+        # sum_t (P_t rstd_t) gamma_t (y_t - mean_t): one batched product
+        out = torch.bmm((Pf.unsqueeze(-1) * rstd).transpose(1, 2),
+                        y.mul_(w.gamma)).squeeze(1).addmm_(Pf, w.beta)
+    else:
+        out = torch.bmm(Pf.unsqueeze(1), y).squeeze(1)
+    out = out.view(b, N, -1)
+    if mask is not None:
+        out.mul_(mask.unsqueeze(-1))
+    return out, Saved(kqv, expo, mean, rstd, keep)
+
+
+def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
+                   mask: Optional[Tensor], w: Weights, s: Sizes,
+                   saved: Saved, need: List[bool], wt: Tuple[Tensor, ...]
+                   ) -> Tuple[List[Optional[Tensor]], List[Tensor]]:
+    """Gradients of one chunk: of ``x, P, adj, E`` (where ``need``) and of
+    every weight in ``w`` (``None`` where ``w`` has none). ``wt``: the
+    K/Q/V weights, their biases and the output weights transposed."""
+    b, N, _ = x.shape
+    n, H, d, T, R = b * N, s.n_heads, s.d, s.num_types, s.num_relations
+    D = s.out_dim
+    xf, Pf = x.reshape(n, -1), P.reshape(n, T)
+    g = g.reshape(n, D)
+    if mask is not None:
+        g = g * mask.reshape(n, 1)
+    dw: List[Optional[Tensor]] = [None] * len(w)
+    k, q, v = _heads(saved.kqv, H, d)
+    a = _edge_weights(adj, mask)
+    alpha = a * saved.expo
+    agg_h, u, coef = _aggregate(alpha, E, v, w, b, s)
+    agg = agg_h.transpose(0, 1).reshape(n, D)
+    keep = _scaled(saved.keep, s, x.dtype)
+    h, y = _updated(agg, xf, w, keep, s)
+
+    # update: out = sum_t P_t (gamma_t LN(y_t) + beta_t)
+    dP = torch.zeros_like(Pf)
+    if w.gamma is not None:
+        yhat = y.sub_(saved.mean).mul_(saved.rstd)
+        gy = yhat * g.unsqueeze(1)  # [n, T, D]
+        dw[6] = torch.bmm(Pf.t().unsqueeze(1), gy.transpose(0, 1)).squeeze(1)
+        dw[7] = Pf.t() @ g
+        # LayerNorm backward with d yhat = P_t gamma_t g
+        dz = torch.mul(g.unsqueeze(1), w.gamma, out=gy)
+        dot = torch.linalg.vecdot(dz, yhat)
+        dP += dot
+        dP.addmm_(g, w.beta.t())
+        dz.sub_((g @ w.gamma.t()).div_(D).unsqueeze(-1))
+        dz.addcmul_(yhat, dot.div(-D).unsqueeze(-1))
+        dz.mul_((Pf * saved.rstd.squeeze(-1)).unsqueeze(-1))
+    else:
+        dP += torch.linalg.vecdot(y, g.unsqueeze(1))
+        dz = Pf.unsqueeze(-1) * g.unsqueeze(1)
+    dx = None
+    if w.keep_x is not None and need[0]:
+        dx = torch.bmm(w.keep_x.expand(n, 1, T), dz).squeeze(1)
+    if w.keep_x is not None:
+        dw[5] = torch.linalg.vecdot(dz, xf.unsqueeze(1)).sum(0)
+    if keep is not None:
+        dz.mul_(keep)
+    dz = dz.view(n, T * D)
+    dw[3] = h.t() @ dz
+    dw[4] = dz.sum(0)
+    dagg = torch.ops.aten.gelu_backward(dz @ wt[2], agg)
+    del dz, y, h
+
+    # attention
+    dagg = dagg.view(n, H, d).transpose(0, 1)  # [H, n, d]
+    dw[2] = torch.bmm(u.view(H, n, R * d).transpose(1, 2), dagg)
+    du = torch.bmm(dagg, w.msg.transpose(1, 2)).view(H * b, N * R, d)
+    dcoef = torch.bmm(_per_graph(v, b), du.transpose(1, 2))  # [H b, j, iR]
+    dv = torch.bmm(coef, du)  # [H b, j, d]
+    del du, coef, u
+    dcoef = dcoef.view(H, b, N, N, R)
+    dalpha = (dcoef * E).sum(-1)
+    dE = (dcoef * alpha.unsqueeze(-1)).sum(0) if need[3] else None
+    dalpha -= (alpha * dalpha).sum(-2, keepdim=True)
+    dadj = None
+    if need[2]:
+        dadj = (saved.expo * dalpha).sum(0)
+        if mask is not None:
+            dadj = _edge_weights(dadj, mask)
+    dscore = dalpha.mul_(alpha)
+    qa, pair = _pair_products(k, q, w, b, s)
+    if dE is not None:
+        dE += (pair.view(H, b, N, N, R) * dscore.unsqueeze(-1)).sum(0)
+    dpair = (dscore.unsqueeze(-1) * E).view(H * b, N, N * R)
+    dk = torch.bmm(dpair, qa.view(H * b, N * R, d))
+    dqa = torch.bmm(dpair.transpose(1, 2), _per_graph(k, b)).view(H, n, -1)
+    dw[1] = torch.bmm(q.transpose(1, 2), dqa)
+    dq = torch.bmm(dqa, w.query_fold.transpose(1, 2))
+    del dpair, dqa, qa, pair
+    dkqv = torch.empty_like(saved.kqv)
+    for i, t in enumerate((dk.view(H, n, d), dq, dv.view(H, n, d))):
+        dkqv.view(n, 3, H, d)[:, i].copy_(t.transpose(0, 1))
+
+    # typed input projection
+    z = _typed_input(xf, Pf)
+    dw[0] = z.t() @ dkqv
+    # the typed part and the bias rows apart: a 774-wide product runs slow
+    dzv = torch.mm(dkqv, wt[0]).view(n, T, -1)
+    if need[0]:
+        dxk = torch.bmm(Pf.unsqueeze(1), dzv).squeeze(1)
+        dx = dxk if dx is None else dx.add_(dxk)
+        dx = dx.view(b, N, -1)
+    dP += torch.linalg.vecdot(dzv, xf.unsqueeze(1))
+    dP.addmm_(dkqv, wt[1])
+    return [dx, dP.view(b, N, T), dadj, dE], dw
+
+
+class DenseLayerFunction(torch.autograd.Function):
+    """All chunks of one layer; forward keeps each chunk's
+    :class:`Saved`, backward walks the chunks once and frees them."""
+    @staticmethod
+    def forward(ctx, s: Sizes, size: int, x: Tensor, P: Tensor, adj: Tensor,
+                E: Tensor, mask: Optional[Tensor], *w: Optional[Tensor]
+                ) -> Tensor:
+        w = Weights(*w)
+        out = x.new_empty(x.shape[:-1] + (s.out_dim, ))
+        ctx.saved = []
+        for part in _parts(x.size(0), size):
+            out[part], saved = chunk_forward(
+                x[part], P[part], adj[part], E[part],
+                None if mask is None else mask[part], w, s)
+            ctx.saved.append(saved)
+        ctx.s, ctx.size = s, size
+        ctx.save_for_backward(x, P, adj, E, mask, *w)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        if ctx.saved[0] is None:
+            raise RuntimeError(
+                "DenseHGTConv's backward frees what it kept as it goes, so "
+                "the graph cannot be differentiated a second time "
+                "(retain_graph); build it with checkpoint=True for that")
+        x, P, adj, E, mask, *w = ctx.saved_tensors
+        w = Weights(*w)
+        need = list(ctx.needs_input_grad[2:6])
+        inputs = [torch.empty_like(t) if n else None
+                  for t, n in zip((x, P, adj, E), need)]
+        dw = [None if t is None else torch.zeros_like(t) for t in w]
+        T = ctx.s.num_types
+        wt = (w.kqv[:-T].t().contiguous(), w.kqv[-T:].t(),
+              w.out.t().contiguous())
+        for c, part in enumerate(_parts(x.size(0), ctx.size)):
+            got, got_w = chunk_backward(
+                grad[part], x[part], P[part], adj[part], E[part],
+                None if mask is None else mask[part], w, ctx.s,
+                ctx.saved[c], need, wt)
+            ctx.saved[c] = None  # free as we go
+            for buf, gi in zip(inputs, got):
+                if buf is not None:
+                    buf[part] = gi
+            for acc, gi in zip(dw, got_w):
+                if acc is not None:
+                    acc += gi
+        return (None, None, *inputs, None, *dw)
+
+
+def _parts(B: int, size: int):
+    return [slice(start, start + size) for start in range(0, B, size)]
+
+
+def supported(layer, x: Tensor) -> bool:
+    """Whether :func:`dense_layer` runs ``layer`` on ``x``: float32 or
+    float64, outside autocast and eager (the hand-written backward keeps no
+    float32 accumulators for lower precisions); otherwise the layer
+    differentiates its plain forward with autograd."""
+    return (x.dtype in (torch.float32, torch.float64)
+            and layer.relation_att.dtype == x.dtype
+            and not torch.is_autocast_enabled(x.device.type)
+            and not torch.compiler.is_compiling())
+
+
+def dense_layer(layer, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
+                mask: Optional[Tensor], chunk_size) -> Tensor:
+    """``layer``'s forward (a :class:`DenseHGTConv`) over chunks of
+    ``chunk_size`` graphs, differentiable through
+    :class:`DenseLayerFunction`."""
+    s = Sizes(layer.in_dim, layer.out_dim, layer.num_types,
+              layer.num_relations, layer.n_heads,
+              layer.drop.p if layer.training else 0.0,
+              layer.norms[0].eps if layer.use_norm else 1e-5)
+    size = resolve_chunk_size(chunk_size, x.size(0))
+    P, adj, E = P.to(x.dtype), adj.to(x.dtype), E.to(x.dtype)
+    w = layer_weights(layer)
+    if torch.is_grad_enabled() and any(
+            t.requires_grad for t in (x, P, adj, E, *w) if t is not None):
+        return DenseLayerFunction.apply(s, size, x, P, adj, E, mask, *w)
+    with torch.no_grad():
+        return torch.cat([chunk_forward(
+            x[part], P[part], adj[part], E[part],
+            None if mask is None else mask[part], w, s)[0]
+            for part in _parts(x.size(0), size)])
