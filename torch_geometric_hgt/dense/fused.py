@@ -65,14 +65,9 @@ def layer_weights(layer) -> Weights:
 
 
 def _typed_input(x: Tensor, P: Tensor) -> Tensor:
-    """``[P_t x..., P]``: one GEMM against the stacked weights then gives
-    ``sum_t P_t (W_t x + b_t)``."""
-    n, T = P.shape
-    z = x.new_empty(n, T * x.size(1) + T)
-    torch.mul(P.unsqueeze(-1), x.unsqueeze(1),
-              out=z[:, :-T].view(n, T, x.size(1)))
-    z[:, -T:] = P
-    return z
+    """``[P_t x...]``: its product with the stacked weights plus ``P`` times
+    the stacked biases is ``sum_t P_t (W_t x + b_t)``."""
+    return (P.unsqueeze(-1) * x.unsqueeze(1)).flatten(1)
 
 
 def _heads(kqv: Tensor, H: int, d: int) -> Tuple[Tensor, Tensor, Tensor]:
@@ -149,7 +144,9 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     b, N, _ = x.shape
     n, H, d, T = b * N, s.n_heads, s.d, s.num_types
     xf, Pf = x.reshape(n, -1), P.reshape(n, T)
-    kqv = torch.mm(_typed_input(xf, Pf), w.kqv)
+    # (a contiguous [P_t x...] and the biases apart: 774-wide operands and
+    # strided writes both run slow)
+    kqv = torch.mm(_typed_input(xf, Pf), w.kqv[:-T]).addmm_(Pf, w.kqv[-T:])
     k, q, v = _heads(kqv, H, d)
     _, pair = _pair_products(k, q, w, b, s)
     score = (pair.view(H, b, N, N, -1) * E).sum(-1)  # [H, b, j, i]
@@ -272,9 +269,7 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
         dkqv.view(n, 3, H, d)[:, i].copy_(t.transpose(0, 1))
 
     # typed input projection
-    z = _typed_input(xf, Pf)
-    dw[0] = z.t() @ dkqv
-    # the typed part and the bias rows apart: a 774-wide product runs slow
+    dw[0] = torch.cat([_typed_input(xf, Pf).t() @ dkqv, Pf.t() @ dkqv])
     dzv = torch.mm(dkqv, wt[0]).view(n, T, -1)
     if need[0]:
         dxk = torch.bmm(Pf.unsqueeze(1), dzv).squeeze(1)
