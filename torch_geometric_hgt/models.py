@@ -236,7 +236,7 @@ class DenseHGT(_SoftGraphStack):
         checkpoint (bool, optional): Run chunks through all layers and
             recompute them in backward, so that memory is bounded by one
             chunk; otherwise each layer keeps what its hand-written
-            backward needs (see :class:`DenseHGTConv`; 1.7 KB per node
+            backward needs (see :class:`DenseHGTConv`; 1.8 KB per node
             and layer at the default sizes), which is faster.
             bfloat16/float16 and autocast always checkpoint.
             (default: :obj:`False`)

@@ -48,10 +48,10 @@ class DenseHGTConv(HGTParameters):
         checkpoint (bool, optional): Recompute each chunk in backward
             (gradient checkpointing), so that memory is bounded by one
             chunk. Otherwise float32 runs keep, per node,
-            :math:`4 (3 \cdot \mathrm{out} + H N + 2 T)` bytes for a
-            hand-written backward that recomputes none of the large
-            products but the output map: 1.7 KB at 128-d, 4 heads, 8 nodes,
-            6 types.
+            :math:`4 (3 \cdot \mathrm{out} + H N + 2 T)` bytes (and
+            ``out`` bytes of dropout mask in training) for a hand-written
+            backward that recomputes none of the large products but the
+            output map: 1.8 KB at 128-d, 4 heads, 8 nodes, 6 types.
             bfloat16/float16 and autocast always checkpoint.
             (default: :obj:`False`)
         validate (bool, optional): Check inputs. (default: :obj:`True`)

@@ -1,8 +1,7 @@
 """DenseHGTConv with a hand-written backward: each chunk of graphs keeps
-K/Q/V, the softmax weights and the LayerNorm statistics (1.7 KB per node
-for 128-d, 4 heads, 8 nodes per graph, 6 types) and the RNG state of its
-dropout draw; the backward recomputes only the output map and the small
-per-graph products. Autograd through the same forward would keep ~15 KB per
+K/Q/V, the softmax weights, the LayerNorm statistics and the dropout mask
+(1.8 KB per node for 128-d, 4 heads, 8 nodes per graph, 6 types); the
+backward recomputes only the output map and the small per-graph products. Autograd through the same forward would keep ~15 KB per
 node, and checkpointing recomputes every GEMM of the forward."""
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Tuple
@@ -12,7 +11,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from torch_geometric_hgt.dense.chunking import resolve_chunk_size
-from torch_geometric_hgt.replay import ForwardState
 
 #: cap on exponents of non-edges (adj = 0), which contribute 0 anyway
 EXP_CAP = 80.0
@@ -70,34 +68,32 @@ def _typed_input(x: Tensor, P: Tensor) -> Tensor:
     return (P.unsqueeze(-1) * x.unsqueeze(1)).flatten(1)
 
 
-def _heads(kqv: Tensor, H: int, d: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """K, Q, V as head-major views ``[H, n, d]``."""
-    return kqv.view(kqv.size(0), 3, H, d).permute(1, 2, 0, 3).unbind(0)
+def _heads(kqv: Tensor, H: int, d: int, b: int
+           ) -> Tuple[Tensor, Tensor, Tensor]:
+    """K and V per graph ``[H b, N, d]`` (copies), Q head-major
+    ``[H, n, d]`` (a view)."""
+    k, q, v = kqv.view(kqv.size(0), 3, H, d).permute(1, 2, 0, 3).unbind(0)
+    return k.reshape(H * b, -1, d), q, v.reshape(H * b, -1, d)
 
 
-def _per_graph(t: Tensor, b: int) -> Tensor:
-    """``[H, b N, d]`` -> ``[H b, N, d]`` (a copy when ``t`` is a view)."""
-    return t.reshape(t.size(0) * b, -1, t.size(-1))
-
-
-def _pair_products(k: Tensor, q: Tensor, w: Weights, b: int, s: Sizes):
-    """Query side fold ``q A_r^T mu / sqrt(d)`` and the per-relation scores
-    ``[H b, j, i R + r]`` (sources first, the layout of adj and E)."""
+def _pair_products(k: Tensor, q: Tensor, w: Weights, s: Sizes):
+    """Query side fold ``q A_r^T mu / sqrt(d)`` and, from keys per graph
+    ``k [H b, N, d]``, the per-relation scores ``[H b, j, i R + r]``
+    (sources first, the layout of adj and E)."""
     qa = torch.bmm(q, w.query_fold)  # [H, n, R d]
-    H, N = s.n_heads, k.size(1) // b
-    pair = torch.bmm(_per_graph(k, b),
-                     qa.view(H * b, N * s.num_relations, s.d).transpose(1, 2))
+    pair = torch.bmm(k, qa.view(k.size(0), -1, s.d).transpose(1, 2))
     return qa, pair
 
 
 def _aggregate(alpha: Tensor, E: Tensor, v: Tensor, w: Weights, b: int,
                s: Sizes) -> Tuple[Tensor, Tensor, Tensor]:
     """``agg_ih = sum_j alpha_h(j -> i) sum_r E_ji(r) v_jh M_rh`` (head-major)
-    with the coefficients and per-relation sums it goes through."""
+    from values per graph ``v [H b, N, d]``, with the coefficients and
+    per-relation sums it goes through."""
     H, R, d = s.n_heads, s.num_relations, s.d
     N = alpha.size(-1)
     coef = (alpha.unsqueeze(-1) * E).view(H * b, N, N * R)
-    u = torch.bmm(coef.transpose(1, 2), _per_graph(v, b))  # [H b, N R, d]
+    u = torch.bmm(coef.transpose(1, 2), v)  # [H b, N R, d]
     agg = torch.bmm(u.view(H, b * N, R * d), w.msg)  # [H, n, d]
     return agg, u, coef
 
@@ -109,11 +105,11 @@ def _edge_weights(adj: Tensor, mask: Optional[Tensor]) -> Tensor:
     return adj * m.unsqueeze(-1) * m.unsqueeze(-2)
 
 
-def _dropout_factor(n: int, s: Sizes, x: Tensor) -> Tensor:
-    """One dropout mask per node shared by all types, as the factor it
-    multiplies by; uniform draws compare faster than bernoulli_ on CPU."""
-    keep = torch.rand(n, 1, s.out_dim, device=x.device) >= s.dropout
-    return keep.to(x.dtype).mul_(1 / (1 - s.dropout))
+def _dropout_factor(keep: Optional[Tensor], s: Sizes, dtype: torch.dtype
+                    ) -> Optional[Tensor]:
+    """The dropout mask as the factor it multiplies by."""
+    return None if keep is None else \
+        keep.to(dtype).mul_(1 / (1 - s.dropout))
 
 
 def _updated(agg: Tensor, x: Tensor, w: Weights, keep: Optional[Tensor],
@@ -134,7 +130,7 @@ class Saved(NamedTuple):
     expo: Tensor  # [H, b, j, i]: alpha / adj (softmax weights before adj)
     mean: Optional[Tensor]  # [n, T, 1]: LayerNorm statistics
     rstd: Optional[Tensor]
-    rng: Optional[ForwardState]  # the RNG before the dropout draw
+    keep: Optional[Tensor]  # [n, 1, out] bool: dropout mask
 
 
 def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
@@ -147,8 +143,8 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     # (a contiguous [P_t x...] and the biases apart: 774-wide operands and
     # strided writes both run slow)
     kqv = torch.mm(_typed_input(xf, Pf), w.kqv[:-T]).addmm_(Pf, w.kqv[-T:])
-    k, q, v = _heads(kqv, H, d)
-    _, pair = _pair_products(k, q, w, b, s)
+    k, q, v = _heads(kqv, H, d, b)
+    _, pair = _pair_products(k, q, w, s)
     score = (pair.view(H, b, N, N, -1) * E).sum(-1)  # [H, b, j, i]
     a = _edge_weights(adj, mask)
     top = score.masked_fill(a <= 0, float('-inf')).amax(-2, keepdim=True)
@@ -159,11 +155,11 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     expo = torch.where(den > 0, expo / den.clamp(min=1e-30), 0.)
     agg, _, _ = _aggregate(a * expo, E, v, w, b, s)
     agg = agg.transpose(0, 1).reshape(n, s.out_dim)
-    keep = rng = None
-    if s.dropout > 0:
-        rng = ForwardState(x.device)  # redrawn in backward, not kept
-        keep = _dropout_factor(n, s, x)
-    _, y = _updated(agg, xf, w, keep, s)
+    keep = None
+    if s.dropout > 0:  # one mask per node shared by all types; uniform
+        # draws compare faster than bernoulli_ on CPU
+        keep = torch.rand(n, 1, s.out_dim, device=x.device) >= s.dropout
+    _, y = _updated(agg, xf, w, _dropout_factor(keep, s, x.dtype), s)
     mean = rstd = None
     if w.gamma is not None:
         mean = y.mean(-1, keepdim=True)
@@ -178,7 +174,7 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     out = out.view(b, N, -1)
     if mask is not None:
         out.mul_(mask.unsqueeze(-1))
-    return out, Saved(kqv, expo, mean, rstd, rng)
+    return out, Saved(kqv, expo, mean, rstd, keep)
 
 
 def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
@@ -196,21 +192,18 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     if mask is not None:
         g = g * mask.reshape(n, 1)
     dw: List[Optional[Tensor]] = [None] * len(w)
-    k, q, v = _heads(saved.kqv, H, d)
+    k, q, v = _heads(saved.kqv, H, d, b)
     a = _edge_weights(adj, mask)
     alpha = a * saved.expo
     agg_h, u, coef = _aggregate(alpha, E, v, w, b, s)
     agg = agg_h.transpose(0, 1).reshape(n, D)
-    keep = None
-    if saved.rng is not None:
-        with saved.rng.replay():
-            keep = _dropout_factor(n, s, x)
+    keep = _dropout_factor(saved.keep, s, x.dtype)
     h, y = _updated(agg, xf, w, keep, s)
 
     # update: out = sum_t P_t (gamma_t LN(y_t) + beta_t)
     dP = torch.zeros_like(Pf)
     if w.gamma is not None:
-        yhat = y.sub_(saved.mean).mul_(saved.rstd)
+        yhat = torch.addcmul(-saved.mean * saved.rstd, y, saved.rstd, out=y)
         gy = yhat * g.unsqueeze(1)  # [n, T, D]
         dw[6] = torch.bmm(Pf.t().unsqueeze(1), gy.transpose(0, 1)).squeeze(1)
         dw[7] = Pf.t() @ g
@@ -242,7 +235,7 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     dagg = dagg.view(n, H, d).transpose(0, 1)  # [H, n, d]
     dw[2] = torch.bmm(u.view(H, n, R * d).transpose(1, 2), dagg)
     du = torch.bmm(dagg, w.msg.transpose(1, 2)).view(H * b, N * R, d)
-    dcoef = torch.bmm(_per_graph(v, b), du.transpose(1, 2))  # [H b, j, iR]
+    dcoef = torch.bmm(v, du.transpose(1, 2))  # [H b, j, i R]
     dv = torch.bmm(coef, du)  # [H b, j, d]
     del du, coef, u
     dcoef = dcoef.view(H, b, N, N, R)
@@ -255,12 +248,12 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
         if mask is not None:
             dadj = _edge_weights(dadj, mask)
     dscore = dalpha.mul_(alpha)
-    qa, pair = _pair_products(k, q, w, b, s)
+    qa, pair = _pair_products(k, q, w, s)
     if dE is not None:
         dE += (pair.view(H, b, N, N, R) * dscore.unsqueeze(-1)).sum(0)
     dpair = (dscore.unsqueeze(-1) * E).view(H * b, N, N * R)
     dk = torch.bmm(dpair, qa.view(H * b, N * R, d))
-    dqa = torch.bmm(dpair.transpose(1, 2), _per_graph(k, b)).view(H, n, -1)
+    dqa = torch.bmm(dpair.transpose(1, 2), k).view(H, n, -1)
     dw[1] = torch.bmm(q.transpose(1, 2), dqa)
     dq = torch.bmm(dqa, w.query_fold.transpose(1, 2))
     del dpair, dqa, qa, pair
