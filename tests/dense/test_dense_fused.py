@@ -75,11 +75,11 @@ def test_keeps_documented_bytes_per_node_and_frees_them(train):
     layer = DenseHGTConv(8, out, T, R, H).train(train)
     x, P, adj, E, mask = soft_graph('random', B=B, N=N)
     out_t = dense_layer(layer, x.requires_grad_(), P, adj, E, mask, 4)
-    kept = sum(t.numel() * t.element_size() for saved in out_t.grad_fn.saved
-               for t in saved if t is not None)
+    kept = sum(t.numel() * t.element_size() for t in out_t.grad_fn.state
+               if t is not None)
     assert kept == B * N * (4 * (3 * out + H * N + 2 * T) + out * train)
     out_t.sum().backward()
-    assert out_t.grad_fn.saved == [None, None]
+    assert out_t.grad_fn.state is None
 
 
 def test_no_grad_gives_the_same_values_and_keeps_nothing():

@@ -133,16 +133,40 @@ class Saved(NamedTuple):
     keep: Optional[Tensor]  # [n, 1, out] bool: dropout mask
 
 
+def state_buffers(B: int, N: int, x: Tensor, s: Sizes, norm: bool
+                  ) -> Saved:
+    """What the backward needs, for all ``B`` graphs: allocated once, so
+    that the chunks' transients do not fragment the heap around it."""
+    n = B * N
+    stats = [x.new_empty(n, s.num_types, 1) if norm else None
+             for _ in range(2)]
+    return Saved(x.new_empty(n, 3 * s.out_dim),
+                 x.new_empty(s.n_heads, B, N, N), *stats,
+                 torch.empty(n, 1, s.out_dim, dtype=torch.bool,
+                             device=x.device) if s.dropout > 0 else None)
+
+
+def _rows(state: Saved, part: slice, N: int) -> Saved:
+    """The graphs ``part`` of :func:`state_buffers`."""
+    nodes = slice(part.start * N, part.stop * N)
+    return Saved(state.kqv[nodes], state.expo[:, part],
+                 *[None if t is None else t[nodes]
+                   for t in (state.mean, state.rstd, state.keep)])
+
+
 def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
-                  mask: Optional[Tensor], w: Weights, s: Sizes
-                  ) -> Tuple[Tensor, Saved]:
-    """One chunk of graphs: ``x [b, N, in]`` ... -> ``[b, N, out]``."""
+                  mask: Optional[Tensor], w: Weights, s: Sizes,
+                  into: Optional[Saved] = None) -> Tuple[Tensor, Saved]:
+    """One chunk of graphs: ``x [b, N, in]`` ... -> ``[b, N, out]``, and
+    what its backward needs (written ``into`` those buffers if given)."""
     b, N, _ = x.shape
     n, H, d, T = b * N, s.n_heads, s.d, s.num_types
     xf, Pf = x.reshape(n, -1), P.reshape(n, T)
     # (a contiguous [P_t x...] and the biases apart: 774-wide operands and
     # strided writes both run slow)
-    kqv = torch.mm(_typed_input(xf, Pf), w.kqv[:-T]).addmm_(Pf, w.kqv[-T:])
+    kqv = torch.mm(_typed_input(xf, Pf), w.kqv[:-T],
+                   out=None if into is None else into.kqv)
+    kqv.addmm_(Pf, w.kqv[-T:])
     k, q, v = _heads(kqv, H, d, b)
     _, pair = _pair_products(k, q, w, s)
     score = (pair.view(H, b, N, N, -1) * E).sum(-1)  # [H, b, j, i]
@@ -158,7 +182,8 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     keep = None
     if s.dropout > 0:  # one mask per node shared by all types; uniform
         # draws compare faster than bernoulli_ on CPU
-        keep = torch.rand(n, 1, s.out_dim, device=x.device) >= s.dropout
+        keep = torch.ge(torch.rand(n, 1, s.out_dim, device=x.device),
+                        s.dropout, out=None if into is None else into.keep)
     _, y = _updated(agg, xf, w, _dropout_factor(keep, s, x.dtype), s)
     mean = rstd = None
     if w.gamma is not None:
@@ -174,7 +199,13 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     out = out.view(b, N, -1)
     if mask is not None:
         out.mul_(mask.unsqueeze(-1))
-    return out, Saved(kqv, expo, mean, rstd, keep)
+    if into is None:
+        return out, Saved(kqv, expo, mean, rstd, keep)
+    into.expo.copy_(expo)
+    if mean is not None:
+        into.mean.copy_(mean)
+        into.rstd.copy_(rstd)
+    return out, into
 
 
 def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
@@ -274,20 +305,21 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
 
 
 class DenseLayerFunction(torch.autograd.Function):
-    """All chunks of one layer; forward keeps each chunk's
-    :class:`Saved`, backward walks the chunks once and frees them."""
+    """All chunks of one layer; forward keeps :func:`state_buffers`,
+    backward walks the chunks once and frees them."""
     @staticmethod
     def forward(ctx, s: Sizes, size: int, x: Tensor, P: Tensor, adj: Tensor,
                 E: Tensor, mask: Optional[Tensor], *w: Optional[Tensor]
                 ) -> Tensor:
         w = Weights(*w)
-        out = x.new_empty(x.shape[:-1] + (s.out_dim, ))
-        ctx.saved = []
-        for part in _parts(x.size(0), size):
-            out[part], saved = chunk_forward(
+        B, N = x.shape[:2]
+        out = x.new_empty(B, N, s.out_dim)
+        ctx.state = state_buffers(B, N, x, s, w.gamma is not None)
+        for part in _parts(B, size):
+            out[part] = chunk_forward(
                 x[part], P[part], adj[part], E[part],
-                None if mask is None else mask[part], w, s)
-            ctx.saved.append(saved)
+                None if mask is None else mask[part], w, s,
+                _rows(ctx.state, part, N))[0]
         ctx.s, ctx.size = s, size
         ctx.save_for_backward(x, P, adj, E, mask, *w)
         return out
@@ -295,34 +327,32 @@ class DenseLayerFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
-        if ctx.saved[0] is None:
+        if ctx.state is None:
             raise RuntimeError(
-                "DenseHGTConv's backward frees what it kept as it goes, so "
-                "the graph cannot be differentiated a second time "
-                "(retain_graph); build it with checkpoint=True for that")
+                "DenseHGTConv's backward frees what it kept, so the graph "
+                "cannot be differentiated a second time (retain_graph); "
+                "build it with checkpoint=True for that")
         x, P, adj, E, mask, *w = ctx.saved_tensors
         w = Weights(*w)
         need = list(ctx.needs_input_grad[2:6])
-        # per-chunk input gradients, concatenated once the chunks' kept
-        # state is freed: a full-size buffer up front would coexist with it
-        inputs: List[List[Tensor]] = [[] for _ in need]
+        inputs = [torch.empty_like(t) if n else None
+                  for t, n in zip((x, P, adj, E), need)]
         dw = [None if t is None else torch.zeros_like(t) for t in w]
         T = ctx.s.num_types
         wt = (w.kqv[:-T].t().contiguous(), w.kqv[-T:].t(),
               w.out.t().contiguous())
-        for c, part in enumerate(_parts(x.size(0), ctx.size)):
+        for part in _parts(x.size(0), ctx.size):
             got, got_w = chunk_backward(
                 grad[part], x[part], P[part], adj[part], E[part],
                 None if mask is None else mask[part], w, ctx.s,
-                ctx.saved[c], need, wt)
-            ctx.saved[c] = None  # free as we go
-            for parts, gi in zip(inputs, got):
-                if gi is not None:
-                    parts.append(gi)
+                _rows(ctx.state, part, x.size(1)), need, wt)
+            for buf, gi in zip(inputs, got):
+                if buf is not None:
+                    buf[part] = gi
             for acc, gi in zip(dw, got_w):
                 if acc is not None:
                     acc += gi
-        inputs = [torch.cat(parts) if parts else None for parts in inputs]
+        ctx.state = None
         return (None, None, *inputs, None, *dw)
 
 
