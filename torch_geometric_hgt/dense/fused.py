@@ -76,13 +76,11 @@ def _heads(kqv: Tensor, H: int, d: int, b: int
     return k.reshape(H * b, -1, d), q, v.reshape(H * b, -1, d)
 
 
-def _pair_products(k: Tensor, q: Tensor, w: Weights, s: Sizes):
-    """Query side fold ``q A_r^T mu / sqrt(d)`` and, from keys per graph
-    ``k [H b, N, d]``, the per-relation scores ``[H b, j, i R + r]``
-    (sources first, the layout of adj and E)."""
-    qa = torch.bmm(q, w.query_fold)  # [H, n, R d]
-    pair = torch.bmm(k, qa.view(k.size(0), -1, s.d).transpose(1, 2))
-    return qa, pair
+def _pair_products(k: Tensor, qa: Tensor, s: Sizes) -> Tensor:
+    """The per-relation scores ``[H b, j, i R + r]`` (sources first, the
+    layout of adj and E) from keys per graph ``k [H b, N, d]`` and the
+    folded queries ``qa = q mu / sqrt(d) A_r^T`` ``[H, n, R d]``."""
+    return torch.bmm(k, qa.view(k.size(0), -1, s.d).transpose(1, 2))
 
 
 def _aggregate(alpha: Tensor, E: Tensor, v: Tensor, w: Weights, b: int,
@@ -168,7 +166,7 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
                    out=None if into is None else into.kqv)
     kqv.addmm_(Pf, w.kqv[-T:])
     k, q, v = _heads(kqv, H, d, b)
-    _, pair = _pair_products(k, q, w, s)
+    pair = _pair_products(k, torch.bmm(q, w.query_fold), s)
     score = (pair.view(H, b, N, N, -1) * E).sum(-1)  # [H, b, j, i]
     a = _edge_weights(adj, mask)
     top = score.masked_fill(a <= 0, float('-inf')).amax(-2, keepdim=True)
@@ -279,15 +277,16 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
         if mask is not None:
             dadj = _edge_weights(dadj, mask)
     dscore = dalpha.mul_(alpha)
-    qa, pair = _pair_products(k, q, w, s)
-    if dE is not None:
+    qa = torch.bmm(q, w.query_fold)
+    if dE is not None:  # the per-relation scores only serve dE
+        pair = _pair_products(k, qa, s)
         dE += (pair.view(H, b, N, N, R) * dscore.unsqueeze(-1)).sum(0)
     dpair = (dscore.unsqueeze(-1) * E).view(H * b, N, N * R)
     dk = torch.bmm(dpair, qa.view(H * b, N * R, d))
     dqa = torch.bmm(dpair.transpose(1, 2), k).view(H, n, -1)
     dw[1] = torch.bmm(q.transpose(1, 2), dqa)
     dq = torch.bmm(dqa, w.query_fold.transpose(1, 2))
-    del dpair, dqa, qa, pair
+    del dpair, dqa, qa
     dkqv = torch.empty_like(saved.kqv)
     for i, t in enumerate((dk.view(H, n, d), dq, dv.view(H, n, d))):
         dkqv.view(n, 3, H, d)[:, i].copy_(t.transpose(0, 1))
