@@ -92,6 +92,15 @@ def test_no_grad_gives_the_same_values_and_keeps_nothing():
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize('grad', [True, False])
+def test_no_graphs(grad):
+    layer = DenseHGTConv(8, 8, T, R, 2)
+    x, P, adj, E, mask = soft_graph('masked', B=0)
+    with torch.set_grad_enabled(grad):
+        out = layer(x.requires_grad_(), P, adj, E, mask)
+    assert out.shape == (0, 5, 8)
+
+
 def test_paths_by_dtype_and_autocast():
     layer = DenseHGTConv(8, 8, T, R, 2)
     x = torch.randn(2, 3, 8)

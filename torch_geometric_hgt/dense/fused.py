@@ -1,8 +1,9 @@
 """DenseHGTConv with a hand-written backward: each chunk of graphs keeps
 K/Q/V, the softmax weights, the LayerNorm statistics and the dropout mask
 (1.8 KB per node for 128-d, 4 heads, 8 nodes per graph, 6 types); the
-backward recomputes only the output map and the small per-graph products. Autograd through the same forward would keep ~15 KB per
-node, and checkpointing recomputes every GEMM of the forward."""
+backward recomputes only the output map and the small per-graph products.
+Autograd through the same forward would keep ~15 KB per node, and
+checkpointing recomputes every GEMM of the forward."""
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Tuple
 
@@ -211,8 +212,9 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
                    saved: Saved, need: List[bool], wt: Tuple[Tensor, ...]
                    ) -> Tuple[List[Optional[Tensor]], List[Tensor]]:
     """Gradients of one chunk: of ``x, P, adj, E`` (where ``need``) and of
-    every weight in ``w`` (``None`` where ``w`` has none). ``wt``: the
-    K/Q/V weights, their biases and the output weights transposed."""
+    every weight in ``w`` (``None`` where ``w`` has none; indexed as the
+    fields of :class:`Weights`). ``wt``: the K/Q/V weights, their biases
+    and the output weights transposed."""
     b, N, _ = x.shape
     n, H, d, T, R = b * N, s.n_heads, s.d, s.num_types, s.num_relations
     D = s.out_dim
@@ -304,8 +306,8 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
 
 
 class DenseLayerFunction(torch.autograd.Function):
-    """All chunks of one layer; forward keeps :func:`state_buffers`,
-    backward walks the chunks once and frees them."""
+    """All chunks of one layer; forward fills :func:`state_buffers`,
+    backward walks the chunks once and then frees them."""
     @staticmethod
     def forward(ctx, s: Sizes, size: int, x: Tensor, P: Tensor, adj: Tensor,
                 E: Tensor, mask: Optional[Tensor], *w: Optional[Tensor]
@@ -385,8 +387,10 @@ def dense_layer(layer, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     if torch.is_grad_enabled() and any(
             t.requires_grad for t in (x, P, adj, E, *w) if t is not None):
         return DenseLayerFunction.apply(s, size, x, P, adj, E, mask, *w)
+    out = x.new_empty(x.shape[:-1] + (s.out_dim, ))
     with torch.no_grad():
-        return torch.cat([chunk_forward(
-            x[part], P[part], adj[part], E[part],
-            None if mask is None else mask[part], w, s)[0]
-            for part in _parts(x.size(0), size)])
+        for part in _parts(x.size(0), size):
+            out[part] = chunk_forward(
+                x[part], P[part], adj[part], E[part],
+                None if mask is None else mask[part], w, s)[0]
+    return out
