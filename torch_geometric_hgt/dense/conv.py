@@ -47,12 +47,14 @@ class DenseHGTConv(HGTParameters):
             ``'auto'`` = 256, ``None`` = one chunk. (default: :obj:`'auto'`)
         checkpoint (bool, optional): Recompute each chunk in backward
             (gradient checkpointing), so that memory is bounded by one
-            chunk. Otherwise float32 runs keep, per node,
+            chunk. Otherwise float32/float64 runs keep, per node,
             :math:`4 (3 \cdot \mathrm{out} + H N + 2 T)` bytes (and
             ``out`` bytes of dropout mask in training) for a hand-written
             backward that recomputes none of the large products but the
-            output map: 1.8 KB at 128-d, 4 heads, 8 nodes, 6 types.
-            bfloat16/float16 and autocast always checkpoint.
+            output map: 1.8 KB at 128-d, 4 heads, 8 nodes, 6 types; that
+            graph can be differentiated once (no ``retain_graph``).
+            bfloat16/float16, autocast and ``torch.compile`` always
+            checkpoint, differentiating the plain forward with autograd.
             (default: :obj:`False`)
         validate (bool, optional): Check inputs. (default: :obj:`True`)
 
