@@ -238,7 +238,8 @@ class DenseHGT(_SoftGraphStack):
             chunk; otherwise each layer keeps what its hand-written
             backward needs (see :class:`DenseHGTConv`; 1.8 KB per node
             and layer at the default sizes), which is faster.
-            bfloat16/float16 and autocast always checkpoint.
+            bfloat16/float16, autocast and ``torch.compile`` always
+            checkpoint.
             (default: :obj:`False`)
 
     ``forward(graph)`` takes a :class:`SoftGraph` or the users' dict
