@@ -10,6 +10,20 @@ from torch.nn import LayerNorm, Linear, ModuleList, Parameter
 from torch_geometric_hgt import validation as V
 
 
+def dropout_keep(shape: Tuple[int, ...], p: float, device: torch.device,
+                 out: Optional[Tensor] = None) -> Tensor:
+    """A bool keep mask of ``shape`` (keep with probability ``1 - p``);
+    uniform draws compare faster than ``bernoulli_`` on CPU. The soft
+    update's shared masks and the dense hand-written backward draw through
+    this, so both draw the same masks from the same seed."""
+    return torch.ge(torch.rand(shape, device=device), p, out=out)
+
+
+def dropout_factor(keep: Tensor, p: float, dtype: torch.dtype) -> Tensor:
+    """The factor a :func:`dropout_keep` mask multiplies by."""
+    return (keep / (1 - p)).to(dtype)
+
+
 class RelTemporalEncoding(torch.nn.Module):
     r"""Relative temporal encoding of HGT:
     :math:`\mathrm{RTE}(x, t) = x + \mathrm{lin}(\mathrm{emb}[t])`, where
@@ -181,6 +195,18 @@ class HGTParameters(torch.nn.Module):
         return torch.einsum('pi,toi->tpo', rte, w).reshape(
             self.num_types * self.max_len, 2 * self.out_dim)
 
+    def gated_a_weight(self) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """:meth:`a_weight` with the skip gate's ``sigmoid(skip_t)``
+        folded into ``W_t`` and ``b_t``, and the input's weight
+        ``1 - sigmoid(skip_t)`` ``[T]`` (``None`` without gate, i.e. when
+        ``in_dim != out_dim``)."""
+        w, b = self.a_weight()
+        if self.in_dim != self.out_dim:
+            return w, b, None
+        gate = torch.sigmoid(self.skip)
+        T = w.size(0)
+        return w * gate.view(T, 1, 1), b * gate.view(T, 1), 1 - gate
+
     def norm_weight(self) -> Optional[Tuple[Tensor, Tensor]]:
         """LayerNorm affine weights ``[T, out_dim]`` (``None`` without norm)."""
         if not self.use_norm:
@@ -232,23 +258,17 @@ class HGTParameters(torch.nn.Module):
         training, dropout draws one mask per type, or with
         ``dropout_per_type=False`` one mask shared by all types (6x fewer
         random draws; for one-hot types the same distribution)."""
-        w, b = self.a_weight()
+        w, b, keep_x = self.gated_a_weight()
         T, D = w.size(0), self.out_dim
-        gated = self.in_dim == D
-        if gated:  # the gate's sigmoid(skip_t) folded into W_t and b_t
-            gate = torch.sigmoid(self.skip)
-            w, b = w * gate.view(T, 1, 1), b * gate.view(T, 1)
         y = F.linear(F.gelu(agg), w.reshape(T * D, -1),
                      b.reshape(-1)).unflatten(-1, (T, D))
         if dropout_per_type:
             y = self.drop(y)
         elif self.training and self.drop.p > 0:
-            # uniform draws compare faster than bernoulli_ on CPU
-            keep = torch.rand(y.shape[:-2] + (1, D), device=y.device) >= \
-                self.drop.p
-            y = y * (keep / (1 - self.drop.p)).to(y.dtype)
-        if gated:
-            y = torch.addcmul(y, x.unsqueeze(-2), (1 - gate).unsqueeze(-1))
+            keep = dropout_keep(y.shape[:-2] + (1, D), self.drop.p, y.device)
+            y = y * dropout_factor(keep, self.drop.p, y.dtype)
+        if keep_x is not None:
+            y = torch.addcmul(y, x.unsqueeze(-2), keep_x.unsqueeze(-1))
         norm = self.norm_weight()
         if norm is not None:
             y = torch.addcmul(norm[1], F.layer_norm(y, (D, ),

@@ -6,6 +6,7 @@ from conftest import randomize_
 from test_dense_conv import KINDS, R, T, run_with_grads, soft_graph
 
 from torch_geometric_hgt import DenseHGT, DenseHGTConv
+from torch_geometric_hgt.dense.chunking import chunked
 from torch_geometric_hgt.dense.fused import dense_layer, supported
 
 SHAPES = [(True, 8, 2), (False, 8, 2), (False, 12, 3), (True, 12, 3)]
@@ -13,12 +14,8 @@ SHAPES = [(True, 8, 2), (False, 8, 2), (False, 12, 3), (True, 12, 3)]
 
 def autograd_chunks(layer, size, mask):
     """The plain forward over chunks, differentiated by autograd."""
-    def run(*inputs):
-        return torch.cat([
-            layer._forward(*[t[i:i + size] for t in inputs],
-                           None if mask is None else mask[i:i + size])
-            for i in range(0, inputs[0].size(0), size)])
-    return run
+    return lambda *inputs: chunked(layer._forward, (*inputs, mask), size,
+                                   checkpoint=False)
 
 
 @pytest.mark.parametrize('kind', KINDS)

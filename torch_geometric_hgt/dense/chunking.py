@@ -23,11 +23,16 @@ def resolve_chunk_size(chunk_size, batch_size: int) -> int:
     return chunk_size
 
 
+def chunk_slices(batch_size: int, size: int) -> List[slice]:
+    """The graph ranges of consecutive chunks of ``size`` graphs."""
+    return [slice(start, start + size)
+            for start in range(0, batch_size, size)]
+
+
 def _parts(tensors: Sequence[Optional[Tensor]], size: int):
     B = next(t for t in tensors if t is not None).size(0)
-    for start in range(0, B, size):
-        yield start, [None if t is None else t[start:start + size]
-                      for t in tensors]
+    for part in chunk_slices(B, size):
+        yield part.start, [None if t is None else t[part] for t in tensors]
 
 
 class _ChunkedCheckpoint(torch.autograd.Function):

@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torch_geometric_hgt.dense.chunking import resolve_chunk_size
+from torch_geometric_hgt.dense.chunking import (chunk_slices,
+                                                resolve_chunk_size)
+from torch_geometric_hgt.params import dropout_factor, dropout_keep
 
 #: cap on exponents of non-edges (adj = 0), which contribute 0 anyway
 EXP_CAP = 80.0
@@ -46,18 +48,12 @@ class Weights(NamedTuple):
 
 
 def layer_weights(layer) -> Weights:
-    T, H, d, R = layer.num_types, layer.n_heads, layer.d_k, \
-        layer.num_relations
+    H, d, R = layer.n_heads, layer.d_k, layer.num_relations
     w, b = layer.kqv_weight()
     kqv = torch.cat([w.transpose(1, 2).flatten(0, 1), b], 0)
     fold = layer.query_fold_weight().permute(1, 2, 0, 3).reshape(H, d, R * d)
     msg = layer.relation_msg.transpose(0, 1).reshape(H, R * d, d)
-    wa, ba = layer.a_weight()
-    keep_x = None
-    if layer.in_dim == layer.out_dim:
-        gate = torch.sigmoid(layer.skip)
-        wa, ba, keep_x = wa * gate.view(T, 1, 1), ba * gate.view(T, 1), \
-            1 - gate
+    wa, ba, keep_x = layer.gated_a_weight()
     norm = layer.norm_weight()
     return Weights(kqv, fold, msg, wa.flatten(0, 1).t(), ba.flatten(),
                    keep_x, *(norm if norm is not None else (None, None)))
@@ -102,13 +98,6 @@ def _edge_weights(adj: Tensor, mask: Optional[Tensor]) -> Tensor:
         return adj
     m = mask.to(adj.dtype)
     return adj * m.unsqueeze(-1) * m.unsqueeze(-2)
-
-
-def _dropout_factor(keep: Optional[Tensor], s: Sizes, dtype: torch.dtype
-                    ) -> Optional[Tensor]:
-    """The dropout mask as the factor it multiplies by."""
-    return None if keep is None else \
-        keep.to(dtype).mul_(1 / (1 - s.dropout))
 
 
 def _updated(agg: Tensor, x: Tensor, w: Weights, keep: Optional[Tensor],
@@ -179,11 +168,11 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     agg, _, _ = _aggregate(a * expo, E, v, w, b, s)
     agg = agg.transpose(0, 1).reshape(n, s.out_dim)
     keep = None
-    if s.dropout > 0:  # one mask per node shared by all types; uniform
-        # draws compare faster than bernoulli_ on CPU
-        keep = torch.ge(torch.rand(n, 1, s.out_dim, device=x.device),
-                        s.dropout, out=None if into is None else into.keep)
-    _, y = _updated(agg, xf, w, _dropout_factor(keep, s, x.dtype), s)
+    if s.dropout > 0:  # one mask per node shared by all types
+        keep = dropout_keep((n, 1, s.out_dim), s.dropout, x.device,
+                            out=None if into is None else into.keep)
+    _, y = _updated(agg, xf, w, None if keep is None else
+                    dropout_factor(keep, s.dropout, x.dtype), s)
     mean = rstd = None
     if w.gamma is not None:
         mean = y.mean(-1, keepdim=True)
@@ -228,7 +217,8 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     alpha = a * saved.expo
     agg_h, u, coef = _aggregate(alpha, E, v, w, b, s)
     agg = agg_h.transpose(0, 1).reshape(n, D)
-    keep = _dropout_factor(saved.keep, s, x.dtype)
+    keep = None if saved.keep is None else \
+        dropout_factor(saved.keep, s.dropout, x.dtype)
     h, y = _updated(agg, xf, w, keep, s)
 
     # update: out = sum_t P_t (gamma_t LN(y_t) + beta_t)
@@ -316,7 +306,7 @@ class DenseLayerFunction(torch.autograd.Function):
         B, N = x.shape[:2]
         out = x.new_empty(B, N, s.out_dim)
         ctx.state = state_buffers(B, N, x, s, w.gamma is not None)
-        for part in _parts(B, size):
+        for part in chunk_slices(B, size):
             out[part] = chunk_forward(
                 x[part], P[part], adj[part], E[part],
                 None if mask is None else mask[part], w, s,
@@ -342,7 +332,7 @@ class DenseLayerFunction(torch.autograd.Function):
         T = ctx.s.num_types
         wt = (w.kqv[:-T].t().contiguous(), w.kqv[-T:].t(),
               w.out.t().contiguous())
-        for part in _parts(x.size(0), ctx.size):
+        for part in chunk_slices(x.size(0), ctx.size):
             got, got_w = chunk_backward(
                 grad[part], x[part], P[part], adj[part], E[part],
                 None if mask is None else mask[part], w, ctx.s,
@@ -355,10 +345,6 @@ class DenseLayerFunction(torch.autograd.Function):
                     acc += gi
         ctx.state = None
         return (None, None, *inputs, None, *dw)
-
-
-def _parts(B: int, size: int):
-    return [slice(start, start + size) for start in range(0, B, size)]
 
 
 def supported(layer, x: Tensor) -> bool:
@@ -389,7 +375,7 @@ def dense_layer(layer, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
         return DenseLayerFunction.apply(s, size, x, P, adj, E, mask, *w)
     out = x.new_empty(x.shape[:-1] + (s.out_dim, ))
     with torch.no_grad():
-        for part in _parts(x.size(0), size):
+        for part in chunk_slices(x.size(0), size):
             out[part] = chunk_forward(
                 x[part], P[part], adj[part], E[part],
                 None if mask is None else mask[part], w, s)[0]
