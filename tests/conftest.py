@@ -49,3 +49,15 @@ def randomize_(module: torch.nn.Module, seed: int = 0):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(12345)
+
+
+@pytest.fixture(params=['native', 'torch'])
+def dense_backend(request, monkeypatch):
+    """Runs a test with the C kernels of the dense backward and with the
+    torch code that stands in for them."""
+    from torch_geometric_hgt.dense import native
+    if request.param == 'torch':
+        monkeypatch.setattr(native, 'library', lambda: None)
+    elif native.library() is None:
+        pytest.skip('the C kernels do not build here')
+    return request.param

@@ -20,8 +20,9 @@ def dropout_keep(shape: Tuple[int, ...], p: float, device: torch.device,
 
 
 def dropout_factor(keep: Tensor, p: float, dtype: torch.dtype) -> Tensor:
-    """The factor a :func:`dropout_keep` mask multiplies by."""
-    return (keep / (1 - p)).to(dtype)
+    """The factor a :func:`dropout_keep` mask multiplies by (the scale in
+    ``dtype``'s precision, as the C kernels of the dense layer use it)."""
+    return keep.to(dtype) * (1 / (1 - p))
 
 
 class RelTemporalEncoding(torch.nn.Module):

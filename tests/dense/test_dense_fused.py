@@ -21,8 +21,8 @@ def autograd_chunks(layer, size, mask):
 @pytest.mark.parametrize('kind', KINDS)
 @pytest.mark.parametrize('use_norm,out_dim,heads', SHAPES)
 @pytest.mark.parametrize('train', [False, True])
-def test_matches_autograd_values_and_all_gradients(kind, use_norm, out_dim,
-                                                   heads, train):
+def test_matches_autograd_values_and_all_gradients(
+        kind, use_norm, out_dim, heads, train, dense_backend):
     # training: dropout draws the same masks in the same order
     layer = randomize_(DenseHGTConv(8, out_dim, T, R, heads,
                                     use_norm=use_norm, dropout=0.3))
@@ -45,7 +45,7 @@ def test_matches_autograd_values_and_all_gradients(kind, use_norm, out_dim,
             assert not torch.allclose(want, layer.eval()(*inputs, mask))
 
 
-def test_gradcheck_float64():
+def test_gradcheck_float64(dense_backend):
     # gradcheck differentiates one graph many times: checkpointed chunks
     # run the hand-written backward on a fresh recomputation each time
     layer = randomize_(DenseHGTConv(6, 6, T, R, 2, chunk_size=1,
@@ -79,7 +79,7 @@ def test_keeps_documented_bytes_per_node_and_frees_them(train):
     assert out_t.grad_fn.state is None
 
 
-def test_no_grad_gives_the_same_values_and_keeps_nothing():
+def test_no_grad_gives_the_same_values_and_keeps_nothing(dense_backend):
     layer = randomize_(DenseHGTConv(8, 8, T, R, 2)).eval()
     x, P, adj, E, mask = soft_graph('masked', B=5)
     want = dense_layer(layer, x, P, adj, E, mask, 2)
@@ -108,7 +108,7 @@ def test_paths_by_dtype_and_autocast():
 
 
 @pytest.mark.parametrize('with_x', [True, False])
-def test_model_per_layer_equals_checkpointed_chunks(with_x):
+def test_model_per_layer_equals_checkpointed_chunks(with_x, dense_backend):
     model = randomize_(DenseHGT(8, 12, 6, T, R, n_heads=2, n_layers=3,
                                 chunk_size=2)).eval()
     x, P, adj, E, mask = soft_graph('masked', B=5)

@@ -3,7 +3,10 @@ K/Q/V, the softmax weights, the LayerNorm statistics and the dropout mask
 (1.8 KB per node for 128-d, 4 heads, 8 nodes per graph, 6 types); the
 backward recomputes only the output map and the small per-graph products.
 Autograd through the same forward would keep ~15 KB per node, and
-checkpointing recomputes every GEMM of the forward."""
+checkpointing recomputes every GEMM of the forward. On CPU the per-type
+soft update (dropout, gate, LayerNorm, type mixture) and its backward run
+in the C kernels of :mod:`~torch_geometric_hgt.dense.native` where they
+build, else in the torch code here."""
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Tuple
 
@@ -11,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torch_geometric_hgt.dense import native
 from torch_geometric_hgt.dense.chunking import (chunk_slices,
                                                 resolve_chunk_size)
 from torch_geometric_hgt.params import dropout_factor, dropout_keep
@@ -105,12 +109,56 @@ def _updated(agg: Tensor, x: Tensor, w: Weights, keep: Optional[Tensor],
     """``gelu(agg)`` and the gated update of every type ``[n, T, out]``
     before the norm: dropout(W_t h + b_t) g_t + (1 - g_t) x."""
     h = F.gelu(agg)
-    y = torch.addmm(w.out_bias, h, w.out).view(agg.size(0), s.num_types, -1)
+    y = torch.addmm(w.out_bias, h, w.out).view(agg.size(0), s.num_types,
+                                               s.out_dim)
     if keep is not None:
         y.mul_(keep)
     if w.keep_x is not None:
         y.addcmul_(x.unsqueeze(1), w.keep_x.view(1, -1, 1))
     return h, y
+
+
+def _update_forward(agg: Tensor, x: Tensor, P: Tensor,
+                    keep: Optional[Tensor], w: Weights, s: Sizes
+                    ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    """``sum_t P_t (gamma_t LN(y_t) + beta_t)`` ``[n, out]`` of the gated
+    updates ``y`` of :func:`_updated`, and the norm's mean and rstd."""
+    _, y = _updated(agg, x, w, None if keep is None else
+                    dropout_factor(keep, s.dropout, x.dtype), s)
+    if w.gamma is None:
+        return torch.bmm(P.unsqueeze(1), y).squeeze(1), None, None
+    mean = y.mean(-1, keepdim=True)
+    y.sub_(mean)
+    rstd = torch.linalg.vector_norm(y, dim=-1, keepdim=True).square_() \
+        .div_(s.out_dim).add_(s.eps).rsqrt_()
+    # sum_t (P_t rstd_t) gamma_t (y_t - mean_t): one batched product
+    out = torch.bmm((P.unsqueeze(-1) * rstd).transpose(1, 2),
+                    y.mul_(w.gamma)).squeeze(1).addmm_(P, w.beta)
+    return out, mean, rstd
+
+
+def _native_update(h: Tensor, x: Tensor, P: Tensor,
+                   keep: Optional[Tensor], w: Weights, s: Sizes
+                   ) -> native.Update:
+    """The operands of the C kernels for ``h = gelu(agg)``: the output map
+    without its bias (the kernels add it) and the rest of
+    :func:`_updated`."""
+    T = s.num_types
+    Y = torch.mm(h, w.out).view(h.size(0), T, s.out_dim)
+    return native.update(Y, w.out_bias.view(T, s.out_dim), keep,
+                         1 / (1 - s.dropout), x, w.keep_x, P, w.gamma,
+                         w.beta)
+
+
+def _native_update_forward(agg: Tensor, x: Tensor, P: Tensor,
+                           keep: Optional[Tensor], w: Weights, s: Sizes,
+                           mean: Optional[Tensor], rstd: Optional[Tensor]
+                           ) -> Tuple[Tensor, Optional[Tensor],
+                                      Optional[Tensor]]:
+    """:func:`_update_forward` through the C kernels (``mean, rstd`` are
+    written into those if given)."""
+    return native.update_forward(_native_update(F.gelu(agg), x, P, keep, w, s),
+                                 s.eps, mean, rstd)
 
 
 class Saved(NamedTuple):
@@ -171,29 +219,80 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     if s.dropout > 0:  # one mask per node shared by all types
         keep = dropout_keep((n, 1, s.out_dim), s.dropout, x.device,
                             out=None if into is None else into.keep)
-    _, y = _updated(agg, xf, w, None if keep is None else
-                    dropout_factor(keep, s.dropout, x.dtype), s)
-    mean = rstd = None
-    if w.gamma is not None:
-        mean = y.mean(-1, keepdim=True)
-        y.sub_(mean)
-        rstd = torch.linalg.vector_norm(y, dim=-1, keepdim=True).square_() \
-            .div_(s.out_dim).add_(s.eps).rsqrt_()
-        # sum_t (P_t rstd_t) gamma_t (y_t - mean_t): one batched product
-        out = torch.bmm((Pf.unsqueeze(-1) * rstd).transpose(1, 2),
-                        y.mul_(w.gamma)).squeeze(1).addmm_(Pf, w.beta)
+    if native.usable(x):
+        out, mean, rstd = _native_update_forward(
+            agg, xf, Pf, keep, w, s,
+            *([None, None] if into is None else [into.mean, into.rstd]))
     else:
-        out = torch.bmm(Pf.unsqueeze(1), y).squeeze(1)
+        out, mean, rstd = _update_forward(agg, xf, Pf, keep, w, s)
     out = out.view(b, N, -1)
     if mask is not None:
         out.mul_(mask.unsqueeze(-1))
     if into is None:
         return out, Saved(kqv, expo, mean, rstd, keep)
     into.expo.copy_(expo)
-    if mean is not None:
+    if mean is not None and mean.data_ptr() != into.mean.data_ptr():
         into.mean.copy_(mean)
         into.rstd.copy_(rstd)
     return out, into
+
+
+def _update_backward(g: Tensor, agg: Tensor, x: Tensor, P: Tensor,
+                     saved: Saved, w: Weights, s: Sizes, need_dx: bool
+                     ) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor],
+                                List[Optional[Tensor]]]:
+    """Backward of :func:`_update_forward` for ``g = d out [n, D]``: the
+    gradient ``[n, T D]`` of the output map (after dropout), ``gelu(agg)``,
+    ``dP``, the skip's share of ``dx`` (if ``need_dx``) and the gradients
+    of ``out_bias, keep_x, gamma, beta`` (fields 4-7 of :class:`Weights`).
+    """
+    n, T, D = g.size(0), s.num_types, s.out_dim
+    keep = None if saved.keep is None else \
+        dropout_factor(saved.keep, s.dropout, x.dtype)
+    h, y = _updated(agg, x, w, keep, s)
+    dP = torch.zeros_like(P)
+    dgamma = dbeta = dkeep_x = dx = None
+    if w.gamma is not None:
+        yhat = torch.addcmul(-saved.mean * saved.rstd, y, saved.rstd, out=y)
+        gy = yhat * g.unsqueeze(1)  # [n, T, D]
+        dgamma = torch.bmm(P.t().unsqueeze(1), gy.transpose(0, 1)).squeeze(1)
+        dbeta = P.t() @ g
+        # LayerNorm backward with d yhat = P_t gamma_t g
+        dz = torch.mul(g.unsqueeze(1), w.gamma, out=gy)
+        dot = torch.linalg.vecdot(dz, yhat)
+        dP += dot
+        dP.addmm_(g, w.beta.t())
+        dz.sub_((g @ w.gamma.t()).div_(D).unsqueeze(-1))
+        dz.addcmul_(yhat, dot.div(-D).unsqueeze(-1))
+        dz.mul_((P * saved.rstd.squeeze(-1)).unsqueeze(-1))
+    else:
+        dP += torch.linalg.vecdot(y, g.unsqueeze(1))
+        dz = P.unsqueeze(-1) * g.unsqueeze(1)
+    if w.keep_x is not None and need_dx:
+        dx = torch.bmm(w.keep_x.expand(n, 1, T), dz).squeeze(1)
+    if w.keep_x is not None:
+        dkeep_x = torch.linalg.vecdot(dz, x.unsqueeze(1)).sum(0)
+    if keep is not None:
+        dz.mul_(keep)
+    dz = dz.view(n, T * D)
+    return dz, h, dP, dx, [dz.sum(0), dkeep_x, dgamma, dbeta]
+
+
+def _native_update_backward(g: Tensor, agg: Tensor, x: Tensor, P: Tensor,
+                            saved: Saved, w: Weights, s: Sizes,
+                            need_dx: bool
+                            ) -> Tuple[Tensor, Tensor, Tensor,
+                                       Optional[Tensor],
+                                       List[Optional[Tensor]]]:
+    """:func:`_update_backward` through the C kernels."""
+    h = F.gelu(agg)
+    u = _native_update(h, x, P, saved.keep, w, s)
+    dx = None if u.x is None else torch.zeros_like(x)
+    dY, dP, dgamma, dbias, dkeep_x = native.update_backward(
+        g, u, saved.mean, saved.rstd, dx)
+    dbeta = None if w.gamma is None else P.t() @ g
+    return (dY.flatten(1), h, dP, dx if need_dx else None,
+            [dbias.flatten(), dkeep_x, dgamma, dbeta])
 
 
 def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
@@ -217,40 +316,12 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     alpha = a * saved.expo
     agg_h, u, coef = _aggregate(alpha, E, v, w, b, s)
     agg = agg_h.transpose(0, 1).reshape(n, D)
-    keep = None if saved.keep is None else \
-        dropout_factor(saved.keep, s.dropout, x.dtype)
-    h, y = _updated(agg, xf, w, keep, s)
-
-    # update: out = sum_t P_t (gamma_t LN(y_t) + beta_t)
-    dP = torch.zeros_like(Pf)
-    if w.gamma is not None:
-        yhat = torch.addcmul(-saved.mean * saved.rstd, y, saved.rstd, out=y)
-        gy = yhat * g.unsqueeze(1)  # [n, T, D]
-        dw[6] = torch.bmm(Pf.t().unsqueeze(1), gy.transpose(0, 1)).squeeze(1)
-        dw[7] = Pf.t() @ g
-        # LayerNorm backward with d yhat = P_t gamma_t g
-        dz = torch.mul(g.unsqueeze(1), w.gamma, out=gy)
-        dot = torch.linalg.vecdot(dz, yhat)
-        dP += dot
-        dP.addmm_(g, w.beta.t())
-        dz.sub_((g @ w.gamma.t()).div_(D).unsqueeze(-1))
-        dz.addcmul_(yhat, dot.div(-D).unsqueeze(-1))
-        dz.mul_((Pf * saved.rstd.squeeze(-1)).unsqueeze(-1))
-    else:
-        dP += torch.linalg.vecdot(y, g.unsqueeze(1))
-        dz = Pf.unsqueeze(-1) * g.unsqueeze(1)
-    dx = None
-    if w.keep_x is not None and need[0]:
-        dx = torch.bmm(w.keep_x.expand(n, 1, T), dz).squeeze(1)
-    if w.keep_x is not None:
-        dw[5] = torch.linalg.vecdot(dz, xf.unsqueeze(1)).sum(0)
-    if keep is not None:
-        dz.mul_(keep)
-    dz = dz.view(n, T * D)
+    update = _native_update_backward if native.usable(x) else \
+        _update_backward
+    dz, h, dP, dx, dw[4:8] = update(g, agg, xf, Pf, saved, w, s, need[0])
     dw[3] = h.t() @ dz
-    dw[4] = dz.sum(0)
     dagg = torch.ops.aten.gelu_backward(dz @ wt[2], agg)
-    del dz, y, h
+    del dz, h
 
     # attention
     dagg = dagg.view(n, H, d).transpose(0, 1)  # [H, n, d]
@@ -286,13 +357,18 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     # typed input projection
     dw[0] = torch.cat([_typed_input(xf, Pf).t() @ dkqv, Pf.t() @ dkqv])
     dzv = torch.mm(dkqv, wt[0]).view(n, T, -1)
-    if need[0]:
-        dxk = torch.bmm(Pf.unsqueeze(1), dzv).squeeze(1)
-        dx = dxk if dx is None else dx.add_(dxk)
-        dx = dx.view(b, N, -1)
-    dP += torch.linalg.vecdot(dzv, xf.unsqueeze(1))
+    if native.usable(x):
+        if need[0] and dx is None:
+            dx = torch.zeros_like(xf)
+        native.typed_backward(dzv, xf, Pf, dP, dx)
+    else:
+        if need[0]:
+            dxk = torch.bmm(Pf.unsqueeze(1), dzv).squeeze(1)
+            dx = dxk if dx is None else dx.add_(dxk)
+        dP += torch.linalg.vecdot(dzv, xf.unsqueeze(1))
     dP.addmm_(dkqv, wt[1])
-    return [dx, dP.view(b, N, T), dadj, dE], dw
+    return [None if dx is None else dx.view(b, N, -1), dP.view(b, N, T),
+            dadj, dE], dw
 
 
 class DenseLayerFunction(torch.autograd.Function):

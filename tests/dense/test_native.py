@@ -1,0 +1,138 @@
+"""The C kernels of the dense backward (dense/native.py) against the torch
+code they stand in for, and how they are built or left out."""
+import pytest
+import torch
+from conftest import randomize_
+
+from torch_geometric_hgt import DenseHGTConv
+from torch_geometric_hgt.dense import fused, native
+from torch_geometric_hgt.params import dropout_keep
+
+T = 3
+
+needs_library = pytest.mark.skipif(native.library() is None,
+                                   reason='the C kernels do not build here')
+
+
+@pytest.fixture
+def fresh_library(monkeypatch, tmp_path):
+    """An empty kernel cache and a library looked up anew."""
+    monkeypatch.setenv('TORCH_GEOMETRIC_HGT_CACHE', str(tmp_path))
+    native.library.cache_clear()
+    yield
+    native.library.cache_clear()
+
+
+@pytest.fixture
+def two_threads():
+    """Enough threads to split nodes (the kernels follow torch's count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def update_case(n, dtype, use_norm, skip, dropout):
+    in_dim = 8 if skip else 6
+    layer = randomize_(DenseHGTConv(in_dim, 8, T, 2, 2, dropout=0.3,
+                                    use_norm=use_norm)).to(dtype)
+    with torch.no_grad():
+        w = fused.layer_weights(layer)
+    s = fused.Sizes(in_dim, 8, T, 2, 2, 0.3 if dropout else 0., 1e-5)
+    agg, x = torch.randn(n, 8, dtype=dtype), torch.randn(n, in_dim,
+                                                         dtype=dtype)
+    P = torch.randn(n, T, dtype=dtype).softmax(-1)
+    keep = dropout_keep((n, 1, 8), 0.3, x.device) if dropout else None
+    return agg, x, P, keep, w, s
+
+
+@needs_library
+@pytest.mark.usefixtures('two_threads')
+@pytest.mark.parametrize('n', [0, 5, 1100])  # none, one thread, two
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('use_norm', [True, False])
+@pytest.mark.parametrize('skip', [True, False])
+@pytest.mark.parametrize('dropout', [True, False])
+def test_update_kernels_match_torch(n, dtype, use_norm, skip, dropout):
+    agg, x, P, keep, w, s = update_case(n, dtype, use_norm, skip, dropout)
+    tol = dict(atol=1e-5 if dtype == torch.float32 else 1e-12, rtol=1e-5)
+    want = fused._update_forward(agg, x, P, keep, w, s)
+    got = fused._native_update_forward(agg, x, P, keep, w, s, None, None)
+    for g, e in zip(got, want):
+        assert (g is None) == (e is None)
+        if e is not None:
+            assert g.shape == e.shape and torch.allclose(g, e, **tol)
+
+    saved = fused.Saved(None, None, got[1], got[2], keep)
+    grad = torch.randn(n, 8, dtype=dtype)
+    want = fused._update_backward(grad, agg, x, P, saved, w, s, True)
+    got = fused._native_update_backward(grad, agg, x, P, saved, w, s, True)
+    flat = [*want[:4], *want[4]], [*got[:4], *got[4]]
+    for e, g in zip(*flat):
+        assert (g is None) == (e is None)
+        if e is not None:
+            scale = float(e.abs().max()) if e.numel() else 1.
+            assert g.shape == e.shape
+            assert torch.allclose(g, e, atol=tol['atol'] * max(1., scale),
+                                  rtol=0)
+
+
+@needs_library
+@pytest.mark.usefixtures('two_threads')
+@pytest.mark.parametrize('n', [0, 7, 1100])
+@pytest.mark.parametrize('with_dx', [True, False])
+def test_typed_backward_matches_torch(n, with_dx):
+    dzv, x = torch.randn(n, T, 6), torch.randn(n, 6)
+    P = torch.randn(n, T).softmax(-1)
+    dP, dx = torch.randn(n, T), torch.randn(n, 6)
+    want_dP = dP + torch.linalg.vecdot(dzv, x.unsqueeze(1))
+    want_dx = dx + (P.unsqueeze(-1) * dzv).sum(1)
+    got_dx = dx.clone() if with_dx else None
+    native.typed_backward(dzv, x, P, dP, got_dx)
+    assert torch.allclose(dP, want_dP, atol=1e-5)
+    if with_dx:
+        assert torch.allclose(got_dx, want_dx, atol=1e-5)
+
+
+@needs_library
+def test_same_inputs_give_bitwise_same_gradients():
+    agg, x, P, keep, w, s = update_case(700, torch.float32, True, True, True)
+    out = fused._native_update_forward(agg, x, P, keep, w, s, None, None)
+    saved = fused.Saved(None, None, out[1], out[2], keep)
+    grad = torch.randn(700, 8)
+    runs = [fused._native_update_backward(grad, agg, x, P, saved, w, s, True)
+            for _ in range(2)]
+    for a, b in zip([*runs[0][:4], *runs[0][4]], [*runs[1][:4], *runs[1][4]]):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.usefixtures('fresh_library')
+def test_build_failure_warns_and_leaves_the_torch_code(monkeypatch):
+    monkeypatch.setenv('CC', 'false')  # a "compiler" that always fails
+    with pytest.warns(UserWarning, match='did not build'):
+        assert native.library() is None
+    x = torch.randn(2, 3)
+    assert not native.usable(x)
+
+
+@pytest.mark.usefixtures('fresh_library')
+def test_switched_off_by_environment(monkeypatch):
+    monkeypatch.setenv('TORCH_GEOMETRIC_HGT_NATIVE', '0')
+    assert native.library() is None
+
+
+@needs_library
+@pytest.mark.usefixtures('fresh_library')
+def test_builds_into_the_cache_once(tmp_path):
+    assert native.library() is not None
+    built = sorted(p.name for p in tmp_path.iterdir())
+    assert len(built) == 2 and all(p.endswith('.so') for p in built)
+    native.library.cache_clear()
+    assert native.library() is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == built
+
+
+def test_usable_only_for_cpu_float32_and_float64():
+    for dtype in (torch.float16, torch.bfloat16):
+        assert not native.usable(torch.zeros(1, dtype=dtype))
+    assert native.usable(torch.zeros(1)) == (native.library() is not None)

@@ -1,0 +1,240 @@
+"""Optional C kernels for the soft update of the dense layer's hand-written
+backward (``soft_update.c``): each does in one pass over a node's
+``[T, D]`` block what takes torch ~8 (forward) and ~15 (backward) passes
+over memory. Compiled on first use with the system C compiler (about a
+second, no torch headers) into a per-user cache and called through
+``ctypes``, which releases the GIL, so nodes are split over
+``torch.get_num_threads()`` Python threads. Without a compiler, on CUDA,
+or with ``TORCH_GEOMETRIC_HGT_NATIVE=0``, the torch code in
+:mod:`torch_geometric_hgt.dense.fused` runs instead; tests check that both
+agree."""
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+_SOURCE = Path(__file__).with_name('soft_update.c')
+#: reassociation lets the compiler vectorize the sums; no finite-math, so
+#: NaN and inf propagate as in torch
+_FLAGS = ['-O3', '-march=native', '-fPIC', '-shared', '-fno-math-errno',
+          '-fno-trapping-math', '-fno-signed-zeros', '-fassociative-math',
+          '-ffp-contract=fast']
+#: nodes per thread below which one thread does all
+_MIN_ROWS = 256
+
+_i64, _ptr = ctypes.c_int64, ctypes.c_void_p
+
+
+def _compiler() -> Optional[str]:
+    cc = os.environ.get('CC') or (sysconfig.get_config_var('CC') or 'cc')
+    return shutil.which(cc.split()[0])
+
+
+def _cpu_key() -> str:
+    """What ``-march=native`` depends on."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = next((ln for ln in f if ln.startswith('flags')), '')
+    except OSError:
+        flags = ''
+    return platform.machine() + platform.processor() + flags
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get('TORCH_GEOMETRIC_HGT_CACHE') or \
+        Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / \
+        'torch_geometric_hgt'
+    return Path(root)
+
+
+_REALS = {torch.float32: ('float', ctypes.c_float),
+          torch.float64: ('double', ctypes.c_double)}
+
+
+def _build(cc: str, real: str) -> Path:
+    flags = [*_FLAGS, f'-Dreal={real}']
+    key = hashlib.sha256('\0'.join(
+        [_SOURCE.read_text(), cc, _cpu_key(), *flags]).encode())
+    target = _cache_dir() / f'soft_update_{key.hexdigest()[:16]}.so'
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # build aside and rename: processes that race see a whole file or none
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        so = Path(tmp) / target.name
+        subprocess.run([cc, *flags, '-o', str(so), str(_SOURCE), '-lm'],
+                       check=True, capture_output=True, text=True)
+        os.replace(so, target)
+    return target
+
+
+def _load(cc: str, real: str, c_real) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(_build(cc, real)))
+    rows = [_i64] * 4 + [_ptr, _ptr, _ptr, c_real] + [_ptr] * 5
+    lib.update_fwd.argtypes = rows + [c_real, _ptr, _ptr, _ptr]
+    lib.update_bwd.argtypes = rows + [_ptr] * 9
+    lib.typed_bwd.argtypes = [_i64] * 4 + [_ptr] * 5
+    lib.update_fwd.restype = lib.update_bwd.restype = ctypes.c_int
+    lib.typed_bwd.restype = None
+    return lib
+
+
+@functools.lru_cache(maxsize=None)
+def library() -> Optional[Dict[torch.dtype, ctypes.CDLL]]:
+    """The compiled kernels per dtype, or ``None`` where they are switched
+    off or cannot be built (warns once why)."""
+    if os.environ.get('TORCH_GEOMETRIC_HGT_NATIVE', '1') == '0':
+        return None
+    cc = _compiler()
+    if cc is None:
+        return None
+    try:
+        return {dtype: _load(cc, *real) for dtype, real in _REALS.items()}
+    except (OSError, subprocess.CalledProcessError) as e:
+        detail = getattr(e, 'stderr', '') or str(e)
+        warnings.warn(f"torch_geometric_hgt: the C kernels of the dense "
+                      f"backward did not build ({detail.strip()[:500]}); "
+                      f"using the torch code instead")
+        return None
+
+
+def usable(*tensors: Tensor) -> bool:
+    """Whether the kernels run on these tensors: all on CPU, float32 or
+    float64, and the library built."""
+    return all(t.device.type == 'cpu' and t.dtype in
+               (torch.float32, torch.float64) for t in tensors) and \
+        library() is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    # per process: a forked child (a DataLoader worker) has no threads
+    return ThreadPoolExecutor(workers, thread_name_prefix='hgt-native')
+
+
+def _split(n: int) -> List[Tuple[int, int]]:
+    k = max(1, min(torch.get_num_threads(), n // _MIN_ROWS))
+    bounds = [n * j // k for j in range(k + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _run(fn, n: int, args_of) -> None:
+    """``fn(lo, hi, *args_of(j))`` over the row ranges of :func:`_split`,
+    ``j`` the range's index: the first on this thread, the others on the
+    pool's."""
+    parts = _split(n)
+    pool = _pool(len(parts) - 1, os.getpid()) if len(parts) > 1 else None
+    jobs = [pool.submit(fn, lo, hi, *args_of(j))
+            for j, (lo, hi) in enumerate(parts) if j > 0]
+    fn(*parts[0], *args_of(0))
+    for job in jobs:
+        job.result()
+
+
+def _p(t: Optional[Tensor]) -> Optional[int]:
+    """The address of ``t``, which the caller made contiguous."""
+    return None if t is None else t.data_ptr()
+
+
+def _contiguous(*ts: Optional[Tensor]) -> List[Optional[Tensor]]:
+    return [None if t is None else t.contiguous() for t in ts]
+
+
+def _fn(kind: str, dtype: torch.dtype):
+    fn = getattr(library()[dtype], kind)
+    if fn.restype is None:
+        return fn
+
+    def checked(*args):
+        if fn(*args) != 0:
+            raise MemoryError(f"{kind}: no memory for a {args[2]} x "
+                              f"{args[3]} workspace")
+    return checked
+
+
+class Update(NamedTuple):
+    """The soft update's operands (contiguous; see :func:`update_forward`)."""
+    Y: Tensor  # [n, T, D]: the output map without its bias
+    bias: Tensor  # [T, D]
+    keep: Optional[Tensor]  # [n, 1, D] bool dropout mask
+    scale: float  # what kept entries are multiplied by
+    x: Optional[Tensor]  # [n, D]: the skip input; None without skip
+    keep_x: Optional[Tensor]  # [T]
+    P: Tensor  # [n, T]
+    gamma: Optional[Tensor]  # [T, D]; None without norm
+    beta: Optional[Tensor]
+
+    def args(self) -> tuple:
+        keep = None if self.keep is None else self.keep.view(torch.uint8)
+        return (_p(self.Y), _p(self.bias), _p(keep), self.scale,
+                *map(_p, (self.x, self.keep_x, self.P, self.gamma,
+                          self.beta)))
+
+
+def update(Y: Tensor, bias: Tensor, keep: Optional[Tensor], scale: float,
+           x: Optional[Tensor], keep_x: Optional[Tensor], P: Tensor,
+           gamma: Optional[Tensor], beta: Optional[Tensor]) -> Update:
+    return Update(*_contiguous(Y, bias, keep), scale,
+                  *_contiguous(x if keep_x is not None else None, keep_x, P,
+                               gamma, beta))
+
+
+def update_forward(u: Update, eps: float, mean: Optional[Tensor] = None,
+                   rstd: Optional[Tensor] = None
+                   ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    """``out = sum_t P_t (gamma_t LN(y_t) + beta_t)`` ``[n, D]``, ``y_t =
+    (Y_t + bias_t) keep scale + keep_x_t x``, and the norm's ``mean, rstd
+    [n, T, 1]`` (written into those if given, contiguous)."""
+    n, T, D = u.Y.shape
+    out = u.Y.new_empty(n, D)
+    if u.gamma is not None and mean is None:
+        mean, rstd = u.Y.new_empty(n, T, 1), u.Y.new_empty(n, T, 1)
+    _run(_fn('update_fwd', u.Y.dtype), n, lambda j: (
+        T, D, *u.args(), eps, _p(out), _p(mean), _p(rstd)))
+    return out, mean, rstd
+
+
+def update_backward(g: Tensor, u: Update, mean: Optional[Tensor],
+                    rstd: Optional[Tensor], dx: Optional[Tensor]
+                    ) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor,
+                               Optional[Tensor]]:
+    """Backward of :func:`update_forward` for ``g = d out [n, D]``:
+    ``dY [n, T, D]``, ``dP [n, T]``, and summed over nodes ``dgamma
+    [T, D]`` (``None`` without norm), ``dbias [T, D]`` and ``dkeep_x
+    [T]`` (``None`` without skip); adds the skip's share of ``dx`` to
+    ``dx [n, D]`` (contiguous, required with the skip)."""
+    n, T, D = u.Y.shape
+    g, mean, rstd = _contiguous(g, mean, rstd)
+    dY, dP = torch.empty_like(u.Y), u.P.new_empty(n, T)
+    # per-thread sums in float64: they run over every node of the chunk
+    acc = torch.zeros(len(_split(n)), 2 * T * D + T, dtype=torch.float64)
+    _run(_fn('update_bwd', u.Y.dtype), n, lambda j: (
+        T, D, *u.args(), _p(mean), _p(rstd), _p(g), _p(dY), _p(dP), _p(dx),
+        *(a.data_ptr() for a in acc[j].split([T * D, T * D, T]))))
+    dgamma, dbias, dkeep_x = acc.sum(0).to(u.Y.dtype).split(
+        [T * D, T * D, T])
+    return (dY, dP, None if u.gamma is None else dgamma.view(T, D),
+            dbias.view(T, D), None if u.x is None else dkeep_x)
+
+
+def typed_backward(dzv: Tensor, x: Tensor, P: Tensor, dP: Tensor,
+                   dx: Optional[Tensor]) -> None:
+    """Backward of the typed input ``[P_t x]``: adds ``dzv [n, T, F]``'s
+    share to ``dP [n, T]`` and (if given) to ``dx [n, F]`` (both
+    contiguous)."""
+    n, T, F = dzv.shape
+    dzv, x, P = _contiguous(dzv, x, P)
+    _run(_fn('typed_bwd', dzv.dtype), n, lambda j: (
+        T, F, _p(dzv), _p(x), _p(P), _p(dP), _p(dx)))

@@ -1,0 +1,217 @@
+/* The per-type soft update of DenseHGTConv in one pass over each node's
+ * [T, D] block, where torch makes one pass over memory per elementwise
+ * step (the blocks are 3 KB and stay in L1):
+ *
+ *   y_t = (Y_t + b_t) * keep * scale + keep_x_t * x    (dropout, skip gate)
+ *   out = sum_t P_t (gamma_t (y_t - mean_t) rstd_t + beta_t)
+ *         (without norm: sum_t P_t y_t)
+ *
+ * and their backward. Built once per precision with -Dreal=float or
+ * -Dreal=double. Every function handles nodes [lo, hi) so that callers
+ * split nodes over threads; sums over nodes go to the caller's double
+ * accumulators. Optional operands are NULL when absent. The update
+ * functions return 0, or -1 where their workspace cannot be allocated. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+/* per-feature factor of node i's dropout: scale where kept, else 0 */
+static void dropout_row(const uint8_t *restrict keep, real scale, int64_t D,
+                        real *restrict f)
+{
+    if (keep)
+        for (int64_t k = 0; k < D; ++k)
+            f[k] = (real)keep[k] * scale;
+    else
+        for (int64_t k = 0; k < D; ++k)
+            f[k] = 1;
+}
+
+/* y of every type of one node into y [T, D] */
+static void gated(const real *restrict Y, const real *restrict bias,
+                  const real *restrict f, const real *restrict x,
+                  const real *restrict keep_x, int64_t T, int64_t D,
+                  real *restrict y)
+{
+    for (int64_t t = 0; t < T; ++t) {
+        const real *restrict Yt = Y + t * D, *restrict bt = bias + t * D;
+        real *restrict yt = y + t * D;
+        for (int64_t k = 0; k < D; ++k)
+            yt[k] = (Yt[k] + bt[k]) * f[k];
+        if (x) {
+            const real c = keep_x[t];
+            for (int64_t k = 0; k < D; ++k)
+                yt[k] += c * x[k];
+        }
+    }
+}
+
+static real row_sum(const real *restrict v, int64_t D)
+{
+    real s = 0;
+    for (int64_t k = 0; k < D; ++k)
+        s += v[k];
+    return s;
+}
+
+int update_fwd(int64_t lo, int64_t hi, int64_t T, int64_t D,
+                const real *restrict Y, const real *restrict bias,
+                const uint8_t *restrict keep, real scale,
+                const real *restrict x, const real *restrict keep_x,
+                const real *restrict P, const real *restrict gamma,
+                const real *restrict beta, real eps, real *restrict out,
+                real *restrict mean, real *restrict rstd)
+{
+    real *y = malloc(sizeof(real) * (T + 1) * D), *f = y + T * D;
+    if (!y)
+        return -1;
+    for (int64_t i = lo; i < hi; ++i) {
+        dropout_row(keep ? keep + i * D : 0, scale, D, f);
+        gated(Y + i * T * D, bias, f, x ? x + i * D : 0, keep_x, T, D, y);
+        const real *restrict p = P + i * T;
+        real *restrict o = out + i * D;
+        for (int64_t k = 0; k < D; ++k)
+            o[k] = 0;
+        for (int64_t t = 0; t < T; ++t) {
+            real *restrict yt = y + t * D;
+            if (!gamma) {
+                for (int64_t k = 0; k < D; ++k)
+                    o[k] += p[t] * yt[k];
+                continue;
+            }
+            const real m = row_sum(yt, D) / D;
+            real v = 0;
+            for (int64_t k = 0; k < D; ++k) {
+                yt[k] -= m;
+                v += yt[k] * yt[k];
+            }
+            const real r = (real)1 / sqrt(v / D + eps);
+            mean[i * T + t] = m;
+            rstd[i * T + t] = r;
+            const real *restrict ga = gamma + t * D;
+            const real *restrict be = beta + t * D;
+            const real pr = p[t] * r, pt = p[t];
+            for (int64_t k = 0; k < D; ++k)
+                o[k] += pr * ga[k] * yt[k] + pt * be[k];
+        }
+    }
+    free(y);
+    return 0;
+}
+
+/* nodes summed in working precision before adding to the double sums */
+#define FLUSH 16
+
+/* adds part [2 m] to a [m] and b [m] and zeroes it */
+static void flush(real *restrict part, int64_t len, double *restrict a,
+                  double *restrict b, int64_t m)
+{
+    for (int64_t k = 0; k < m; ++k) {
+        a[k] += part[k];
+        b[k] += part[m + k];
+    }
+    for (int64_t k = 0; k < len; ++k)
+        part[k] = 0;
+}
+
+/* g [n, D]: the gradient of out. Writes dY [n, T, D] (of the output map
+ * with its bias) and dP [n, T]; adds the skip's share to dx [n, D] (given
+ * with x) and sums over nodes to dgamma [T, D], dbias [T, D] and
+ * dkeep_x [T]. */
+int update_bwd(int64_t lo, int64_t hi, int64_t T, int64_t D,
+                const real *restrict Y, const real *restrict bias,
+                const uint8_t *restrict keep, real scale,
+                const real *restrict x, const real *restrict keep_x,
+                const real *restrict P, const real *restrict gamma,
+                const real *restrict beta, const real *restrict mean,
+                const real *restrict rstd, const real *restrict g,
+                real *restrict dY, real *restrict dP, real *restrict dx,
+                double *restrict dgamma, double *restrict dbias,
+                double *restrict dkeep_x)
+{
+    /* y, f, dy, then sums over up to FLUSH nodes of dgamma and dbias */
+    real *y = calloc((3 * T + 2) * D, sizeof(real)), *f = y + T * D;
+    real *dy = f + D, *dga_part = dy + D, *db_part = dga_part + T * D;
+    if (!y)
+        return -1;
+    for (int64_t i = lo; i < hi; ++i) {
+        if ((i - lo) % FLUSH == 0)
+            flush(dga_part, 2 * T * D, dgamma, dbias, T * D);
+        dropout_row(keep ? keep + i * D : 0, scale, D, f);
+        const real *restrict xi = x ? x + i * D : 0;
+        gated(Y + i * T * D, bias, f, xi, keep_x, T, D, y);
+        const real *restrict p = P + i * T, *restrict gi = g + i * D;
+        for (int64_t t = 0; t < T; ++t) {
+            const real *restrict yt = y + t * D;
+            real dp = 0;
+            if (gamma) {
+                const real m = mean[i * T + t], r = rstd[i * T + t];
+                const real *restrict ga = gamma + t * D;
+                const real *restrict be = beta + t * D;
+                real *restrict dga = dga_part + t * D;
+                real s1 = 0, s2 = 0;
+                for (int64_t k = 0; k < D; ++k) {
+                    const real yh = (yt[k] - m) * r, gg = ga[k] * gi[k];
+                    dp += gg * yh + be[k] * gi[k];
+                    dga[k] += p[t] * gi[k] * yh;
+                    s1 += gg;
+                    s2 += gg * yh;
+                }
+                s1 /= D;
+                s2 /= D;
+                const real pr = p[t] * r;
+                for (int64_t k = 0; k < D; ++k)
+                    dy[k] = pr * (ga[k] * gi[k] - s1 - (yt[k] - m) * r * s2);
+            } else {
+                for (int64_t k = 0; k < D; ++k) {
+                    dp += yt[k] * gi[k];
+                    dy[k] = p[t] * gi[k];
+                }
+            }
+            dP[i * T + t] = dp;
+            if (xi) {
+                const real c = keep_x[t];
+                real *restrict dxi = dx + i * D;
+                real dc = 0;
+                for (int64_t k = 0; k < D; ++k) {
+                    dxi[k] += c * dy[k];
+                    dc += dy[k] * xi[k];
+                }
+                dkeep_x[t] += dc;
+            }
+            real *restrict dYt = dY + (i * T + t) * D;
+            real *restrict db = db_part + t * D;
+            for (int64_t k = 0; k < D; ++k) {
+                dYt[k] = dy[k] * f[k];
+                db[k] += dYt[k];
+            }
+        }
+    }
+    flush(dga_part, 2 * T * D, dgamma, dbias, T * D);
+    free(y);
+    return 0;
+}
+
+/* Backward of the typed input [P_t x]: adds dzv [n, T, F]'s share to
+ * dP [n, T] and to dx [n, F] (if given). */
+void typed_bwd(int64_t lo, int64_t hi, int64_t T, int64_t F,
+               const real *restrict dzv, const real *restrict x,
+               const real *restrict P, real *restrict dP,
+               real *restrict dx)
+{
+    for (int64_t i = lo; i < hi; ++i) {
+        const real *restrict xi = x + i * F, *restrict p = P + i * T;
+        for (int64_t t = 0; t < T; ++t) {
+            const real *restrict dz = dzv + (i * T + t) * F;
+            real s = 0;
+            for (int64_t k = 0; k < F; ++k)
+                s += dz[k] * xi[k];
+            dP[i * T + t] += s;
+            if (dx) {
+                real *restrict dxi = dx + i * F;
+                for (int64_t k = 0; k < F; ++k)
+                    dxi[k] += p[t] * dz[k];
+            }
+        }
+    }
+}
