@@ -136,3 +136,28 @@ def test_usable_only_for_cpu_float32_and_float64():
     for dtype in (torch.float16, torch.bfloat16):
         assert not native.usable(torch.zeros(1, dtype=dtype))
     assert native.usable(torch.zeros(1)) == (native.library() is not None)
+
+
+@needs_library
+@pytest.mark.parametrize('p', [0.0, 0.2, 0.5, 1.0])
+def test_dropout_mask_keeps_one_minus_p(p):
+    keep = native.dropout_mask((1000, 1, 1000), p)
+    assert keep.dtype == torch.bool and keep.shape == (1000, 1, 1000)
+    # 10^6 draws: the standard error of the rate is at most 5e-4
+    assert abs(keep.float().mean().item() - (1 - p)) < 5e-3
+
+
+@needs_library
+def test_dropout_mask_is_seeded_and_split_independent():
+    masks = []
+    for threads in (1, 2, 2):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        torch.manual_seed(3)
+        masks.append(native.dropout_mask((4001, 3), 0.3))
+        torch.set_num_threads(before)
+    assert torch.equal(masks[0], masks[1]) and torch.equal(masks[1],
+                                                           masks[2])
+    out = torch.empty(4001, 3, dtype=torch.bool)
+    assert native.dropout_mask((4001, 3), 0.3, out=out) is out
+    assert not torch.equal(out, masks[0])  # the generator moved on

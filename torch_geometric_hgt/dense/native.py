@@ -86,8 +86,10 @@ def _load(cc: str, real: str, c_real) -> ctypes.CDLL:
     lib.update_fwd.argtypes = rows + [c_real, _ptr, _ptr, _ptr]
     lib.update_bwd.argtypes = rows + [_ptr] * 9
     lib.typed_bwd.argtypes = [_i64] * 4 + [_ptr] * 5
+    lib.dropout_mask.argtypes = [_i64, _i64, ctypes.c_uint64,
+                                 ctypes.c_uint64, _ptr]
     lib.update_fwd.restype = lib.update_bwd.restype = ctypes.c_int
-    lib.typed_bwd.restype = None
+    lib.typed_bwd.restype = lib.dropout_mask.restype = None
     return lib
 
 
@@ -238,3 +240,17 @@ def typed_backward(dzv: Tensor, x: Tensor, P: Tensor, dP: Tensor,
     dzv, x, P = _contiguous(dzv, x, P)
     _run(_fn('typed_bwd', dzv.dtype), n, lambda j: (
         T, F, _p(dzv), _p(x), _p(P), _p(dP), _p(dx)))
+
+
+def dropout_mask(shape: Tuple[int, ...], p: float,
+                 out: Optional[Tensor] = None) -> Tensor:
+    """A bool mask of ``shape`` on CPU, ``True`` with probability ``1 - p``
+    (to 2^-32), from a hash of a seed drawn from torch's default generator
+    (so ``torch.manual_seed`` fixes it) and each entry's index; ``out``:
+    contiguous bool."""
+    keep = torch.empty(shape, dtype=torch.bool) if out is None else out
+    seed = int(torch.randint(2**63 - 1, ()))
+    threshold = min(round(p * 2**32), 2**32)
+    _run(library()[torch.float32].dropout_mask, keep.numel(), lambda j: (
+        seed, threshold, keep.view(torch.uint8).data_ptr()))
+    return keep

@@ -215,3 +215,22 @@ void typed_bwd(int64_t lo, int64_t hi, int64_t T, int64_t F,
         }
     }
 }
+
+/* A dropout mask: keep[i] = 1 with probability 1 - threshold / 2^32, from
+ * a counter-based hash (splitmix64's finalizer) of seed and i, so that the
+ * mask depends on the seed only, not on how nodes are split over threads.
+ * Two draws of 32 bits per hash. */
+void dropout_mask(int64_t lo, int64_t hi, uint64_t seed, uint64_t threshold,
+                  uint8_t *restrict keep)
+{
+    for (int64_t i = lo & ~(int64_t)1; i < hi; i += 2) {
+        uint64_t z = seed + (uint64_t)(i >> 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        if (i >= lo)
+            keep[i] = (z & 0xFFFFFFFFull) >= threshold;
+        if (i + 1 < hi)
+            keep[i + 1] = (z >> 32) >= threshold;
+    }
+}
