@@ -3,11 +3,11 @@ backward (``soft_update.c``): each does in one pass over a node's
 ``[T, D]`` block what takes torch ~8 (forward) and ~15 (backward) passes
 over memory. Compiled on first use with the system C compiler (about a
 second, no torch headers) into a per-user cache and called through
-``ctypes``, which releases the GIL, so nodes are split over
-``torch.get_num_threads()`` Python threads. Without a compiler, on CUDA,
-or with ``TORCH_GEOMETRIC_HGT_NATIVE=0``, the torch code in
-:mod:`torch_geometric_hgt.dense.fused` runs instead; tests check that both
-agree."""
+``ctypes``. Built with OpenMP where the compiler has it, they run on the
+OpenMP runtime torch has loaded, on ``torch.get_num_threads()`` threads.
+Without a compiler, on CUDA, or with ``TORCH_GEOMETRIC_HGT_NATIVE=0``, the
+torch code in :mod:`torch_geometric_hgt.dense.fused` runs instead; tests
+check that both agree."""
 import ctypes
 import functools
 import hashlib
@@ -18,7 +18,6 @@ import subprocess
 import sysconfig
 import tempfile
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
@@ -31,10 +30,10 @@ _SOURCE = Path(__file__).with_name('soft_update.c')
 _FLAGS = ['-O3', '-march=native', '-fPIC', '-shared', '-fno-math-errno',
           '-fno-trapping-math', '-fno-signed-zeros', '-fassociative-math',
           '-ffp-contract=fast']
-#: nodes per thread below which one thread does all
+#: rows per thread below which fewer threads run
 _MIN_ROWS = 256
 
-_i64, _ptr = ctypes.c_int64, ctypes.c_void_p
+_i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 
 
 def _compiler() -> Optional[str]:
@@ -64,29 +63,35 @@ _REALS = {torch.float32: ('float', ctypes.c_float),
 
 
 def _build(cc: str, real: str) -> Path:
-    flags = [*_FLAGS, f'-Dreal={real}']
-    key = hashlib.sha256('\0'.join(
-        [_SOURCE.read_text(), cc, _cpu_key(), *flags]).encode())
-    target = _cache_dir() / f'soft_update_{key.hexdigest()[:16]}.so'
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # build aside and rename: processes that race see a whole file or none
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        so = Path(tmp) / target.name
-        subprocess.run([cc, *flags, '-o', str(so), str(_SOURCE), '-lm'],
-                       check=True, capture_output=True, text=True)
-        os.replace(so, target)
-    return target
+    """The library for ``real``, built with OpenMP if ``cc`` can."""
+    errors = []
+    for openmp in (['-fopenmp'], []):
+        flags = [*_FLAGS, *openmp, f'-Dreal={real}']
+        key = hashlib.sha256('\0'.join(
+            [_SOURCE.read_text(), cc, _cpu_key(), *flags]).encode())
+        target = _cache_dir() / f'soft_update_{key.hexdigest()[:16]}.so'
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # build aside and rename: racing processes see a whole file or none
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            so = Path(tmp) / target.name
+            run = subprocess.run([cc, *flags, '-o', str(so), str(_SOURCE),
+                                  '-lm'], capture_output=True, text=True)
+            if run.returncode == 0:
+                os.replace(so, target)
+                return target
+            errors.append(run.stderr.strip())
+    raise OSError('\n'.join(errors))
 
 
 def _load(cc: str, real: str, c_real) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(_build(cc, real)))
-    rows = [_i64] * 4 + [_ptr, _ptr, _ptr, c_real] + [_ptr] * 5
+    rows = [_i64, _int, _i64, _i64, _ptr, _ptr, _ptr, c_real] + [_ptr] * 5
     lib.update_fwd.argtypes = rows + [c_real, _ptr, _ptr, _ptr]
-    lib.update_bwd.argtypes = rows + [_ptr] * 9
-    lib.typed_bwd.argtypes = [_i64] * 4 + [_ptr] * 5
-    lib.dropout_mask.argtypes = [_i64, _i64, ctypes.c_uint64,
+    lib.update_bwd.argtypes = rows + [_ptr] * 7
+    lib.typed_bwd.argtypes = [_i64, _int, _i64, _i64] + [_ptr] * 5
+    lib.dropout_mask.argtypes = [_i64, _int, ctypes.c_uint64,
                                  ctypes.c_uint64, _ptr]
     lib.update_fwd.restype = lib.update_bwd.restype = ctypes.c_int
     lib.typed_bwd.restype = lib.dropout_mask.restype = None
@@ -104,11 +109,10 @@ def library() -> Optional[Dict[torch.dtype, ctypes.CDLL]]:
         return None
     try:
         return {dtype: _load(cc, *real) for dtype, real in _REALS.items()}
-    except (OSError, subprocess.CalledProcessError) as e:
-        detail = getattr(e, 'stderr', '') or str(e)
+    except OSError as e:
         warnings.warn(f"torch_geometric_hgt: the C kernels of the dense "
-                      f"backward did not build ({detail.strip()[:500]}); "
-                      f"using the torch code instead")
+                      f"backward did not build ({str(e)[:500]}); using the "
+                      f"torch code instead")
         return None
 
 
@@ -120,29 +124,8 @@ def usable(*tensors: Tensor) -> bool:
         library() is not None
 
 
-@functools.lru_cache(maxsize=None)
-def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
-    # per process: a forked child (a DataLoader worker) has no threads
-    return ThreadPoolExecutor(workers, thread_name_prefix='hgt-native')
-
-
-def _split(n: int) -> List[Tuple[int, int]]:
-    k = max(1, min(torch.get_num_threads(), n // _MIN_ROWS))
-    bounds = [n * j // k for j in range(k + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
-def _run(fn, n: int, args_of) -> None:
-    """``fn(lo, hi, *args_of(j))`` over the row ranges of :func:`_split`,
-    ``j`` the range's index: the first on this thread, the others on the
-    pool's."""
-    parts = _split(n)
-    pool = _pool(len(parts) - 1, os.getpid()) if len(parts) > 1 else None
-    jobs = [pool.submit(fn, lo, hi, *args_of(j))
-            for j, (lo, hi) in enumerate(parts) if j > 0]
-    fn(*parts[0], *args_of(0))
-    for job in jobs:
-        job.result()
+def _threads(n: int) -> int:
+    return max(1, min(torch.get_num_threads(), n // _MIN_ROWS))
 
 
 def _p(t: Optional[Tensor]) -> Optional[int]:
@@ -154,16 +137,12 @@ def _contiguous(*ts: Optional[Tensor]) -> List[Optional[Tensor]]:
     return [None if t is None else t.contiguous() for t in ts]
 
 
-def _fn(kind: str, dtype: torch.dtype):
+def _run(kind: str, dtype: torch.dtype, n: int, *args) -> None:
+    """The kernel ``kind`` for ``dtype`` over ``n`` rows."""
     fn = getattr(library()[dtype], kind)
-    if fn.restype is None:
-        return fn
-
-    def checked(*args):
-        if fn(*args) != 0:
-            raise MemoryError(f"{kind}: no memory for a {args[2]} x "
-                              f"{args[3]} workspace")
-    return checked
+    if fn(n, _threads(n), *args):
+        raise MemoryError(f"{kind}: no memory for a workspace of "
+                          f"{args[0]} x {args[1]}")
 
 
 class Update(NamedTuple):
@@ -203,8 +182,8 @@ def update_forward(u: Update, eps: float, mean: Optional[Tensor] = None,
     out = u.Y.new_empty(n, D)
     if u.gamma is not None and mean is None:
         mean, rstd = u.Y.new_empty(n, T, 1), u.Y.new_empty(n, T, 1)
-    _run(_fn('update_fwd', u.Y.dtype), n, lambda j: (
-        T, D, *u.args(), eps, _p(out), _p(mean), _p(rstd)))
+    _run('update_fwd', u.Y.dtype, n, T, D, *u.args(), eps, _p(out),
+         _p(mean), _p(rstd))
     return out, mean, rstd
 
 
@@ -221,10 +200,9 @@ def update_backward(g: Tensor, u: Update, mean: Optional[Tensor],
     g, mean, rstd = _contiguous(g, mean, rstd)
     dY, dP = torch.empty_like(u.Y), u.P.new_empty(n, T)
     # per-thread sums in float64: they run over every node of the chunk
-    acc = torch.zeros(len(_split(n)), 2 * T * D + T, dtype=torch.float64)
-    _run(_fn('update_bwd', u.Y.dtype), n, lambda j: (
-        T, D, *u.args(), _p(mean), _p(rstd), _p(g), _p(dY), _p(dP), _p(dx),
-        *(a.data_ptr() for a in acc[j].split([T * D, T * D, T]))))
+    acc = torch.zeros(_threads(n), 2 * T * D + T, dtype=torch.float64)
+    _run('update_bwd', u.Y.dtype, n, T, D, *u.args(), _p(mean), _p(rstd),
+         _p(g), _p(dY), _p(dP), _p(dx), _p(acc))
     dgamma, dbias, dkeep_x = acc.sum(0).to(u.Y.dtype).split(
         [T * D, T * D, T])
     return (dY, dP, None if u.gamma is None else dgamma.view(T, D),
@@ -238,8 +216,8 @@ def typed_backward(dzv: Tensor, x: Tensor, P: Tensor, dP: Tensor,
     contiguous)."""
     n, T, F = dzv.shape
     dzv, x, P = _contiguous(dzv, x, P)
-    _run(_fn('typed_bwd', dzv.dtype), n, lambda j: (
-        T, F, _p(dzv), _p(x), _p(P), _p(dP), _p(dx)))
+    _run('typed_bwd', dzv.dtype, n, T, F, _p(dzv), _p(x), _p(P), _p(dP),
+         _p(dx))
 
 
 def dropout_mask(shape: Tuple[int, ...], p: float,
@@ -251,6 +229,6 @@ def dropout_mask(shape: Tuple[int, ...], p: float,
     keep = torch.empty(shape, dtype=torch.bool) if out is None else out
     seed = int(torch.randint(2**63 - 1, ()))
     threshold = min(round(p * 2**32), 2**32)
-    _run(library()[torch.float32].dropout_mask, keep.numel(), lambda j: (
-        seed, threshold, keep.view(torch.uint8).data_ptr()))
+    _run('dropout_mask', torch.float32, keep.numel(), seed, threshold,
+         _p(keep.view(torch.uint8)))
     return keep

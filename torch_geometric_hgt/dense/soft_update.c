@@ -7,13 +7,27 @@
  *         (without norm: sum_t P_t y_t)
  *
  * and their backward. Built once per precision with -Dreal=float or
- * -Dreal=double. Every function handles nodes [lo, hi) so that callers
- * split nodes over threads; sums over nodes go to the caller's double
- * accumulators. Optional operands are NULL when absent. The update
- * functions return 0, or -1 where their workspace cannot be allocated. */
+ * -Dreal=double, with OpenMP where the compiler has it: the exported
+ * functions split n nodes over `threads` threads of the OpenMP runtime
+ * torch has loaded (the same pool, so no thread spins against another);
+ * the *_rows functions do nodes [lo, hi). Sums over nodes go to one double
+ * accumulator per thread, so results depend on the thread count only.
+ * Optional operands are NULL when absent. The update functions return 0,
+ * or -1 where a workspace cannot be allocated. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+/* this thread's nodes [lo, hi) of n, and its rank */
+#define TEAM_ROWS(n)                                                       \
+    const int rank = omp_get_thread_num(), team = omp_get_num_threads();   \
+    const int64_t lo = (n) * rank / team, hi = (n) * (rank + 1) / team;
+#else
+#define TEAM_ROWS(n)                                                       \
+    const int rank = 0;                                                    \
+    const int64_t lo = 0, hi = (n);
+#endif
 
 /* per-feature factor of node i's dropout: scale where kept, else 0 */
 static void dropout_row(const uint8_t *restrict keep, real scale, int64_t D,
@@ -54,7 +68,7 @@ static real row_sum(const real *restrict v, int64_t D)
     return s;
 }
 
-int update_fwd(int64_t lo, int64_t hi, int64_t T, int64_t D,
+static int update_fwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t D,
                 const real *restrict Y, const real *restrict bias,
                 const uint8_t *restrict keep, real scale,
                 const real *restrict x, const real *restrict keep_x,
@@ -118,7 +132,7 @@ static void flush(real *restrict part, int64_t len, double *restrict a,
  * with its bias) and dP [n, T]; adds the skip's share to dx [n, D] (given
  * with x) and sums over nodes to dgamma [T, D], dbias [T, D] and
  * dkeep_x [T]. */
-int update_bwd(int64_t lo, int64_t hi, int64_t T, int64_t D,
+static int update_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t D,
                 const real *restrict Y, const real *restrict bias,
                 const uint8_t *restrict keep, real scale,
                 const real *restrict x, const real *restrict keep_x,
@@ -194,7 +208,7 @@ int update_bwd(int64_t lo, int64_t hi, int64_t T, int64_t D,
 
 /* Backward of the typed input [P_t x]: adds dzv [n, T, F]'s share to
  * dP [n, T] and to dx [n, F] (if given). */
-void typed_bwd(int64_t lo, int64_t hi, int64_t T, int64_t F,
+static void typed_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t F,
                const real *restrict dzv, const real *restrict x,
                const real *restrict P, real *restrict dP,
                real *restrict dx)
@@ -220,8 +234,8 @@ void typed_bwd(int64_t lo, int64_t hi, int64_t T, int64_t F,
  * a counter-based hash (splitmix64's finalizer) of seed and i, so that the
  * mask depends on the seed only, not on how nodes are split over threads.
  * Two draws of 32 bits per hash. */
-void dropout_mask(int64_t lo, int64_t hi, uint64_t seed, uint64_t threshold,
-                  uint8_t *restrict keep)
+static void dropout_mask_rows(int64_t lo, int64_t hi, uint64_t seed,
+                              uint64_t threshold, uint8_t *restrict keep)
 {
     for (int64_t i = lo & ~(int64_t)1; i < hi; i += 2) {
         uint64_t z = seed + (uint64_t)(i >> 1) * 0x9E3779B97F4A7C15ull;
@@ -232,5 +246,65 @@ void dropout_mask(int64_t lo, int64_t hi, uint64_t seed, uint64_t threshold,
             keep[i] = (z & 0xFFFFFFFFull) >= threshold;
         if (i + 1 < hi)
             keep[i + 1] = (z >> 32) >= threshold;
+    }
+}
+
+int update_fwd(int64_t n, int threads, int64_t T, int64_t D,
+               const real *Y, const real *bias, const uint8_t *keep,
+               real scale, const real *x, const real *keep_x, const real *P,
+               const real *gamma, const real *beta, real eps, real *out,
+               real *mean, real *rstd)
+{
+    int err = 0;
+#pragma omp parallel num_threads(threads) reduction(| : err)
+    {
+        TEAM_ROWS(n)
+        (void)rank;
+        err |= update_fwd_rows(lo, hi, T, D, Y, bias, keep, scale, x, keep_x,
+                               P, gamma, beta, eps, out, mean, rstd);
+    }
+    return err;
+}
+
+/* acc [threads, 2 T D + T]: per thread dgamma, dbias, dkeep_x */
+int update_bwd(int64_t n, int threads, int64_t T, int64_t D,
+               const real *Y, const real *bias, const uint8_t *keep,
+               real scale, const real *x, const real *keep_x, const real *P,
+               const real *gamma, const real *beta, const real *mean,
+               const real *rstd, const real *g, real *dY, real *dP,
+               real *dx, double *acc)
+{
+    int err = 0;
+#pragma omp parallel num_threads(threads) reduction(| : err)
+    {
+        TEAM_ROWS(n)
+        double *dgamma = acc + rank * (2 * T * D + T);
+        err |= update_bwd_rows(lo, hi, T, D, Y, bias, keep, scale, x, keep_x,
+                               P, gamma, beta, mean, rstd, g, dY, dP, dx,
+                               dgamma, dgamma + T * D, dgamma + 2 * T * D);
+    }
+    return err;
+}
+
+void typed_bwd(int64_t n, int threads, int64_t T, int64_t F,
+               const real *dzv, const real *x, const real *P, real *dP,
+               real *dx)
+{
+#pragma omp parallel num_threads(threads)
+    {
+        TEAM_ROWS(n)
+        (void)rank;
+        typed_bwd_rows(lo, hi, T, F, dzv, x, P, dP, dx);
+    }
+}
+
+void dropout_mask(int64_t n, int threads, uint64_t seed, uint64_t threshold,
+                  uint8_t *keep)
+{
+#pragma omp parallel num_threads(threads)
+    {
+        TEAM_ROWS(n)
+        (void)rank;
+        dropout_mask_rows(lo, hi, seed, threshold, keep);
     }
 }
