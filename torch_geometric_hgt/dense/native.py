@@ -141,8 +141,7 @@ def _run(kind: str, dtype: torch.dtype, n: int, *args) -> None:
     """The kernel ``kind`` for ``dtype`` over ``n`` rows."""
     fn = getattr(library()[dtype], kind)
     if fn(n, _threads(n), *args):
-        raise MemoryError(f"{kind}: no memory for a workspace of "
-                          f"{args[0]} x {args[1]}")
+        raise MemoryError(f"{kind}: no memory for its per-thread workspace")
 
 
 class Update(NamedTuple):
@@ -167,6 +166,8 @@ class Update(NamedTuple):
 def update(Y: Tensor, bias: Tensor, keep: Optional[Tensor], scale: float,
            x: Optional[Tensor], keep_x: Optional[Tensor], P: Tensor,
            gamma: Optional[Tensor], beta: Optional[Tensor]) -> Update:
+    """The operands made contiguous; ``x`` is dropped without the skip
+    (``keep_x`` ``None``)."""
     return Update(*_contiguous(Y, bias, keep), scale,
                   *_contiguous(x if keep_x is not None else None, keep_x, P,
                                gamma, beta))

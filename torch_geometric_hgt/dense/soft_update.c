@@ -6,7 +6,8 @@
  *   out = sum_t P_t (gamma_t (y_t - mean_t) rstd_t + beta_t)
  *         (without norm: sum_t P_t y_t)
  *
- * and their backward. Built once per precision with -Dreal=float or
+ * and their backward, the typed input's backward and dropout masks.
+ * Built once per precision with -Dreal=float or
  * -Dreal=double, with OpenMP where the compiler has it: the exported
  * functions split n nodes over `threads` threads of the OpenMP runtime
  * torch has loaded (the same pool, so no thread spins against another);
