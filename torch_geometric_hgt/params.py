@@ -25,10 +25,15 @@ def dropout_keep(shape: Tuple[int, ...], p: float, device: torch.device,
     return torch.ge(torch.rand(shape, device=device), p, out=out)
 
 
+def dropout_scale(p: float) -> float:
+    """What kept entries are multiplied by."""
+    return 1 / (1 - p)
+
+
 def dropout_factor(keep: Tensor, p: float, dtype: torch.dtype) -> Tensor:
     """The factor a :func:`dropout_keep` mask multiplies by (the scale in
     ``dtype``'s precision, as the C kernels of the dense layer use it)."""
-    return keep.to(dtype) * (1 / (1 - p))
+    return keep.to(dtype) * dropout_scale(p)
 
 
 class RelTemporalEncoding(torch.nn.Module):

@@ -17,7 +17,8 @@ from torch import Tensor
 from torch_geometric_hgt.dense import native
 from torch_geometric_hgt.dense.chunking import (chunk_slices,
                                                 resolve_chunk_size)
-from torch_geometric_hgt.params import dropout_factor, dropout_keep
+from torch_geometric_hgt.params import (dropout_factor, dropout_keep,
+                                        dropout_scale)
 
 #: cap on exponents of non-edges (adj = 0), which contribute 0 anyway
 EXP_CAP = 80.0
@@ -146,7 +147,7 @@ def _native_update(h: Tensor, x: Tensor, P: Tensor,
     T = s.num_types
     Y = torch.mm(h, w.out).view(h.size(0), T, s.out_dim)
     return native.update(Y, w.out_bias.view(T, s.out_dim), keep,
-                         1 / (1 - s.dropout), x, w.keep_x, P, w.gamma,
+                         dropout_scale(s.dropout), x, w.keep_x, P, w.gamma,
                          w.beta)
 
 
@@ -316,8 +317,8 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     alpha = a * saved.expo
     agg_h, u, coef = _aggregate(alpha, E, v, w, b, s)
     agg = agg_h.transpose(0, 1).reshape(n, D)
-    update = _native_update_backward if native.usable(x) else \
-        _update_backward
+    fast = native.usable(x)
+    update = _native_update_backward if fast else _update_backward
     dz, h, dP, dx, dw[4:8] = update(g, agg, xf, Pf, saved, w, s, need[0])
     dw[3] = h.t() @ dz
     dagg = torch.ops.aten.gelu_backward(dz @ wt[2], agg)
@@ -357,7 +358,7 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     # typed input projection
     dw[0] = torch.cat([_typed_input(xf, Pf).t() @ dkqv, Pf.t() @ dkqv])
     dzv = torch.mm(dkqv, wt[0]).view(n, T, -1)
-    if native.usable(x):
+    if fast:
         if need[0] and dx is None:
             dx = torch.zeros_like(xf)
         native.typed_backward(dzv, xf, Pf, dP, dx)

@@ -137,10 +137,12 @@ def _contiguous(*ts: Optional[Tensor]) -> List[Optional[Tensor]]:
     return [None if t is None else t.contiguous() for t in ts]
 
 
-def _run(kind: str, dtype: torch.dtype, n: int, *args) -> None:
-    """The kernel ``kind`` for ``dtype`` over ``n`` rows."""
+def _run(kind: str, dtype: torch.dtype, n: int, *args,
+         threads: Optional[int] = None) -> None:
+    """The kernel ``kind`` for ``dtype`` over ``n`` rows, on ``threads``
+    (default :func:`_threads`)."""
     fn = getattr(library()[dtype], kind)
-    if fn(n, _threads(n), *args):
+    if fn(n, _threads(n) if threads is None else threads, *args):
         raise MemoryError(f"{kind}: no memory for its per-thread workspace")
 
 
@@ -201,9 +203,10 @@ def update_backward(g: Tensor, u: Update, mean: Optional[Tensor],
     g, mean, rstd = _contiguous(g, mean, rstd)
     dY, dP = torch.empty_like(u.Y), u.P.new_empty(n, T)
     # per-thread sums in float64: they run over every node of the chunk
-    acc = torch.zeros(_threads(n), 2 * T * D + T, dtype=torch.float64)
+    threads = _threads(n)
+    acc = torch.zeros(threads, 2 * T * D + T, dtype=torch.float64)
     _run('update_bwd', u.Y.dtype, n, T, D, *u.args(), _p(mean), _p(rstd),
-         _p(g), _p(dY), _p(dP), _p(dx), _p(acc))
+         _p(g), _p(dY), _p(dP), _p(dx), _p(acc), threads=threads)
     dgamma, dbias, dkeep_x = acc.sum(0).to(u.Y.dtype).split(
         [T * D, T * D, T])
     return (dY, dP, None if u.gamma is None else dgamma.view(T, D),
