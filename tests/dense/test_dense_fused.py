@@ -9,7 +9,9 @@ from torch_geometric_hgt import DenseHGT, DenseHGTConv
 from torch_geometric_hgt.dense.chunking import chunked
 from torch_geometric_hgt.dense.fused import dense_layer, supported
 
-SHAPES = [(True, 8, 2), (False, 8, 2), (False, 12, 3), (True, 12, 3)]
+# head size 8 at 8 nodes per graph runs the attention kernels
+SHAPES = [(True, 8, 2), (False, 8, 2), (False, 12, 3), (True, 12, 3),
+          (True, 16, 2)]
 
 
 def autograd_chunks(layer, size, mask):
@@ -21,13 +23,14 @@ def autograd_chunks(layer, size, mask):
 @pytest.mark.parametrize('kind', KINDS)
 @pytest.mark.parametrize('use_norm,out_dim,heads', SHAPES)
 @pytest.mark.parametrize('train', [False, True])
+@pytest.mark.parametrize('N', [5, 8])
 def test_matches_autograd_values_and_all_gradients(
-        kind, use_norm, out_dim, heads, train, dense_backend):
+        kind, use_norm, out_dim, heads, train, N, dense_backend):
     # training: dropout draws the same masks in the same order
     layer = randomize_(DenseHGTConv(8, out_dim, T, R, heads,
                                     use_norm=use_norm, dropout=0.3))
     layer.train(train)
-    x, P, adj, E, mask = soft_graph(kind)
+    x, P, adj, E, mask = soft_graph(kind, N=N)
     inputs = [t.clone().requires_grad_() for t in (x, P, adj, E)]
     weight = torch.randn(*x.shape[:2], out_dim)
     results = []
@@ -45,13 +48,14 @@ def test_matches_autograd_values_and_all_gradients(
             assert not torch.allclose(want, layer.eval()(*inputs, mask))
 
 
-def test_gradcheck_float64(dense_backend):
+@pytest.mark.parametrize('N,out_dim', [(4, 6), (8, 16)])
+def test_gradcheck_float64(N, out_dim, dense_backend):
     # gradcheck differentiates one graph many times: checkpointed chunks
     # run the hand-written backward on a fresh recomputation each time
-    layer = randomize_(DenseHGTConv(6, 6, T, R, 2, chunk_size=1,
+    layer = randomize_(DenseHGTConv(6, out_dim, T, R, 2, chunk_size=1,
                                     checkpoint=True, validate=False))
     layer.double().eval()  # not validated: perturbed adj leaves [0, 1]
-    x, P, adj, E, mask = soft_graph('masked', B=2, N=4, in_dim=6)
+    x, P, adj, E, mask = soft_graph('masked', B=2, N=N, in_dim=6)
     inputs = [t.double().requires_grad_() for t in (x, P, adj, E)]
     assert torch.autograd.gradcheck(lambda *a: layer(*a, mask), inputs)
 

@@ -3,6 +3,7 @@ code they stand in for, and how they are built or left out."""
 import pytest
 import torch
 from conftest import randomize_
+from test_dense_conv import R, soft_graph
 
 from torch_geometric_hgt import DenseHGTConv
 from torch_geometric_hgt.dense import fused, native
@@ -161,3 +162,79 @@ def test_dropout_mask_is_seeded_and_split_independent():
     out = torch.empty(4001, 3, dtype=torch.bool)
     assert native.dropout_mask((4001, 3), 0.3, out=out) is out
     assert not torch.equal(out, masks[0])  # the generator moved on
+
+
+def attention_case(kind, dtype, d, b):
+    """A chunk of ``b`` 8-node graphs, heads of size ``d``, the layer's
+    weights and their transposes for :func:`fused.chunk_backward`."""
+    H = 2
+    layer = randomize_(DenseHGTConv(8, H * d, T, R, H)).to(dtype)
+    x, P, adj, E, mask = soft_graph(kind, B=b, N=8)
+    if kind == 'extreme':  # scores beyond the exponent's cap and underflow
+        x = x * 40
+    with torch.no_grad():
+        w = fused.layer_weights(layer)
+    s = fused.Sizes(8, H * d, T, R, H, 0., 1e-5)
+    wt = (w.kqv[:-T].t().contiguous(), w.kqv[-T:].t(),
+          w.out.t().contiguous())
+    inputs = [t.to(dtype) for t in (x, P, adj, E)]
+    return inputs, mask, w, s, wt
+
+
+def chunk_results(inputs, mask, w, s, wt):
+    out, saved = fused.chunk_forward(*inputs, mask, w, s)
+    grad = torch.randn_like(out)
+    got, got_w = fused.chunk_backward(grad, *inputs, mask, w, s, saved,
+                                      [True] * 4, wt)
+    return [out, saved.expo, *got, *[t for t in got_w if t is not None]]
+
+
+@needs_library
+@pytest.mark.usefixtures('two_threads')
+@pytest.mark.parametrize('kind', ['random', 'masked', 'no_in_edges',
+                                  'zero_adj', 'hard', 'extreme'])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('d', [8, 16])
+@pytest.mark.parametrize('b', [1, 70])  # one thread, two
+def test_attention_kernels_match_torch(kind, dtype, d, b, monkeypatch):
+    case = attention_case(kind, dtype, d, b)
+    calls = []
+    monkeypatch.setattr(native, 'attention_forward', spy(
+        native.attention_forward, calls))
+    torch.manual_seed(0)
+    got = chunk_results(*case)
+    assert len(calls) == 2  # forward, and the backward's recomputation
+    monkeypatch.setattr(native, 'attention_usable', lambda N, d: False)
+    torch.manual_seed(0)
+    want = chunk_results(*case)
+    assert len(calls) == 2
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    for g, w in zip(got, want):
+        assert torch.isfinite(g).all()
+        assert torch.allclose(g, w, rtol=tol, atol=tol * float(
+            w.abs().max().clamp(min=1)))
+
+
+def spy(fn, calls):
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        return fn(*args, **kwargs)
+    return wrapped
+
+
+def test_attention_kernels_take_8_node_graphs_with_head_sizes_of_8k():
+    assert native.attention_usable(8, 8) and native.attention_usable(8, 32)
+    assert not native.attention_usable(7, 8)
+    assert not native.attention_usable(16, 8)
+    assert not native.attention_usable(8, 12)
+
+
+@needs_library
+def test_attention_backward_is_bitwise_repeatable():
+    case = attention_case('masked', torch.float32, 8, 40)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        runs.append(chunk_results(*case))
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)

@@ -70,6 +70,11 @@ def _typed_input(x: Tensor, P: Tensor) -> Tensor:
     return (P.unsqueeze(-1) * x.unsqueeze(1)).flatten(1)
 
 
+def _queries(kqv: Tensor, s: Sizes) -> Tensor:
+    """Q head-major ``[H, n, d]`` (a view of ``kqv``)."""
+    return kqv.view(kqv.size(0), 3, s.n_heads, s.d)[:, 1].transpose(0, 1)
+
+
 def _heads(kqv: Tensor, H: int, d: int, b: int
            ) -> Tuple[Tensor, Tensor, Tensor]:
     """K and V per graph ``[H b, N, d]`` (copies), Q head-major
@@ -103,6 +108,23 @@ def _edge_weights(adj: Tensor, mask: Optional[Tensor]) -> Tensor:
         return adj
     m = mask.to(adj.dtype)
     return adj * m.unsqueeze(-1) * m.unsqueeze(-2)
+
+
+def _attend(kqv: Tensor, a: Tensor, E: Tensor, w: Weights, s: Sizes,
+            b: int) -> Tuple[Tensor, Tensor]:
+    """The softmax weights before ``a`` ``[H, b, j, i]`` and ``agg [H, n,
+    d]`` (head-major) of ``b`` graphs with edge weights ``a``."""
+    N = a.size(-1)
+    k, q, v = _heads(kqv, s.n_heads, s.d, b)
+    pair = _pair_products(k, torch.bmm(q, w.query_fold), s)
+    score = (pair.view(s.n_heads, b, N, N, -1) * E).sum(-1)  # [H, b, j, i]
+    top = score.masked_fill(a <= 0, float('-inf')).amax(-2, keepdim=True)
+    top.masked_fill_(torch.isinf(top), 0.)
+    expo = (score - top).clamp_(max=EXP_CAP).exp_()
+    den = (a * expo).sum(-2, keepdim=True)
+    # targets without a positive adj: alpha = 0, no gradient
+    expo = torch.where(den > 0, expo / den.clamp(min=1e-30), 0.)
+    return expo, _aggregate(a * expo, E, v, w, b, s)[0]
 
 
 def _updated(agg: Tensor, x: Tensor, w: Weights, keep: Optional[Tensor],
@@ -204,23 +226,22 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     kqv = torch.mm(_typed_input(xf, Pf), w.kqv[:-T],
                    out=None if into is None else into.kqv)
     kqv.addmm_(Pf, w.kqv[-T:])
-    k, q, v = _heads(kqv, H, d, b)
-    pair = _pair_products(k, torch.bmm(q, w.query_fold), s)
-    score = (pair.view(H, b, N, N, -1) * E).sum(-1)  # [H, b, j, i]
     a = _edge_weights(adj, mask)
-    top = score.masked_fill(a <= 0, float('-inf')).amax(-2, keepdim=True)
-    top.masked_fill_(torch.isinf(top), 0.)
-    expo = (score - top).clamp_(max=EXP_CAP).exp_()
-    den = (a * expo).sum(-2, keepdim=True)
-    # targets without a positive adj: alpha = 0, no gradient
-    expo = torch.where(den > 0, expo / den.clamp(min=1e-30), 0.)
-    agg, _, _ = _aggregate(a * expo, E, v, w, b, s)
+    fast = native.usable(x)
+    if fast and native.attention_usable(N, d):
+        expo = x.new_empty(H, b, N, N) if into is None else into.expo
+        qa = torch.bmm(_queries(kqv, s), w.query_fold)
+        u = native.attention_forward(kqv, qa, E.contiguous(), a.contiguous(),
+                                     expo)
+        agg = torch.bmm(u, w.msg)
+    else:
+        expo, agg = _attend(kqv, a, E, w, s, b)
     agg = agg.transpose(0, 1).reshape(n, s.out_dim)
     keep = None
     if s.dropout > 0:  # one mask per node shared by all types
         keep = dropout_keep((n, 1, s.out_dim), s.dropout, x.device,
                             out=None if into is None else into.keep)
-    if native.usable(x):
+    if fast:
         out, mean, rstd = _native_update_forward(
             agg, xf, Pf, keep, w, s,
             *([None, None] if into is None else [into.mean, into.rstd]))
@@ -231,10 +252,10 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
         out.mul_(mask.unsqueeze(-1))
     if into is None:
         return out, Saved(kqv, expo, mean, rstd, keep)
-    into.expo.copy_(expo)
-    if mean is not None and mean.data_ptr() != into.mean.data_ptr():
-        into.mean.copy_(mean)
-        into.rstd.copy_(rstd)
+    for got, buf in ((expo, into.expo), (mean, into.mean),
+                     (rstd, into.rstd)):
+        if got is not None and got.data_ptr() != buf.data_ptr():
+            buf.copy_(got)
     return out, into
 
 
@@ -296,6 +317,41 @@ def _native_update_backward(g: Tensor, agg: Tensor, x: Tensor, P: Tensor,
             [dbias.flatten(), dkeep_x, dgamma, dbeta])
 
 
+def _attention_backward(du: Tensor, k: Tensor, v: Tensor, q: Tensor,
+                        coef: Tensor, alpha: Tensor, E: Tensor,
+                        expo: Tensor, dkqv: Tensor, need: List[bool],
+                        w: Weights, s: Sizes, b: int
+                        ) -> Tuple[Tensor, Optional[Tensor],
+                                   Optional[Tensor]]:
+    """Backward of :func:`_attend` after the message map for ``du [H, n,
+    R d]`` (the gradient of :func:`_aggregate`'s ``u``), with its
+    ``coef``, keys and values per graph ``k, v [H b, N, d]``, queries ``q
+    [H, n, d]`` and ``alpha = a expo``: writes the K and V parts of
+    ``dkqv`` and returns the folded queries' gradient ``[H, n, R d]``,
+    ``dE`` and ``d adj`` (before the mask) where ``need``."""
+    H, R, d, N = s.n_heads, s.num_relations, s.d, alpha.size(-1)
+    n = b * N
+    du = du.view(H * b, N * R, d)
+    dcoef = torch.bmm(v, du.transpose(1, 2)).view(H, b, N, N, R)
+    dv = torch.bmm(coef, du)  # [H b, j, d]
+    dalpha = (dcoef * E).sum(-1)
+    dE = (dcoef * alpha.unsqueeze(-1)).sum(0) if need[3] else None
+    del dcoef
+    dalpha -= (alpha * dalpha).sum(-2, keepdim=True)
+    dadj = (expo * dalpha).sum(0) if need[2] else None
+    dscore = dalpha.mul_(alpha)
+    qa = torch.bmm(q, w.query_fold)
+    if dE is not None:  # the per-relation scores only serve dE
+        pair = _pair_products(k, qa, s)
+        dE += (pair.view(H, b, N, N, R) * dscore.unsqueeze(-1)).sum(0)
+    dpair = (dscore.unsqueeze(-1) * E).view(H * b, N, N * R)
+    dk = torch.bmm(dpair, qa.view(H * b, N * R, d))
+    for i, t in ((0, dk), (2, dv)):
+        dkqv.view(n, 3, H, d)[:, i].copy_(t.view(H, n, d).transpose(0, 1))
+    return (torch.bmm(dpair.transpose(1, 2), k).view(H, n, R * d), dE,
+            dadj)
+
+
 def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
                    mask: Optional[Tensor], w: Weights, s: Sizes,
                    saved: Saved, need: List[bool], wt: Tuple[Tensor, ...]
@@ -312,12 +368,21 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     if mask is not None:
         g = g * mask.reshape(n, 1)
     dw: List[Optional[Tensor]] = [None] * len(w)
-    k, q, v = _heads(saved.kqv, H, d, b)
     a = _edge_weights(adj, mask)
-    alpha = a * saved.expo
-    agg_h, u, coef = _aggregate(alpha, E, v, w, b, s)
-    agg = agg_h.transpose(0, 1).reshape(n, D)
     fast = native.usable(x)
+    kernels = fast and native.attention_usable(N, d)
+    q = _queries(saved.kqv, s)
+    if kernels:
+        E, a = E.contiguous(), a.contiguous()
+        qa = torch.bmm(q, w.query_fold)
+        u = native.attention_forward(saved.kqv, qa, E, a, saved.expo,
+                                     recompute=True)
+        agg_h = torch.bmm(u, w.msg)
+    else:
+        k, _, v = _heads(saved.kqv, H, d, b)
+        alpha = a * saved.expo
+        agg_h, u, coef = _aggregate(alpha, E, v, w, b, s)
+    agg = agg_h.transpose(0, 1).reshape(n, D)
     update = _native_update_backward if fast else _update_backward
     dz, h, dP, dx, dw[4:8] = update(g, agg, xf, Pf, saved, w, s, need[0])
     dw[3] = h.t() @ dz
@@ -327,33 +392,24 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     # attention
     dagg = dagg.view(n, H, d).transpose(0, 1)  # [H, n, d]
     dw[2] = torch.bmm(u.view(H, n, R * d).transpose(1, 2), dagg)
-    du = torch.bmm(dagg, w.msg.transpose(1, 2)).view(H * b, N * R, d)
-    dcoef = torch.bmm(v, du.transpose(1, 2))  # [H b, j, i R]
-    dv = torch.bmm(coef, du)  # [H b, j, d]
-    del du, coef, u
-    dcoef = dcoef.view(H, b, N, N, R)
-    dalpha = (dcoef * E).sum(-1)
-    dE = (dcoef * alpha.unsqueeze(-1)).sum(0) if need[3] else None
-    dalpha -= (alpha * dalpha).sum(-2, keepdim=True)
-    dadj = None
-    if need[2]:
-        dadj = (saved.expo * dalpha).sum(0)
-        if mask is not None:
-            dadj = _edge_weights(dadj, mask)
-    dscore = dalpha.mul_(alpha)
-    qa = torch.bmm(q, w.query_fold)
-    if dE is not None:  # the per-relation scores only serve dE
-        pair = _pair_products(k, qa, s)
-        dE += (pair.view(H, b, N, N, R) * dscore.unsqueeze(-1)).sum(0)
-    dpair = (dscore.unsqueeze(-1) * E).view(H * b, N, N * R)
-    dk = torch.bmm(dpair, qa.view(H * b, N * R, d))
-    dqa = torch.bmm(dpair.transpose(1, 2), k).view(H, n, -1)
+    du = torch.bmm(dagg, w.msg.transpose(1, 2))  # [H, n, R d]
+    del u
+    dkqv = torch.empty_like(saved.kqv)
+    if kernels:
+        dqa, dE, dadj = native.attention_backward(
+            saved.kqv, qa, E, a, saved.expo, du, dkqv, need[3], need[2])
+        del qa
+    else:
+        dqa, dE, dadj = _attention_backward(du, k, v, q, coef, alpha, E,
+                                            saved.expo, dkqv, need, w, s, b)
+        del coef
+    del du
+    if dadj is not None and mask is not None:
+        dadj = _edge_weights(dadj, mask)
     dw[1] = torch.bmm(q.transpose(1, 2), dqa)
     dq = torch.bmm(dqa, w.query_fold.transpose(1, 2))
-    del dpair, dqa, qa
-    dkqv = torch.empty_like(saved.kqv)
-    for i, t in enumerate((dk.view(H, n, d), dq, dv.view(H, n, d))):
-        dkqv.view(n, 3, H, d)[:, i].copy_(t.transpose(0, 1))
+    dkqv.view(n, 3, H, d)[:, 1].copy_(dq.transpose(0, 1))
+    del dqa, dq
 
     # typed input projection
     dw[0] = torch.cat([_typed_input(xf, Pf).t() @ dkqv, Pf.t() @ dkqv])

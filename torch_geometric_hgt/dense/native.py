@@ -1,13 +1,17 @@
-"""Optional C kernels for the soft update of the dense layer's hand-written
-backward (``soft_update.c``): each does in one pass over a node's
-``[T, D]`` block what takes torch ~8 (forward) and ~15 (backward) passes
-over memory. Compiled on first use with the system C compiler (about a
-second, no torch headers) into a per-user cache and called through
-``ctypes``. Built with OpenMP where the compiler has it, they run on the
+"""Optional C kernels for the dense layer's hand-written backward: the
+per-type soft update (``soft_update.c``), which does in one pass over a
+node's ``[T, D]`` block what takes torch ~8 (forward) and ~15 (backward)
+passes over memory, and the per-graph attention of 8-node graphs
+(``attention.c``), which keeps a graph's scores, softmax and sums over
+sources in registers where torch runs ~25 batched operations over
+``[H, b, 8, 8, R]`` tensors. Compiled on first use with the system C
+compiler (about two seconds, no torch headers) into a per-user cache and
+called through ``ctypes``. Built with OpenMP where the compiler has it, they run on the
 OpenMP runtime torch has loaded, on ``torch.get_num_threads()`` threads.
 Without a compiler, on CUDA, or with ``TORCH_GEOMETRIC_HGT_NATIVE=0``, the
-torch code in :mod:`torch_geometric_hgt.dense.fused` runs instead; tests
-check that both agree."""
+torch code in :mod:`torch_geometric_hgt.dense.fused` runs instead, and for
+the attention also for graphs of other sizes or head sizes that are not a
+multiple of 8; tests check that both agree."""
 import ctypes
 import functools
 import hashlib
@@ -24,7 +28,8 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-_SOURCE = Path(__file__).with_name('soft_update.c')
+_SOURCES = [Path(__file__).with_name(f) for f in
+            ('kernels.h', 'soft_update.c', 'attention.c')]
 #: reassociation lets the compiler vectorize the sums; no finite-math, so
 #: NaN and inf propagate as in torch
 _FLAGS = ['-O3', '-march=native', '-fPIC', '-shared', '-fno-math-errno',
@@ -32,6 +37,8 @@ _FLAGS = ['-O3', '-march=native', '-fPIC', '-shared', '-fno-math-errno',
           '-ffp-contract=fast']
 #: rows per thread below which fewer threads run
 _MIN_ROWS = 256
+#: graph size and feature multiple of the attention kernels (vector lanes)
+LANES = 8
 
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 
@@ -68,16 +75,18 @@ def _build(cc: str, real: str) -> Path:
     for openmp in (['-fopenmp'], []):
         flags = [*_FLAGS, *openmp, f'-Dreal={real}']
         key = hashlib.sha256('\0'.join(
-            [_SOURCE.read_text(), cc, _cpu_key(), *flags]).encode())
-        target = _cache_dir() / f'soft_update_{key.hexdigest()[:16]}.so'
+            [*(f.read_text() for f in _SOURCES), cc, _cpu_key(),
+             *flags]).encode())
+        target = _cache_dir() / f'dense_kernels_{key.hexdigest()[:16]}.so'
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         # build aside and rename: racing processes see a whole file or none
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             so = Path(tmp) / target.name
-            run = subprocess.run([cc, *flags, '-o', str(so), str(_SOURCE),
-                                  '-lm'], capture_output=True, text=True)
+            run = subprocess.run([cc, *flags, '-o', str(so),
+                                  *(str(f) for f in _SOURCES[1:]), '-lm'],
+                                 capture_output=True, text=True)
             if run.returncode == 0:
                 os.replace(so, target)
                 return target
@@ -93,7 +102,11 @@ def _load(cc: str, real: str, c_real) -> ctypes.CDLL:
     lib.typed_bwd.argtypes = [_i64, _int, _i64, _i64] + [_ptr] * 5
     lib.dropout_mask.argtypes = [_i64, _int, ctypes.c_uint64,
                                  ctypes.c_uint64, _ptr]
+    shape = [_i64, _int] + [_i64] * 4
+    lib.attn_fwd.argtypes = shape + [_ptr] * 5 + [_int, _ptr]
+    lib.attn_bwd.argtypes = shape + [_ptr] * 10
     lib.update_fwd.restype = lib.update_bwd.restype = ctypes.c_int
+    lib.attn_fwd.restype = lib.attn_bwd.restype = ctypes.c_int
     lib.typed_bwd.restype = lib.dropout_mask.restype = None
     return lib
 
@@ -236,3 +249,57 @@ def dropout_mask(shape: Tuple[int, ...], p: float,
     _run('dropout_mask', torch.float32, keep.numel(), seed, threshold,
          _p(keep.view(torch.uint8)))
     return keep
+
+
+def attention_usable(N: int, d: int) -> bool:
+    """Whether the attention kernels take graphs of ``N`` nodes with head
+    size ``d`` (the graph is one vector of :data:`LANES`)."""
+    return N == LANES and d % LANES == 0
+
+
+def _attention_args(kqv: Tensor, qa: Tensor, E: Tensor, a: Tensor,
+                    expo: Tensor) -> list:
+    """The shape and the common operands of the attention kernels: ``kqv
+    [n, 3 H d]``, ``qa [H, n, R d]``, ``E [b, N, N, R]``, ``a [b, N, N]``
+    and ``expo [H, b, N, N]`` (whose head stride is free), all contiguous
+    but for that stride."""
+    b, _, _, R = E.shape
+    H = expo.size(0)
+    if not all(t.is_contiguous() for t in (kqv, qa, E, a, expo[0])):
+        raise ValueError("attention kernels: kqv, qa, E, a and each head "
+                         "of expo must be contiguous")
+    return [b, _threads(b * LANES), H, R, kqv.size(1) // (3 * H),
+            expo.stride(0), _p(kqv), _p(qa), _p(E), _p(a), _p(expo)]
+
+
+def attention_forward(kqv: Tensor, qa: Tensor, E: Tensor, a: Tensor,
+                      expo: Tensor, recompute: bool = False) -> Tensor:
+    """Per graph and head: the softmax weights before ``a`` into ``expo``
+    (read from it instead if ``recompute``) and ``u [H, n, R d]``, the sum
+    over sources ``j`` of ``a_ji expo_ji E_jir v_j`` (see
+    :func:`_attention_args` for the operands; ``qa`` are the folded
+    queries ``q mu_r / sqrt(d) A_r^T``)."""
+    args = _attention_args(kqv, qa, E, a, expo)
+    u = torch.empty_like(qa)
+    if library()[kqv.dtype].attn_fwd(*args, int(recompute), _p(u)):
+        raise MemoryError("attn_fwd: no memory for its workspace")
+    return u
+
+
+def attention_backward(kqv: Tensor, qa: Tensor, E: Tensor, a: Tensor,
+                       expo: Tensor, du: Tensor, dkqv: Tensor, need_E: bool,
+                       need_a: bool
+                       ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    """Backward of :func:`attention_forward` for ``du = d u``: writes the
+    K and V parts of ``dkqv`` (contiguous, like ``kqv``) and returns
+    ``d qa [H, n, R d]`` and, where asked, ``dE`` and ``d a`` (summed over
+    heads)."""
+    args = _attention_args(kqv, qa, E, a, expo)
+    du = du.contiguous()
+    dqa = torch.empty_like(qa)
+    dE = torch.empty_like(E) if need_E else None
+    da = torch.empty_like(a) if need_a else None
+    if library()[kqv.dtype].attn_bwd(*args, _p(du), _p(dkqv), _p(dqa),
+                                     _p(dE), _p(da)):
+        raise MemoryError("attn_bwd: no memory for its workspace")
+    return dqa, dE, da

@@ -7,28 +7,13 @@
  *         (without norm: sum_t P_t y_t)
  *
  * and their backward, the typed input's backward and dropout masks.
- * Built once per precision with -Dreal=float or
- * -Dreal=double, with OpenMP where the compiler has it: the exported
- * functions split n nodes over `threads` threads of the OpenMP runtime
- * torch has loaded (the same pool, so no thread spins against another);
- * the *_rows functions do nodes [lo, hi). Sums over nodes go to one double
- * accumulator per thread, so results depend on the thread count only.
+ * Built as kernels.h says; the exported functions split n nodes over
+ * `threads` threads, the *_rows functions do nodes [lo, hi). Sums over
+ * nodes go to one double accumulator per thread, so results depend on the
+ * thread count only.
  * Optional operands are NULL when absent. The update functions return 0,
  * or -1 where a workspace cannot be allocated. */
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-#ifdef _OPENMP
-#include <omp.h>
-/* this thread's nodes [lo, hi) of n, and its rank */
-#define TEAM_ROWS(n)                                                       \
-    const int rank = omp_get_thread_num(), team = omp_get_num_threads();   \
-    const int64_t lo = (n) * rank / team, hi = (n) * (rank + 1) / team;
-#else
-#define TEAM_ROWS(n)                                                       \
-    const int rank = 0;                                                    \
-    const int64_t lo = 0, hi = (n);
-#endif
+#include "kernels.h"
 
 /* per-feature factor of node i's dropout: scale where kept, else 0 */
 static void dropout_row(const uint8_t *restrict keep, real scale, int64_t D,
