@@ -85,12 +85,14 @@ def test_update_kernels_match_torch(n, dtype, use_norm, skip, dropout):
 def test_typed_backward_matches_torch(n, with_dx):
     dzv, x = torch.randn(n, T, 6), torch.randn(n, 6)
     P = torch.randn(n, T).softmax(-1)
+    dkqv, bias = torch.randn(n, 9), torch.randn(T, 9)
     dP, dx = torch.randn(n, T), torch.randn(n, 6)
-    want_dP = dP + torch.linalg.vecdot(dzv, x.unsqueeze(1))
+    want_dP = dP + torch.linalg.vecdot(dzv, x.unsqueeze(1)) + dkqv @ bias.t()
     want_dx = dx + (P.unsqueeze(-1) * dzv).sum(1)
     got_dx = dx.clone() if with_dx else None
-    native.typed_backward(dzv, x, P, dP, got_dx)
+    dbias = native.typed_backward(dzv, x, P, dkqv, bias, dP, got_dx)
     assert torch.allclose(dP, want_dP, atol=1e-5)
+    assert torch.allclose(dbias, P.t() @ dkqv, atol=1e-4)
     if with_dx:
         assert torch.allclose(got_dx, want_dx, atol=1e-5)
 

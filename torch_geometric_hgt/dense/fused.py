@@ -412,18 +412,21 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     del dqa, dq
 
     # typed input projection
-    dw[0] = torch.cat([_typed_input(xf, Pf).t() @ dkqv, Pf.t() @ dkqv])
+    dw[0] = dkqv.new_empty(w.kqv.shape)
+    torch.mm(_typed_input(xf, Pf).t(), dkqv, out=dw[0][:-T])
     dzv = torch.mm(dkqv, wt[0]).view(n, T, -1)
     if fast:
         if need[0] and dx is None:
             dx = torch.zeros_like(xf)
-        native.typed_backward(dzv, xf, Pf, dP, dx)
+        dw[0][-T:] = native.typed_backward(dzv, xf, Pf, dkqv, w.kqv[-T:], dP,
+                                           dx)
     else:
+        torch.mm(Pf.t(), dkqv, out=dw[0][-T:])
         if need[0]:
             dxk = torch.bmm(Pf.unsqueeze(1), dzv).squeeze(1)
             dx = dxk if dx is None else dx.add_(dxk)
         dP += torch.linalg.vecdot(dzv, xf.unsqueeze(1))
-    dP.addmm_(dkqv, wt[1])
+        dP.addmm_(dkqv, wt[1])
     return [None if dx is None else dx.view(b, N, -1), dP.view(b, N, T),
             dadj, dE], dw
 

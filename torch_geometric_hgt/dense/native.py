@@ -99,7 +99,7 @@ def _load(cc: str, real: str, c_real) -> ctypes.CDLL:
     rows = [_i64, _int, _i64, _i64, _ptr, _ptr, _ptr, c_real] + [_ptr] * 5
     lib.update_fwd.argtypes = rows + [c_real, _ptr, _ptr, _ptr]
     lib.update_bwd.argtypes = rows + [_ptr] * 7
-    lib.typed_bwd.argtypes = [_i64, _int, _i64, _i64] + [_ptr] * 5
+    lib.typed_bwd.argtypes = [_i64, _int] + [_i64] * 3 + [_ptr] * 8
     lib.dropout_mask.argtypes = [_i64, _int, ctypes.c_uint64,
                                  ctypes.c_uint64, _ptr]
     shape = [_i64, _int] + [_i64] * 4
@@ -107,7 +107,8 @@ def _load(cc: str, real: str, c_real) -> ctypes.CDLL:
     lib.attn_bwd.argtypes = shape + [_ptr] * 10
     lib.update_fwd.restype = lib.update_bwd.restype = ctypes.c_int
     lib.attn_fwd.restype = lib.attn_bwd.restype = ctypes.c_int
-    lib.typed_bwd.restype = lib.dropout_mask.restype = None
+    lib.typed_bwd.restype = ctypes.c_int
+    lib.dropout_mask.restype = None
     return lib
 
 
@@ -226,15 +227,20 @@ def update_backward(g: Tensor, u: Update, mean: Optional[Tensor],
             dbias.view(T, D), None if u.x is None else dkeep_x)
 
 
-def typed_backward(dzv: Tensor, x: Tensor, P: Tensor, dP: Tensor,
-                   dx: Optional[Tensor]) -> None:
-    """Backward of the typed input ``[P_t x]``: adds ``dzv [n, T, F]``'s
-    share to ``dP [n, T]`` and (if given) to ``dx [n, F]`` (both
-    contiguous)."""
+def typed_backward(dzv: Tensor, x: Tensor, P: Tensor, dkqv: Tensor,
+                   bias: Tensor, dP: Tensor, dx: Optional[Tensor]) -> Tensor:
+    """Backward of the typed input ``[P_t x]`` and of the K/Q/V biases
+    ``sum_t P_t b_t`` (``bias [T, O]``), for ``dzv [n, T, F]`` and ``dkqv
+    [n, O]``: adds their share to ``dP [n, T]`` and (if given) to ``dx [n,
+    F]`` (both contiguous) and returns the biases' gradient ``[T, O]``."""
     n, T, F = dzv.shape
-    dzv, x, P = _contiguous(dzv, x, P)
-    _run('typed_bwd', dzv.dtype, n, T, F, _p(dzv), _p(x), _p(P), _p(dP),
-         _p(dx))
+    dzv, x, P, dkqv, bias = _contiguous(dzv, x, P, dkqv, bias)
+    threads = _threads(n)
+    acc = torch.zeros(threads, T, dkqv.size(1), dtype=torch.float64)
+    _run('typed_bwd', dzv.dtype, n, T, F, dkqv.size(1), _p(dzv), _p(x),
+         _p(P), _p(dkqv), _p(bias), _p(dP), _p(dx), _p(acc),
+         threads=threads)
+    return acc.sum(0).to(dzv.dtype)
 
 
 def dropout_mask(shape: Tuple[int, ...], p: float,

@@ -11,8 +11,8 @@
  * `threads` threads, the *_rows functions do nodes [lo, hi). Sums over
  * nodes go to one double accumulator per thread, so results depend on the
  * thread count only.
- * Optional operands are NULL when absent. The update functions return 0,
- * or -1 where a workspace cannot be allocated. */
+ * Optional operands are NULL when absent. The functions with a workspace
+ * return 0, or -1 where it cannot be allocated. */
 #include "kernels.h"
 
 /* per-feature factor of node i's dropout: scale where kept, else 0 */
@@ -102,22 +102,19 @@ static int update_fwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t D,
 /* nodes summed in working precision before adding to the double sums */
 #define FLUSH 16
 
-/* adds part [2 m] to a [m] and b [m] and zeroes it */
-static void flush(real *restrict part, int64_t len, double *restrict a,
-                  double *restrict b, int64_t m)
+/* adds part [m] to sum [m] and zeroes it */
+static void flush(real *restrict part, double *restrict sum, int64_t m)
 {
     for (int64_t k = 0; k < m; ++k) {
-        a[k] += part[k];
-        b[k] += part[m + k];
-    }
-    for (int64_t k = 0; k < len; ++k)
+        sum[k] += part[k];
         part[k] = 0;
+    }
 }
 
 /* g [n, D]: the gradient of out. Writes dY [n, T, D] (of the output map
  * with its bias) and dP [n, T]; adds the skip's share to dx [n, D] (given
- * with x) and sums over nodes to dgamma [T, D], dbias [T, D] and
- * dkeep_x [T]. */
+ * with x) and sums over nodes to dgamma [2, T, D] (dgamma, then dbias)
+ * and dkeep_x [T]. */
 static int update_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t D,
                 const real *restrict Y, const real *restrict bias,
                 const uint8_t *restrict keep, real scale,
@@ -126,8 +123,7 @@ static int update_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t D,
                 const real *restrict beta, const real *restrict mean,
                 const real *restrict rstd, const real *restrict g,
                 real *restrict dY, real *restrict dP, real *restrict dx,
-                double *restrict dgamma, double *restrict dbias,
-                double *restrict dkeep_x)
+                double *restrict dgamma, double *restrict dkeep_x)
 {
     /* y, f, dy, then sums over up to FLUSH nodes of dgamma and dbias */
     real *y = calloc((3 * T + 2) * D, sizeof(real)), *f = y + T * D;
@@ -136,7 +132,7 @@ static int update_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t D,
         return -1;
     for (int64_t i = lo; i < hi; ++i) {
         if ((i - lo) % FLUSH == 0)
-            flush(dga_part, 2 * T * D, dgamma, dbias, T * D);
+            flush(dga_part, dgamma, 2 * T * D);
         dropout_row(keep ? keep + i * D : 0, scale, D, f);
         const real *restrict xi = x ? x + i * D : 0;
         gated(Y + i * T * D, bias, f, xi, keep_x, T, D, y);
@@ -187,25 +183,41 @@ static int update_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t D,
             }
         }
     }
-    flush(dga_part, 2 * T * D, dgamma, dbias, T * D);
+    flush(dga_part, dgamma, 2 * T * D);
     free(y);
     return 0;
 }
 
-/* Backward of the typed input [P_t x]: adds dzv [n, T, F]'s share to
- * dP [n, T] and to dx [n, F] (if given). */
-static void typed_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t F,
-               const real *restrict dzv, const real *restrict x,
-               const real *restrict P, real *restrict dP,
-               real *restrict dx)
+/* Backward of the typed input [P_t x] and of the K/Q/V biases sum_t P_t
+ * b_t, for dzv [n, T, F] (the gradient of [P_t x]) and dkqv [n, O]:
+ * adds to dP [n, T] and to dx [n, F] (if given) and sums P_t dkqv over
+ * nodes into dbias [T, O]. */
+static int typed_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t F,
+                          int64_t O, const real *restrict dzv,
+                          const real *restrict x, const real *restrict P,
+                          const real *restrict dkqv,
+                          const real *restrict bias, real *restrict dP,
+                          real *restrict dx, double *restrict dbias)
 {
+    real *part = calloc(T * O, sizeof(real));
+    if (!part)
+        return -1;
     for (int64_t i = lo; i < hi; ++i) {
+        if ((i - lo) % FLUSH == 0)
+            flush(part, dbias, T * O);
         const real *restrict xi = x + i * F, *restrict p = P + i * T;
+        const real *restrict dk = dkqv + i * O;
         for (int64_t t = 0; t < T; ++t) {
             const real *restrict dz = dzv + (i * T + t) * F;
+            const real *restrict bt = bias + t * O;
+            real *restrict pt = part + t * O;
             real s = 0;
             for (int64_t k = 0; k < F; ++k)
                 s += dz[k] * xi[k];
+            for (int64_t k = 0; k < O; ++k) {
+                s += dk[k] * bt[k];
+                pt[k] += p[t] * dk[k];
+            }
             dP[i * T + t] += s;
             if (dx) {
                 real *restrict dxi = dx + i * F;
@@ -214,6 +226,9 @@ static void typed_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t F,
             }
         }
     }
+    flush(part, dbias, T * O);
+    free(part);
+    return 0;
 }
 
 /* A dropout mask: keep[i] = 1 with probability 1 - threshold / 2^32, from
@@ -267,21 +282,25 @@ int update_bwd(int64_t n, int threads, int64_t T, int64_t D,
         double *dgamma = acc + rank * (2 * T * D + T);
         err |= update_bwd_rows(lo, hi, T, D, Y, bias, keep, scale, x, keep_x,
                                P, gamma, beta, mean, rstd, g, dY, dP, dx,
-                               dgamma, dgamma + T * D, dgamma + 2 * T * D);
+                               dgamma, dgamma + 2 * T * D);
     }
     return err;
 }
 
-void typed_bwd(int64_t n, int threads, int64_t T, int64_t F,
-               const real *dzv, const real *x, const real *P, real *dP,
-               real *dx)
+/* acc [threads, T, O]: per thread dbias */
+int typed_bwd(int64_t n, int threads, int64_t T, int64_t F, int64_t O,
+              const real *dzv, const real *x, const real *P,
+              const real *dkqv, const real *bias, real *dP, real *dx,
+              double *acc)
 {
-#pragma omp parallel num_threads(threads)
+    int err = 0;
+#pragma omp parallel num_threads(threads) reduction(| : err)
     {
         TEAM_ROWS(n)
-        (void)rank;
-        typed_bwd_rows(lo, hi, T, F, dzv, x, P, dP, dx);
+        err |= typed_bwd_rows(lo, hi, T, F, O, dzv, x, P, dkqv, bias, dP,
+                              dx, acc + rank * T * O);
     }
+    return err;
 }
 
 void dropout_mask(int64_t n, int threads, uint64_t seed, uint64_t threshold,
