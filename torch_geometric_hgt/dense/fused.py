@@ -310,9 +310,8 @@ def _native_update_backward(g: Tensor, agg: Tensor, x: Tensor, P: Tensor,
     h = F.gelu(agg)
     u = _native_update(h, x, P, saved.keep, w, s)
     dx = None if u.x is None else torch.zeros_like(x)
-    dY, dP, dgamma, dbias, dkeep_x = native.update_backward(
+    dY, dP, dgamma, dbias, dkeep_x, dbeta = native.update_backward(
         g, u, saved.mean, saved.rstd, dx)
-    dbeta = None if w.gamma is None else P.t() @ g
     return (dY.flatten(1), h, dP, dx if need_dx else None,
             [dbias.flatten(), dkeep_x, dgamma, dbeta])
 

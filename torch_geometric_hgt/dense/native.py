@@ -207,24 +207,27 @@ def update_forward(u: Update, eps: float, mean: Optional[Tensor] = None,
 def update_backward(g: Tensor, u: Update, mean: Optional[Tensor],
                     rstd: Optional[Tensor], dx: Optional[Tensor]
                     ) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor,
-                               Optional[Tensor]]:
+                               Optional[Tensor], Optional[Tensor]]:
     """Backward of :func:`update_forward` for ``g = d out [n, D]``:
     ``dY [n, T, D]``, ``dP [n, T]``, and summed over nodes ``dgamma
-    [T, D]`` (``None`` without norm), ``dbias [T, D]`` and ``dkeep_x
-    [T]`` (``None`` without skip); adds the skip's share of ``dx`` to
-    ``dx [n, D]`` (contiguous, required with the skip)."""
+    [T, D]`` (``None`` without norm), ``dbias [T, D]``, ``dkeep_x [T]``
+    (``None`` without skip) and ``dbeta [T, D]`` (``None`` without norm);
+    adds the skip's share of ``dx`` to ``dx [n, D]`` (contiguous, required
+    with the skip)."""
     n, T, D = u.Y.shape
     g, mean, rstd = _contiguous(g, mean, rstd)
     dY, dP = torch.empty_like(u.Y), u.P.new_empty(n, T)
     # per-thread sums in float64: they run over every node of the chunk
     threads = _threads(n)
-    acc = torch.zeros(threads, 2 * T * D + T, dtype=torch.float64)
+    acc = torch.zeros(threads, 3 * T * D + T, dtype=torch.float64)
     _run('update_bwd', u.Y.dtype, n, T, D, *u.args(), _p(mean), _p(rstd),
          _p(g), _p(dY), _p(dP), _p(dx), _p(acc), threads=threads)
-    dgamma, dbias, dkeep_x = acc.sum(0).to(u.Y.dtype).split(
-        [T * D, T * D, T])
-    return (dY, dP, None if u.gamma is None else dgamma.view(T, D),
-            dbias.view(T, D), None if u.x is None else dkeep_x)
+    dgamma, dbias, dbeta, dkeep_x = acc.sum(0).to(u.Y.dtype).split(
+        [T * D, T * D, T * D, T])
+    norm = u.gamma is not None
+    return (dY, dP, dgamma.view(T, D) if norm else None, dbias.view(T, D),
+            None if u.x is None else dkeep_x,
+            dbeta.view(T, D) if norm else None)
 
 
 def typed_backward(dzv: Tensor, x: Tensor, P: Tensor, dkqv: Tensor,

@@ -113,7 +113,7 @@ static void flush(real *restrict part, double *restrict sum, int64_t m)
 
 /* g [n, D]: the gradient of out. Writes dY [n, T, D] (of the output map
  * with its bias) and dP [n, T]; adds the skip's share to dx [n, D] (given
- * with x) and sums over nodes to dgamma [2, T, D] (dgamma, then dbias)
+ * with x) and sums over nodes to dgamma [3, T, D] (dgamma, dbias, dbeta)
  * and dkeep_x [T]. */
 static int update_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t D,
                 const real *restrict Y, const real *restrict bias,
@@ -125,14 +125,15 @@ static int update_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t D,
                 real *restrict dY, real *restrict dP, real *restrict dx,
                 double *restrict dgamma, double *restrict dkeep_x)
 {
-    /* y, f, dy, then sums over up to FLUSH nodes of dgamma and dbias */
-    real *y = calloc((3 * T + 2) * D, sizeof(real)), *f = y + T * D;
+    /* y, f, dy, then sums over up to FLUSH nodes of dgamma, dbias, dbeta */
+    real *y = calloc((4 * T + 2) * D, sizeof(real)), *f = y + T * D;
     real *dy = f + D, *dga_part = dy + D, *db_part = dga_part + T * D;
+    real *dbe_part = db_part + T * D;
     if (!y)
         return -1;
     for (int64_t i = lo; i < hi; ++i) {
         if ((i - lo) % FLUSH == 0)
-            flush(dga_part, dgamma, 2 * T * D);
+            flush(dga_part, dgamma, 3 * T * D);
         dropout_row(keep ? keep + i * D : 0, scale, D, f);
         const real *restrict xi = x ? x + i * D : 0;
         gated(Y + i * T * D, bias, f, xi, keep_x, T, D, y);
@@ -145,11 +146,13 @@ static int update_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t D,
                 const real *restrict ga = gamma + t * D;
                 const real *restrict be = beta + t * D;
                 real *restrict dga = dga_part + t * D;
+                real *restrict dbe = dbe_part + t * D;
                 real s1 = 0, s2 = 0;
                 for (int64_t k = 0; k < D; ++k) {
                     const real yh = (yt[k] - m) * r, gg = ga[k] * gi[k];
                     dp += gg * yh + be[k] * gi[k];
                     dga[k] += p[t] * gi[k] * yh;
+                    dbe[k] += p[t] * gi[k];
                     s1 += gg;
                     s2 += gg * yh;
                 }
@@ -183,7 +186,7 @@ static int update_bwd_rows(int64_t lo, int64_t hi, int64_t T, int64_t D,
             }
         }
     }
-    flush(dga_part, dgamma, 2 * T * D);
+    flush(dga_part, dgamma, 3 * T * D);
     free(y);
     return 0;
 }
@@ -267,7 +270,7 @@ int update_fwd(int64_t n, int threads, int64_t T, int64_t D,
     return err;
 }
 
-/* acc [threads, 2 T D + T]: per thread dgamma, dbias, dkeep_x */
+/* acc [threads, 3 T D + T]: per thread dgamma, dbias, dbeta, dkeep_x */
 int update_bwd(int64_t n, int threads, int64_t T, int64_t D,
                const real *Y, const real *bias, const uint8_t *keep,
                real scale, const real *x, const real *keep_x, const real *P,
@@ -279,10 +282,10 @@ int update_bwd(int64_t n, int threads, int64_t T, int64_t D,
 #pragma omp parallel num_threads(threads) reduction(| : err)
     {
         TEAM_ROWS(n)
-        double *dgamma = acc + rank * (2 * T * D + T);
+        double *dgamma = acc + rank * (3 * T * D + T);
         err |= update_bwd_rows(lo, hi, T, D, Y, bias, keep, scale, x, keep_x,
                                P, gamma, beta, mean, rstd, g, dY, dP, dx,
-                               dgamma, dgamma + 2 * T * D);
+                               dgamma, dgamma + 3 * T * D);
     }
     return err;
 }
