@@ -430,6 +430,18 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
             dadj, dE], dw
 
 
+def _x_grad_buffer(state: Saved, x: Tensor) -> Tensor:
+    """Where the backward writes the gradient of ``x [B, N, in]``: the
+    first ``in`` columns of the K/Q/V rows of :func:`state_buffers`, each
+    chunk's once its backward is done with them (a strided view). The
+    layer's largest buffer is reused rather than a second one allocated
+    while both layers' states are still held."""
+    B, N, F = x.shape
+    if F > state.kqv.size(1):
+        return torch.empty_like(x)
+    return state.kqv.view(B, N, -1)[..., :F]
+
+
 class DenseLayerFunction(torch.autograd.Function):
     """All chunks of one layer; forward fills :func:`state_buffers`,
     backward walks the chunks once and then frees them."""
@@ -461,8 +473,9 @@ class DenseLayerFunction(torch.autograd.Function):
         x, P, adj, E, mask, *w = ctx.saved_tensors
         w = Weights(*w)
         need = list(ctx.needs_input_grad[2:6])
-        inputs = [torch.empty_like(t) if n else None
-                  for t, n in zip((x, P, adj, E), need)]
+        inputs = [_x_grad_buffer(ctx.state, x) if need[0] else None,
+                  *[torch.empty_like(t) if n else None
+                    for t, n in zip((P, adj, E), need[1:])]]
         dw = [None if t is None else torch.zeros_like(t) for t in w]
         T = ctx.s.num_types
         wt = (w.kqv[:-T].t().contiguous(), w.kqv[-T:].t(),
