@@ -53,9 +53,11 @@ class DenseHGTConv(HGTParameters):
             backward that recomputes none of the large products but the
             output map: 1.8 KB at 128-d, 4 heads, 8 nodes, 6 types; that
             graph can be differentiated once (no ``retain_graph``).
-            On CPU its per-type soft update runs in C kernels compiled on
-            first use (:mod:`~torch_geometric_hgt.dense.native`; torch
-            code where no C compiler is found, or with
+            On CPU its per-type soft update, and for 8-node graphs with
+            a head size that is a multiple of 8 its per-graph attention,
+            run in C kernels compiled on first use
+            (:mod:`~torch_geometric_hgt.dense.native`; torch code where
+            no C compiler is found, or with
             ``TORCH_GEOMETRIC_HGT_NATIVE=0``). bfloat16/float16, autocast
             and ``torch.compile`` always checkpoint, differentiating the
             plain forward with autograd. (default: :obj:`False`)

@@ -4,9 +4,11 @@ K/Q/V, the softmax weights, the LayerNorm statistics and the dropout mask
 backward recomputes only the output map and the small per-graph products.
 Autograd through the same forward would keep ~15 KB per node, and
 checkpointing recomputes every GEMM of the forward. On CPU the per-type
-soft update (dropout, gate, LayerNorm, type mixture) and its backward run
-in the C kernels of :mod:`~torch_geometric_hgt.dense.native` where they
-build, else in the torch code here."""
+soft update (dropout, gate, LayerNorm, type mixture), the typed input's
+backward and, for 8-node graphs, the per-graph attention run in the C
+kernels of :mod:`~torch_geometric_hgt.dense.native` where they build,
+else in the torch code here. The backward writes the input's gradient
+into the K/Q/V rows it has finished with."""
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Tuple
 
