@@ -6,8 +6,9 @@ passes over memory, and the per-graph attention of 8-node graphs
 sources in registers where torch runs ~25 batched operations over
 ``[H, b, 8, 8, R]`` tensors. Compiled on first use with the system C
 compiler (about two seconds, no torch headers) into a per-user cache and
-called through ``ctypes``. Built with OpenMP where the compiler has it, they run on the
-OpenMP runtime torch has loaded, on ``torch.get_num_threads()`` threads.
+called through ``ctypes``. Built with OpenMP where the compiler has it,
+they run on the OpenMP runtime torch has loaded, on
+``torch.get_num_threads()`` threads.
 Without a compiler, on CUDA, or with ``TORCH_GEOMETRIC_HGT_NATIVE=0``, the
 torch code in :mod:`torch_geometric_hgt.dense.fused` runs instead, and for
 the attention also for graphs of other sizes or head sizes that are not a
