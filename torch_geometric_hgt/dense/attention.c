@@ -1,5 +1,6 @@
 /* The per-graph attention of DenseHGTConv for graphs of exactly L = 8
- * nodes, one graph and head at a time, in registers:
+ * nodes, one graph and head at a time, in registers and a per-thread
+ * workspace of a few KB (GCC/Clang vector extensions):
  *
  *   pair_jir = k_j . qa_ir     (qa_ir = q_i mu_r / sqrt(d) A_r^T, from BLAS)
  *   score_ji = sum_r E_jir pair_jir
