@@ -159,6 +159,19 @@ static void edge_types_to_lanes(const real *restrict Eg, int64_t R,
                 et[i * R + r][j] = Eg[(j * L + i) * R + r];
 }
 
+/* out[i] = sum_r et[i R + r] y[i R + r]: per-relation products weighted
+ * by E and summed (vectors over j) */
+static void relation_sum(const vec *restrict et, const vec *restrict y,
+                         int64_t R, vec *restrict out)
+{
+    for (int i = 0; i < L; ++i) {
+        vec t = splat(0);
+        for (int64_t r = 0; r < R; ++r)
+            t += et[i * R + r] * y[i * R + r];
+        out[i] = t;
+    }
+}
+
 static int attn_fwd_rows(int64_t lo, int64_t hi, Shape s,
                          const real *restrict kqv, const real *restrict qa,
                          const real *restrict E, const real *restrict a,
@@ -188,12 +201,7 @@ static int attn_fwd_rows(int64_t lo, int64_t hi, Shape s,
             } else {
                 rows_to_lanes(k, row, d, kt);
                 dots(kt, qa + at, LR, d, pt);
-                for (int i = 0; i < L; ++i) {
-                    vec t = splat(0);
-                    for (int64_t r = 0; r < R; ++r)
-                        t += et[i * R + r] * pt[i * R + r];
-                    st[i] = t;
-                }
+                relation_sum(et, pt, R, st);
                 vec sc[L], top = splat(-INFINITY), den = splat(0);
                 transpose(st, sc);
                 for (int j = 0; j < L; ++j)
@@ -275,12 +283,7 @@ static int attn_bwd_rows(int64_t lo, int64_t hi, Shape s,
             transpose(al, alt);
             rows_to_lanes(v, row, d, vt);
             dots(vt, du + at, LR, d, dc);
-            for (int i = 0; i < L; ++i) {
-                vec t = splat(0);
-                for (int64_t r = 0; r < R; ++r)
-                    t += dc[i * R + r] * et[i * R + r];
-                tmp[i] = t;
-            }
+            relation_sum(et, dc, R, tmp);
             if (dE)
                 for (int64_t m = 0; m < LR; ++m)
                     dEt[m] += dc[m] * alt[m / R];
