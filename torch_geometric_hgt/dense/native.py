@@ -267,19 +267,20 @@ def attention_usable(N: int, d: int) -> bool:
     return N == LANES and d % LANES == 0
 
 
-def _attention_args(kqv: Tensor, qa: Tensor, E: Tensor, a: Tensor,
-                    expo: Tensor) -> list:
-    """The shape and the common operands of the attention kernels: ``kqv
-    [n, 3 H d]``, ``qa [H, n, R d]``, ``E [b, N, N, R]``, ``a [b, N, N]``
-    and ``expo [H, b, N, N]`` (whose head stride is free), all contiguous
-    but for that stride."""
+def _attention_kernel(kind: str, kqv: Tensor, qa: Tensor, E: Tensor,
+                      a: Tensor, expo: Tensor, *rest) -> None:
+    """The attention kernel ``kind`` over the ``b`` graphs of ``kqv [n, 3
+    H d]``, ``qa [H, n, R d]``, ``E [b, N, N, R]``, ``a [b, N, N]`` and
+    ``expo [H, b, N, N]`` (whose head stride is free; all contiguous but
+    for that stride) and its own operands ``rest``."""
     b, _, _, R = E.shape
     H = expo.size(0)
     if not all(t.is_contiguous() for t in (kqv, qa, E, a, expo[0])):
         raise ValueError("attention kernels: kqv, qa, E, a and each head "
                          "of expo must be contiguous")
-    return [b, _threads(b * LANES), H, R, kqv.size(1) // (3 * H),
-            expo.stride(0), _p(kqv), _p(qa), _p(E), _p(a), _p(expo)]
+    _run(kind, kqv.dtype, b, H, R, kqv.size(1) // (3 * H), expo.stride(0),
+         _p(kqv), _p(qa), _p(E), _p(a), _p(expo), *rest,
+         threads=_threads(b * LANES))
 
 
 def attention_forward(kqv: Tensor, qa: Tensor, E: Tensor, a: Tensor,
@@ -287,12 +288,11 @@ def attention_forward(kqv: Tensor, qa: Tensor, E: Tensor, a: Tensor,
     """Per graph and head: the softmax weights before ``a`` into ``expo``
     (read from it instead if ``recompute``) and ``u [H, n, R d]``, the sum
     over sources ``j`` of ``a_ji expo_ji E_jir v_j`` (see
-    :func:`_attention_args` for the operands; ``qa`` are the folded
+    :func:`_attention_kernel` for the operands; ``qa`` are the folded
     queries ``q mu_r / sqrt(d) A_r^T``)."""
-    args = _attention_args(kqv, qa, E, a, expo)
     u = torch.empty_like(qa)
-    if library()[kqv.dtype].attn_fwd(*args, int(recompute), _p(u)):
-        raise MemoryError("attn_fwd: no memory for its workspace")
+    _attention_kernel('attn_fwd', kqv, qa, E, a, expo, int(recompute),
+                      _p(u))
     return u
 
 
@@ -304,12 +304,10 @@ def attention_backward(kqv: Tensor, qa: Tensor, E: Tensor, a: Tensor,
     K and V parts of ``dkqv`` (contiguous, like ``kqv``) and returns
     ``d qa [H, n, R d]`` and, where asked, ``dE`` and ``d a`` (summed over
     heads)."""
-    args = _attention_args(kqv, qa, E, a, expo)
     du = du.contiguous()
     dqa = torch.empty_like(qa)
     dE = torch.empty_like(E) if need_E else None
     da = torch.empty_like(a) if need_a else None
-    if library()[kqv.dtype].attn_bwd(*args, _p(du), _p(dkqv), _p(dqa),
-                                     _p(dE), _p(da)):
-        raise MemoryError("attn_bwd: no memory for its workspace")
+    _attention_kernel('attn_bwd', kqv, qa, E, a, expo, _p(du), _p(dkqv),
+                      _p(dqa), _p(dE), _p(da))
     return dqa, dE, da
