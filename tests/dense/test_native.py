@@ -166,6 +166,14 @@ def test_dropout_mask_is_seeded_and_split_independent():
     assert not torch.equal(out, masks[0])  # the generator moved on
 
 
+def spy(fn, calls):
+    """``fn``, appending to ``calls`` at each call."""
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        return fn(*args, **kwargs)
+    return wrapped
+
+
 def attention_case(kind, dtype, d, b):
     """A chunk of ``b`` 8-node graphs, heads of size ``d``, the layer's
     weights and their transposes for :func:`fused.chunk_backward`."""
@@ -215,13 +223,6 @@ def test_attention_kernels_match_torch(kind, dtype, d, b, monkeypatch):
         assert torch.isfinite(g).all()
         assert torch.allclose(g, w, rtol=tol, atol=tol * float(
             w.abs().max().clamp(min=1)))
-
-
-def spy(fn, calls):
-    def wrapped(*args, **kwargs):
-        calls.append(1)
-        return fn(*args, **kwargs)
-    return wrapped
 
 
 def test_attention_kernels_take_8_node_graphs_with_head_sizes_of_8k():
