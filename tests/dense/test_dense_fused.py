@@ -93,13 +93,43 @@ def test_no_grad_gives_the_same_values_and_keeps_nothing(dense_backend):
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize('N,out_dim', [(5, 8), (8, 16)])
+@pytest.mark.parametrize('autocast', [False, True])  # fused / autograd path
+def test_strided_inputs_give_the_same_values_and_gradients(
+        N, out_dim, autocast, dense_backend):
+    layer = randomize_(DenseHGTConv(8, out_dim, T, R, 2)).eval()
+    x, P, adj, E, mask = soft_graph('masked', B=3, N=N)
+    weight = torch.randn(3, N, out_dim)
+    results = []
+    for strided in (False, True):
+        inputs = [t.clone() for t in (x, P, adj, E)]
+        if strided:  # same values, other memory layouts
+            inputs[2] = inputs[2].transpose(1, 2).contiguous().transpose(1, 2)
+            inputs[3] = inputs[3].permute(0, 3, 1, 2).contiguous() \
+                .permute(0, 2, 3, 1)
+            assert not inputs[3].is_contiguous()
+        inputs = [t.requires_grad_() for t in inputs]
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+            results.append(run_with_grads(lambda *a: layer(*a, mask), layer,
+                                          inputs, weight))
+    (want, want_grads), (got, got_grads) = results
+    assert torch.allclose(got, want, atol=1e-6)
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, atol=1e-5)
+
+
 @pytest.mark.parametrize('grad', [True, False])
-def test_no_graphs(grad):
-    layer = DenseHGTConv(8, 8, T, R, 2)
-    x, P, adj, E, mask = soft_graph('masked', B=0)
+@pytest.mark.parametrize('N,out_dim', [(5, 8), (8, 16)])
+def test_no_graphs(grad, N, out_dim):
+    layer = DenseHGTConv(8, out_dim, T, R, 2)
+    x, P, adj, E, mask = soft_graph('masked', B=0, N=N)
+    inputs = [t.requires_grad_() for t in (x, P, adj, E)]
     with torch.set_grad_enabled(grad):
-        out = layer(x.requires_grad_(), P, adj, E, mask)
-    assert out.shape == (0, 5, 8)
+        out = layer(*inputs, mask)
+    assert out.shape == (0, N, out_dim)
+    if grad:
+        out.sum().backward()
+        assert all(t.grad.shape == t.shape for t in inputs)
 
 
 def test_paths_by_dtype_and_autocast():

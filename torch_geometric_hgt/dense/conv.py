@@ -143,7 +143,7 @@ class DenseHGTConv(HGTParameters):
         # targets without a positive adj: alpha = 0, no gradient
         alpha = torch.where(den > 0, e / den.clamp_min(1e-30),
                             torch.zeros_like(e)).to(s.dtype)
-        coef = (alpha.unsqueeze(-1) * E).view(H * B, N, N * R)
+        coef = (alpha.unsqueeze(-1) * E).reshape(H * B, N, N * R)
         u = torch.bmm(coef.transpose(1, 2), v.reshape(H * B, N, d))
         w_m = self.relation_msg.to(u.dtype).transpose(0, 1)
         agg = torch.bmm(u.view(H, B * N, R * d), w_m.reshape(H, R * d, d))

@@ -441,7 +441,7 @@ def _x_grad_buffer(state: Saved, x: Tensor) -> Tensor:
     B, N, F = x.shape
     if F > state.kqv.size(1):
         return torch.empty_like(x)
-    return state.kqv.view(B, N, -1)[..., :F]
+    return state.kqv.view(B, N, state.kqv.size(1))[..., :F]
 
 
 class DenseLayerFunction(torch.autograd.Function):
@@ -518,7 +518,8 @@ def dense_layer(layer, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
               layer.drop.p if layer.training else 0.0,
               layer.norms[0].eps if layer.use_norm else 1e-5)
     size = resolve_chunk_size(chunk_size, x.size(0))
-    P, adj, E = P.to(x.dtype), adj.to(x.dtype), E.to(x.dtype)
+    # (the per-graph products view them flat)
+    P, adj, E = (t.to(x.dtype).contiguous() for t in (P, adj, E))
     w = layer_weights(layer)
     if torch.is_grad_enabled() and any(
             t.requires_grad for t in (x, P, adj, E, *w) if t is not None):
