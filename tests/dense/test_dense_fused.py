@@ -9,9 +9,10 @@ from torch_geometric_hgt import DenseHGT, DenseHGTConv
 from torch_geometric_hgt.dense.chunking import chunked
 from torch_geometric_hgt.dense.fused import dense_layer, supported
 
-# head size 8 at 8 nodes per graph runs the attention kernels
-SHAPES = [(True, 8, 2), (False, 8, 2), (False, 12, 3), (True, 12, 3),
-          (True, 16, 2)]
+# (use_norm, in, out, heads): in == out has the skip gate; head size 8
+# at 8 nodes per graph runs the attention kernels
+SHAPES = [(True, 8, 8, 2), (False, 8, 8, 2), (False, 8, 12, 3),
+          (True, 8, 12, 3), (True, 8, 16, 2), (False, 16, 16, 2)]
 
 
 def autograd_chunks(layer, size, mask):
@@ -21,16 +22,16 @@ def autograd_chunks(layer, size, mask):
 
 
 @pytest.mark.parametrize('kind', KINDS)
-@pytest.mark.parametrize('use_norm,out_dim,heads', SHAPES)
+@pytest.mark.parametrize('use_norm,in_dim,out_dim,heads', SHAPES)
 @pytest.mark.parametrize('train', [False, True])
 @pytest.mark.parametrize('N', [5, 8])
 def test_matches_autograd_values_and_all_gradients(
-        kind, use_norm, out_dim, heads, train, N, dense_backend):
+        kind, use_norm, in_dim, out_dim, heads, train, N, dense_backend):
     # training: dropout draws the same masks in the same order
-    layer = randomize_(DenseHGTConv(8, out_dim, T, R, heads,
+    layer = randomize_(DenseHGTConv(in_dim, out_dim, T, R, heads,
                                     use_norm=use_norm, dropout=0.3))
     layer.train(train)
-    x, P, adj, E, mask = soft_graph(kind, N=N)
+    x, P, adj, E, mask = soft_graph(kind, N=N, in_dim=in_dim)
     inputs = [t.clone().requires_grad_() for t in (x, P, adj, E)]
     weight = torch.randn(*x.shape[:2], out_dim)
     results = []
@@ -40,8 +41,11 @@ def test_matches_autograd_values_and_all_gradients(
         results.append(run_with_grads(run, layer, inputs, weight))
     (want, want_grads), (got, got_grads) = results
     assert torch.allclose(got, want, atol=1e-5, rtol=0)
+    # two float32 sums in different orders: without the norm, d adj
+    # reaches ~1500 at in = out = 16, and each is ~6e-6 of that off
+    # float64
     for g, w in zip(got_grads, want_grads):
-        assert torch.allclose(g, w, atol=1e-5 * max(1., float(w.abs().max())),
+        assert torch.allclose(g, w, atol=2e-5 * max(1., float(w.abs().max())),
                               rtol=0)
     if train:  # dropout was on
         with torch.no_grad():
