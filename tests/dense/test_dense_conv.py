@@ -50,12 +50,13 @@ def run_with_grads(fn, module, inputs, weight):
 
 
 @pytest.mark.parametrize('kind', KINDS)
-@pytest.mark.parametrize('use_norm,out_dim', [(True, 8), (False, 8),
-                                              (False, 12)])
-def test_matches_per_pair_spec(kind, use_norm, out_dim):
-    layer = randomize_(DenseHGTConv(8, out_dim, T, R, 2 if out_dim == 8 else
-                                    3, use_norm=use_norm)).eval()
-    x, P, adj, E, mask = soft_graph(kind)
+@pytest.mark.parametrize('use_norm,out_dim,heads,N', [
+    (True, 8, 2, 5), (False, 8, 2, 5), (False, 12, 3, 5),
+    (True, 16, 2, 8)])  # the last runs the C attention kernels on CPU
+def test_matches_per_pair_spec(kind, use_norm, out_dim, heads, N):
+    layer = randomize_(DenseHGTConv(8, out_dim, T, R, heads,
+                                    use_norm=use_norm)).eval()
+    x, P, adj, E, mask = soft_graph(kind, N=N)
     inputs = [t.clone().requires_grad_() for t in (x, P, adj, E)]
     weight = torch.randn(*x.shape[:2], out_dim)
     out, got = run_with_grads(lambda *a: layer(*a, node_mask=mask), layer,
