@@ -172,6 +172,16 @@ static void relation_sum(const vec *restrict et, const vec *restrict y,
     }
 }
 
+/* out[i R + r] = t[i] et[i R + r]: a per-target vector (over j) times E,
+ * for every relation */
+static void times_edge_types(const vec *restrict t, const vec *restrict et,
+                             int64_t R, vec *restrict out)
+{
+    for (int i = 0; i < L; ++i)
+        for (int64_t r = 0; r < R; ++r)
+            out[i * R + r] = t[i] * et[i * R + r];
+}
+
 static int attn_fwd_rows(int64_t lo, int64_t hi, Shape s,
                          const real *restrict kqv, const real *restrict qa,
                          const real *restrict E, const real *restrict a,
@@ -223,9 +233,7 @@ static int attn_fwd_rows(int64_t lo, int64_t hi, Shape s,
             for (int j = 0; j < L; ++j)
                 al[j] *= ag[j];
             transpose(al, st);
-            for (int i = 0; i < L; ++i)
-                for (int64_t r = 0; r < R; ++r)
-                    cf[i * R + r] = st[i] * et[i * R + r];
+            times_edge_types(st, et, R, cf);
             combine(cf, v, row, LR, d, u + at);
         }
     }
@@ -298,16 +306,14 @@ static int attn_bwd_rows(int64_t lo, int64_t hi, Shape s,
                 dal[j] *= al[j];
             }
             transpose(dal, dst);
-            rows_to_lanes(k, row, d, kt);
-            if (dE) {
+            if (dE) { /* the per-relation scores only serve dE */
+                rows_to_lanes(k, row, d, kt);
                 dots(kt, qa + at, LR, d, dp);
                 for (int64_t m = 0; m < LR; ++m)
                     dEt[m] += dp[m] * dst[m / R];
             }
-            for (int64_t m = 0; m < LR; ++m) {
-                dp[m] = dst[m / R] * et[m];
-                cf[m] = alt[m / R] * et[m];
-            }
+            times_edge_types(dst, et, R, dp);
+            times_edge_types(alt, et, R, cf);
             real *dk = dkqv + g * L * row + h * d;
             gather(cf, du + at, LR, d, dk + 2 * s.H * d, row);
             gather(dp, qa + at, LR, d, dk, row);
