@@ -233,8 +233,7 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     if fast and native.attention_usable(N, d):
         expo = x.new_empty(H, b, N, N) if into is None else into.expo
         qa = torch.bmm(_queries(kqv, s), w.query_fold)
-        u = native.attention_forward(kqv, qa, E.contiguous(), a.contiguous(),
-                                     expo)
+        u = native.attention_forward(kqv, qa, E, a, expo)
         agg = torch.bmm(u, w.msg)
     else:
         expo, agg = _attend(kqv, a, E, w, s, b)
@@ -374,7 +373,6 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     kernels = fast and native.attention_usable(N, d)
     q = _queries(saved.kqv, s)
     if kernels:
-        E, a = E.contiguous(), a.contiguous()
         qa = torch.bmm(q, w.query_fold)
         u = native.attention_forward(saved.kqv, qa, E, a, saved.expo,
                                      recompute=True)
@@ -518,7 +516,7 @@ def dense_layer(layer, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
               layer.drop.p if layer.training else 0.0,
               layer.norms[0].eps if layer.use_norm else 1e-5)
     size = resolve_chunk_size(chunk_size, x.size(0))
-    # (the per-graph products view them flat)
+    # (the per-graph products view them flat, the C kernels read them so)
     P, adj, E = (t.to(x.dtype).contiguous() for t in (P, adj, E))
     w = layer_weights(layer)
     if torch.is_grad_enabled() and any(
