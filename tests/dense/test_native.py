@@ -185,8 +185,7 @@ def attention_case(kind, dtype, d, b):
     with torch.no_grad():
         w = fused.layer_weights(layer)
     s = fused.Sizes(8, H * d, T, R, H, 0., 1e-5)
-    wt = (w.kqv[:-T].t().contiguous(), w.kqv[-T:].t(),
-          w.out.t().contiguous())
+    wt = fused.transposed_weights(w, T)
     inputs = [t.to(dtype) for t in (x, P, adj, E)]
     return inputs, mask, w, s, wt
 

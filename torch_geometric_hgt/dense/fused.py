@@ -358,8 +358,7 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
                    ) -> Tuple[List[Optional[Tensor]], List[Tensor]]:
     """Gradients of one chunk: of ``x, P, adj, E`` (where ``need``) and of
     every weight in ``w`` (``None`` where ``w`` has none; indexed as the
-    fields of :class:`Weights`). ``wt``: the K/Q/V weights, their biases
-    and the output weights transposed."""
+    fields of :class:`Weights`). ``wt``: :func:`transposed_weights`."""
     b, N, _ = x.shape
     n, H, d, T, R = b * N, s.n_heads, s.d, s.num_types, s.num_relations
     D = s.out_dim
@@ -430,6 +429,13 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
             dadj, dE], dw
 
 
+def transposed_weights(w: Weights, T: int) -> Tuple[Tensor, ...]:
+    """The ``wt`` of :func:`chunk_backward`: the K/Q/V weights, their
+    biases and the output weights transposed (made once per backward)."""
+    return (w.kqv[:-T].t().contiguous(), w.kqv[-T:].t(),
+            w.out.t().contiguous())
+
+
 def _x_grad_buffer(state: Saved, x: Tensor) -> Tensor:
     """Where the backward writes the gradient of ``x [B, N, in]``: the
     first ``in`` columns of the K/Q/V rows of :func:`state_buffers`, each
@@ -477,9 +483,7 @@ class DenseLayerFunction(torch.autograd.Function):
                   *[torch.empty_like(t) if n else None
                     for t, n in zip((P, adj, E), need[1:])]]
         dw = [None if t is None else torch.zeros_like(t) for t in w]
-        T = ctx.s.num_types
-        wt = (w.kqv[:-T].t().contiguous(), w.kqv[-T:].t(),
-              w.out.t().contiguous())
+        wt = transposed_weights(w, ctx.s.num_types)
         for part in chunk_slices(x.size(0), ctx.size):
             got, got_w = chunk_backward(
                 grad[part], x[part], P[part], adj[part], E[part],
