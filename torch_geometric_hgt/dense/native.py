@@ -161,6 +161,17 @@ def _run(kind: str, dtype: torch.dtype, n: int, *args,
         raise MemoryError(f"{kind}: no memory for its per-thread workspace")
 
 
+def _summed(kind: str, dtype: torch.dtype, n: int, size: Tuple[int, ...],
+            *args) -> Tensor:
+    """:func:`_run` with one zeroed float64 accumulator of ``size`` per
+    thread as the kernel's last operand (its sums run over every row of
+    the chunk); returns their sum in ``dtype``."""
+    threads = _threads(n)
+    acc = torch.zeros(threads, *size, dtype=torch.float64)
+    _run(kind, dtype, n, *args, _p(acc), threads=threads)
+    return acc.sum(0).to(dtype)
+
+
 class Update(NamedTuple):
     """The soft update's operands (contiguous; see :func:`update_forward`)."""
     Y: Tensor  # [n, T, D]: the output map without its bias
@@ -218,13 +229,10 @@ def update_backward(g: Tensor, u: Update, mean: Optional[Tensor],
     n, T, D = u.Y.shape
     g, mean, rstd = _contiguous(g, mean, rstd)
     dY, dP = torch.empty_like(u.Y), u.P.new_empty(n, T)
-    # per-thread sums in float64: they run over every node of the chunk
-    threads = _threads(n)
-    acc = torch.zeros(threads, 3 * T * D + T, dtype=torch.float64)
-    _run('update_bwd', u.Y.dtype, n, T, D, *u.args(), _p(mean), _p(rstd),
-         _p(g), _p(dY), _p(dP), _p(dx), _p(acc), threads=threads)
-    dgamma, dbias, dbeta, dkeep_x = acc.sum(0).to(u.Y.dtype).split(
-        [T * D, T * D, T * D, T])
+    dgamma, dbias, dbeta, dkeep_x = _summed(
+        'update_bwd', u.Y.dtype, n, (3 * T * D + T, ), T, D, *u.args(),
+        _p(mean), _p(rstd), _p(g), _p(dY), _p(dP), _p(dx)).split(
+            [T * D, T * D, T * D, T])
     norm = u.gamma is not None
     return (dY, dP, dgamma.view(T, D) if norm else None, dbias.view(T, D),
             None if u.x is None else dkeep_x,
@@ -239,12 +247,9 @@ def typed_backward(dzv: Tensor, x: Tensor, P: Tensor, dkqv: Tensor,
     F]`` (both contiguous) and returns the biases' gradient ``[T, O]``."""
     n, T, F = dzv.shape
     dzv, x, P, dkqv, bias = _contiguous(dzv, x, P, dkqv, bias)
-    threads = _threads(n)
-    acc = torch.zeros(threads, T, dkqv.size(1), dtype=torch.float64)
-    _run('typed_bwd', dzv.dtype, n, T, F, dkqv.size(1), _p(dzv), _p(x),
-         _p(P), _p(dkqv), _p(bias), _p(dP), _p(dx), _p(acc),
-         threads=threads)
-    return acc.sum(0).to(dzv.dtype)
+    return _summed('typed_bwd', dzv.dtype, n, (T, dkqv.size(1)), T, F,
+                   dkqv.size(1), _p(dzv), _p(x), _p(P), _p(dkqv), _p(bias),
+                   _p(dP), _p(dx))
 
 
 def dropout_mask(shape: Tuple[int, ...], p: float,
