@@ -73,11 +73,12 @@ def test_matches_per_pair_spec(kind, use_norm, out_dim, heads, N):
 
 
 @pytest.mark.parametrize('kind', ['random', 'masked', 'zero_adj'])
-def test_loop_reference_matches(kind):
-    loop = randomize_(LoopDenseHGTConv(8, 8, T, R, 2)).eval()
-    fast = DenseHGTConv(8, 8, T, R, 2).eval()
+@pytest.mark.parametrize('out_dim,N', [(8, 5), (16, 8)])  # 2nd: C kernels
+def test_loop_reference_matches(kind, out_dim, N):
+    loop = randomize_(LoopDenseHGTConv(8, out_dim, T, R, 2)).eval()
+    fast = DenseHGTConv(8, out_dim, T, R, 2).eval()
     fast.load_state_dict(loop.state_dict(), strict=True)
-    x, P, adj, E, mask = soft_graph(kind)
+    x, P, adj, E, mask = soft_graph(kind, N=N)
     assert torch.allclose(loop(x, P, adj, E, mask),
                           fast(x, P, adj, E, mask), atol=1e-4)
 
