@@ -1,5 +1,7 @@
 """The fused backends: chunking, compacted (target, relation) pairs,
 autocast, CUDA."""
+import sys
+
 import pytest
 import torch
 from conftest import make_graph, randomize_
@@ -7,6 +9,7 @@ from reference import spec_sparse
 
 from torch_geometric_hgt import (LoopHGTConv, MemoryEfficientHGTConv,
                                  UltraFastHGTConv)
+from torch_geometric_hgt.conv.base import CUDA_CHUNK_SIZE, edges_per_chunk
 
 FUSED = [UltraFastHGTConv, MemoryEfficientHGTConv]
 
@@ -214,9 +217,28 @@ def test_memory_efficient_refuses_double_backward():
         g.sum().backward()
 
 
-def test_bad_chunk_size():
+@pytest.mark.parametrize('cls', FUSED)
+def test_bad_chunk_size(cls):
     with pytest.raises(ValueError, match="'chunk_size'"):
-        MemoryEfficientHGTConv(8, 8, 4, 3, 2, chunk_size=0)
+        cls(8, 8, 4, 3, 2, chunk_size=0)
+
+
+@pytest.mark.parametrize('cls,cpu_default,forward', [
+    (UltraFastHGTConv, 32768, 'fused_forward'),
+    (MemoryEfficientHGTConv, 16384, 'target_chunked_forward')])
+@pytest.mark.parametrize('chunk_size', [None, 5])
+def test_chunk_size_default_depends_on_the_device(
+        cls, cpu_default, forward, chunk_size, monkeypatch):
+    seen = []
+    module = sys.modules[cls.__module__]
+    real = getattr(module, forward)
+    monkeypatch.setattr(module, forward,
+                        lambda *a, **k: seen.append(a[6]) or real(*a, **k))
+    layer = cls(8, 8, 4, 3, 2, chunk_size=chunk_size)
+    layer(*make_graph('random')[:4])
+    assert seen == [chunk_size or cpu_default]
+    cuda = edges_per_chunk(chunk_size, torch.device('cuda'), cpu_default)
+    assert cuda == (chunk_size or CUDA_CHUNK_SIZE)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')

@@ -4,7 +4,8 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
-from torch_geometric_hgt.conv.base import SparseHGTConv
+from torch_geometric_hgt.conv.base import (SparseHGTConv, check_chunk_size,
+                                          edges_per_chunk)
 from torch_geometric_hgt.conv.fused import fused_forward
 from torch_geometric_hgt.conv.target_chunks import target_chunked_forward
 
@@ -39,7 +40,11 @@ class MemoryEfficientHGTConv(SparseHGTConv):
         as :class:`~torch_geometric_hgt.params.HGTParameters`, and
         chunk_size (int, optional): Edges per chunk (and at most this many
             targets); any value ``>= 1`` gives the same result. Smaller
-            saves memory, larger saves time. (default: :obj:`16384`)
+            saves memory, larger saves time. :obj:`None` picks it by the
+            input's device: :obj:`16384` on CPU, :obj:`262144` on CUDA
+            (where the launches per chunk, not its arithmetic, set the
+            time: ~8x faster at 100k nodes / 1M edges on an H200, about
+            twice the peak memory there). (default: :obj:`None`)
         checkpoint (bool, optional): Keep only the inputs for backward
             (recompute the attention weights). (default: :obj:`False`)
 
@@ -49,11 +54,11 @@ class MemoryEfficientHGTConv(SparseHGTConv):
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True, use_RTE: bool = False,
                  max_len: int = 240, validate: bool = True,
-                 chunk_size: int = 16384, checkpoint: bool = False):
+                 chunk_size: Optional[int] = None,
+                 checkpoint: bool = False):
         super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
                          dropout, use_norm, use_RTE, max_len, validate)
-        if chunk_size < 1:
-            raise ValueError(f"'chunk_size' must be >= 1 (got {chunk_size})")
+        check_chunk_size(chunk_size)
         self.chunk_size = chunk_size
         self.checkpoint = checkpoint
 
@@ -63,7 +68,7 @@ class MemoryEfficientHGTConv(SparseHGTConv):
                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
         args = (self, x, node_type, edge_index, edge_type, edge_time,
-                self.chunk_size)
+                edges_per_chunk(self.chunk_size, x.device, 16384))
         if not torch.compiler.is_compiling():
             out, att = target_chunked_forward(*args, self.checkpoint,
                                               return_attention_weights)
