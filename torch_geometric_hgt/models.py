@@ -170,8 +170,9 @@ class DifferentiableHGT(_SoftGraphStack):
         use_norm (bool, optional): Per-type LayerNorm. (default: :obj:`True`)
         chunk_size (int, str or None, optional): Graphs per chunk through
             all layers, with gradient checkpointing across chunks, so any
-            number of graphs fits in memory; ``'auto'`` = 256, ``None`` =
-            one chunk. (default: :obj:`'auto'`)
+            number of graphs fits in memory; ``'auto'`` = 256 on CPU, 4096
+            on CUDA (fewer launches), ``None`` = one chunk.
+            (default: :obj:`'auto'`)
 
     ``forward(hgt_data)`` reads the dict keys ``'node_types'`` ``[B, N, T]``,
     ``'adj_matrix'`` ``[B, N, N]`` (row = target) and ``'edge_types'``
@@ -232,7 +233,8 @@ class DenseHGT(_SoftGraphStack):
         dropout (float, optional): Dropout. (default: :obj:`0.2`)
         use_norm (bool, optional): Per-type LayerNorm. (default: :obj:`True`)
         chunk_size (int, str or None, optional): Graphs per chunk;
-            ``'auto'`` = 256, ``None`` = one chunk. (default: :obj:`'auto'`)
+            ``'auto'`` = 256 on CPU, 4096 on CUDA (fewer launches),
+            ``None`` = one chunk. (default: :obj:`'auto'`)
         checkpoint (bool, optional): Run chunks through all layers and
             recompute them in backward, so that memory is bounded by one
             chunk; otherwise each layer keeps what its hand-written

@@ -6,7 +6,7 @@ from conftest import randomize_
 from test_dense_conv import R, T, soft_graph
 
 from torch_geometric_hgt import DenseHGTConv
-from torch_geometric_hgt.dense.chunking import chunked
+from torch_geometric_hgt.dense.chunking import chunked, resolve_chunk_size
 
 
 @pytest.mark.parametrize('size', [1, 2, 5])
@@ -41,3 +41,14 @@ def test_checkpoint_keeps_the_caller_rng_stream():
     with torch.no_grad():
         chunked(layer._forward, (x, P, adj, E, mask), 2, layer.parameters())
     assert torch.equal(after_backward, torch.rand(3))
+
+
+@pytest.mark.parametrize('device,auto', [('cpu', 256), ('cuda', 4096),
+                                         ('meta', 256)])
+@pytest.mark.parametrize('B', [1, 300, 5000])
+def test_auto_chunk_size_depends_on_the_device(device, auto, B):
+    # no GPU needed: only the device type is read
+    size = resolve_chunk_size('auto', B, torch.device(device))
+    assert size == min(auto, B)
+    assert resolve_chunk_size(7, B, torch.device(device)) == 7
+    assert resolve_chunk_size(None, B, torch.device(device)) == B

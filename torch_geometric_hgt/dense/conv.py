@@ -44,7 +44,8 @@ class DenseHGTConv(HGTParameters):
         in_dim, out_dim, num_types, num_relations, n_heads, dropout,
         use_norm: as :class:`~torch_geometric_hgt.params.HGTParameters`.
         chunk_size (int, str or None, optional): Graphs per chunk.
-            ``'auto'`` = 256, ``None`` = one chunk. (default: :obj:`'auto'`)
+            ``'auto'`` = 256 on CPU, 4096 on CUDA (fewer launches),
+            ``None`` = one chunk. (default: :obj:`'auto'`)
         checkpoint (bool, optional): Recompute each chunk in backward
             (gradient checkpointing), so that memory is bounded by one
             chunk. Otherwise float32/float64 runs keep, per node,

@@ -519,7 +519,7 @@ def dense_layer(layer, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
               layer.num_relations, layer.n_heads,
               layer.drop.p if layer.training else 0.0,
               layer.norms[0].eps if layer.use_norm else 1e-5)
-    size = resolve_chunk_size(chunk_size, x.size(0))
+    size = resolve_chunk_size(chunk_size, x.size(0), x.device)
     # (the per-graph products view them flat, the C kernels read them so)
     P, adj, E = (t.to(x.dtype).contiguous() for t in (P, adj, E))
     w = layer_weights(layer)

@@ -86,8 +86,8 @@ class DifferentiableDenseHGTConv(_LegacyBase):
             temporal encoding). (default: :obj:`False`)
         chunk_size (int, str or None, optional): Graphs per chunk; chunks
             after the first are recomputed in backward (gradient
-            checkpointing). ``'auto'`` picks 256, ``None`` one chunk.
-            (default: :obj:`'auto'`)
+            checkpointing). ``'auto'`` picks 256 on CPU, 4096 on CUDA,
+            ``None`` one chunk. (default: :obj:`'auto'`)
         validate (bool, optional): Check inputs. (default: :obj:`True`)
 
     Shapes:
