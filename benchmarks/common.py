@@ -55,10 +55,10 @@ def calibrate(device: str = 'cpu') -> Dict[str, float]:
 
 
 def fastest(*cals: Dict[str, float]) -> Dict[str, float]:
-    """The fastest rate of each kind over calibrations taken at the start
-    and end of a run: the tightest lower bound, not one inflated by a slow
-    moment of a noisy machine. Keeps the samples."""
-    out = {k: max(c[k] for c in cals) for k in cals[0]}
+    """The fastest rate of each kind over calibrations taken during a run
+    (a sample may have only some kinds): the tightest lower bound, not one
+    inflated by a slow moment of a noisy machine. Keeps the samples."""
+    out = {k: max(c[k] for c in cals if k in c) for k in cals[0]}
     out['samples'] = list(cals)
     return out
 

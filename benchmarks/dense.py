@@ -112,6 +112,9 @@ def child(cfg: dict) -> dict:
             return layer(*inputs)
     x = graph.x
     x.requires_grad_()
+    if cfg.get('bracketed'):
+        return {'bracketed': bracketed(
+            lambda: fwd().sum().backward(), device, cfg['repeat'])}
     base = memory_start(device)
     with torch.no_grad():
         t_fwd = median_time(fwd, device, repeat=cfg['repeat'], warmup=1)
@@ -120,6 +123,21 @@ def child(cfg: dict) -> dict:
     peak = memory_peak(device)
     return {'fwd_s': t_fwd, 'fwdbwd_s': t_bwd, 'peak_mb': peak,
             'peak_above_inputs_mb': peak - base}
+
+
+def bracketed(fn, device: str, repeat: int) -> list:
+    """``[seconds, GFLOP/s]`` of each of ``repeat`` runs of ``fn`` (after
+    one warm-up), with the faster of two ``torch.mm`` calibrations taken
+    just before and just after it: the machine's speed drifts within a
+    run (once 157 then 81 GFLOP/s), so each run is also compared with the
+    speed the machine had around it."""
+    fn()
+    out = []
+    for _ in range(repeat):
+        before = calibrate(device)['mm_gflops']
+        t = median_time(fn, device, repeat=1, warmup=0)
+        out.append([t, max(before, calibrate(device)['mm_gflops'])])
+    return out
 
 
 def main():
@@ -131,7 +149,7 @@ def main():
     configs = [(impl, B) for B in sizes
                for impl in ('loop', 'dense', 'sparse')] + \
         [('model', sizes[-1])]
-    bar = tqdm(total=len(configs) + 2, desc='dense benchmark')
+    bar = tqdm(total=len(configs) + 3, desc='dense benchmark')
     bar.set_postfix_str('equality')
     diffs = check_equal(args.device)
     print(f'max abs differences: {diffs}')
@@ -154,8 +172,17 @@ def main():
                  fwd_s=r['fwd_s'] * scale, fwdbwd_s=r['fwdbwd_s'] * scale)
         rows.append(r)
         bar.update()
+    around = []
+    if not args.smoke:
+        bar.set_postfix_str('model between calibrations')
+        around = run_child(__file__, {
+            'device': args.device, 'B': sizes[-1], 'impl': 'model',
+            'threads': args.threads, 'repeat': 3,
+            'bracketed': True})['bracketed']
+    bar.update()
     bar.close()
-    cal = fastest(cal, calibrate(args.device))
+    cal = fastest(cal, calibrate(args.device),
+                  *[{'mm_gflops': g} for _, g in around])
     by = {(r['impl'], r['B']): r for r in rows}
     for B in sizes:
         flops = layer_flops(B)
@@ -170,6 +197,11 @@ def main():
         cal['mm_gflops'] / 1e9
     model['ratio_to_lower_bound'] = model['fwdbwd_s'] / \
         model['lower_bound_fwdbwd_s']
+    model_flops = 3 * layer_flops(sizes[-1], 2)
+    model['between_calibrations'] = [
+        {'fwdbwd_s': t, 'mm_gflops': g,
+         'ratio_to_lower_bound': t / (model_flops / g / 1e9)}
+        for t, g in around]
     results = {'device': device_name(args.device), 'torch': torch.__version__,
                'sizes': dict(N=N, T=T, R=R, dim=D, heads=H),
                'sparse_layer': SPARSE, 'calibration': cal,

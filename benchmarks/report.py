@@ -3,19 +3,22 @@
     python benchmarks/report.py > /tmp/tables.md
 """
 import json
+import statistics
 from pathlib import Path
 
 OUT = Path(__file__).parent / 'out'
 
 
 def calibration(cal: dict) -> str:
-    """``torch.mm`` and gather rates; the fastest of the start and end
-    samples where the run took both."""
+    """``torch.mm`` and gather rates; the fastest of the samples (start,
+    end, and ``torch.mm`` alone around repeated runs) where the run took
+    several."""
     text = f"`torch.mm` {cal['mm_gflops']:.0f} GFLOP/s, gather " \
         f"{cal['gather_gbs']:.1f} GB/s"
     if 'samples' in cal:
-        text += ' (the faster of start and end: ' + ', '.join(
-            f"{c['mm_gflops']:.0f} / {c['gather_gbs']:.1f}"
+        text += ' (the fastest of: ' + ', '.join(
+            f"{c['mm_gflops']:.0f}" + (f" / {c['gather_gbs']:.1f}"
+                                       if 'gather_gbs' in c else '')
             for c in cal['samples']) + ')'
     return text
 
@@ -85,6 +88,22 @@ def dense(name='dense'):
     for r in d['rows']:
         print(f"| {r['B']:,} | {r['impl']} | {timing_cells(r)} | "
               f"{fmt(r.get('lower_bound_fwdbwd_s'), 's')} |")
+    print()
+    model = d['rows'][-1]
+    if 'ratio_to_lower_bound' in model:
+        print(f"2-layer `DenseHGT`, {model['B']:,} families, "
+              f"forward+backward: {model['fwdbwd_s']:.1f} s, "
+              f"{model['ratio_to_lower_bound']:.2f}x the bound at the run's "
+              f"fastest calibration.")
+    around = model.get('between_calibrations')
+    if around:
+        each = ', '.join(f"{a['fwdbwd_s']:.1f} s at {a['mm_gflops']:.0f} "
+                         f"GFLOP/s = {a['ratio_to_lower_bound']:.2f}x"
+                         for a in around)
+        mid = statistics.median(a['ratio_to_lower_bound'] for a in around)
+        print(f"Run again {len(around)} times, each between two calibrations "
+              f"and compared with the faster of them: {each} (median "
+              f"{mid:.2f}x).")
     print()
 
 
