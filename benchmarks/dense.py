@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (bar_chart, calibrate, device_name, fastest,  # noqa: E402
                     median_time, memory_peak, memory_start, parse_args,
-                    result_name, run_child, save)
+                    result_name, run_child, save, sustained_mm_gflops)
 
 from torch_geometric_hgt import (DenseHGT, DenseHGTConv,  # noqa: E402
                                  LoopDenseHGTConv, SoftGraph, dense_to_batch,
@@ -126,17 +126,21 @@ def child(cfg: dict) -> dict:
 
 
 def bracketed(fn, device: str, repeat: int) -> list:
-    """``[seconds, GFLOP/s]`` of each of ``repeat`` runs of ``fn`` (after
-    one warm-up), with the faster of two ``torch.mm`` calibrations taken
-    just before and just after it: the machine's speed drifts within a
-    run (once 157 then 81 GFLOP/s), so each run is also compared with the
-    speed the machine had around it."""
+    """``[seconds, GFLOP/s, sustained GFLOP/s]`` of each of ``repeat`` runs
+    of ``fn`` (after one warm-up): the faster of two :func:`calibrate`
+    rates and of two 5-s :func:`sustained_mm_gflops` taken just before and
+    just after it. The machine's speed drifts within a run (once 157 then
+    81 GFLOP/s), so each run is also compared with the speed the machine
+    had around it."""
     fn()
     out = []
     for _ in range(repeat):
-        before = calibrate(device)['mm_gflops']
+        burst = [calibrate(device)['mm_gflops']]
+        sustained = [sustained_mm_gflops(device)]
         t = median_time(fn, device, repeat=1, warmup=0)
-        out.append([t, max(before, calibrate(device)['mm_gflops'])])
+        sustained.append(sustained_mm_gflops(device))
+        burst.append(calibrate(device)['mm_gflops'])
+        out.append([t, max(burst), max(sustained)])
     return out
 
 
@@ -182,7 +186,7 @@ def main():
     bar.update()
     bar.close()
     cal = fastest(cal, calibrate(args.device),
-                  *[{'mm_gflops': g} for _, g in around])
+                  *[{'mm_gflops': g} for _, g, _ in around])
     by = {(r['impl'], r['B']): r for r in rows}
     for B in sizes:
         flops = layer_flops(B)
@@ -199,9 +203,10 @@ def main():
         model['lower_bound_fwdbwd_s']
     model_flops = 3 * layer_flops(sizes[-1], 2)
     model['between_calibrations'] = [
-        {'fwdbwd_s': t, 'mm_gflops': g,
-         'ratio_to_lower_bound': t / (model_flops / g / 1e9)}
-        for t, g in around]
+        {'fwdbwd_s': t, 'mm_gflops': g, 'sustained_mm_gflops': sg,
+         'ratio_to_lower_bound': t * g * 1e9 / model_flops,
+         'ratio_to_sustained_bound': t * sg * 1e9 / model_flops}
+        for t, g, sg in around]
     results = {'device': device_name(args.device), 'torch': torch.__version__,
                'sizes': dict(N=N, T=T, R=R, dim=D, heads=H),
                'sparse_layer': SPARSE, 'calibration': cal,

@@ -97,13 +97,19 @@ def dense(name='dense'):
               f"fastest calibration.")
     around = model.get('between_calibrations')
     if around:
-        each = ', '.join(f"{a['fwdbwd_s']:.1f} s at {a['mm_gflops']:.0f} "
-                         f"GFLOP/s = {a['ratio_to_lower_bound']:.2f}x"
-                         for a in around)
-        mid = statistics.median(a['ratio_to_lower_bound'] for a in around)
-        print(f"Run again {len(around)} times, each between two calibrations "
-              f"and compared with the faster of them: {each} (median "
-              f"{mid:.2f}x).")
+        print(f"\nRun again {len(around)} times, each between two "
+              f"calibrations and two 5-s sustained `torch.mm` loops, and "
+              f"compared with the faster of each pair:\n")
+        print('| fwd+bwd | calibration | ratio | sustained | ratio |')
+        print('|---|---|---|---|---|')
+        for a in around:
+            print(f"| {a['fwdbwd_s']:.1f} s | {a['mm_gflops']:.0f} GFLOP/s "
+                  f"| {a['ratio_to_lower_bound']:.2f}x | "
+                  f"{a['sustained_mm_gflops']:.0f} GFLOP/s | "
+                  f"{a['ratio_to_sustained_bound']:.2f}x |")
+        mid = [statistics.median(a[k] for a in around) for k in
+               ('ratio_to_lower_bound', 'ratio_to_sustained_bound')]
+        print(f"| median | | {mid[0]:.2f}x | | {mid[1]:.2f}x |")
     print()
 
 
