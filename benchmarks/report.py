@@ -130,8 +130,9 @@ def legacy(name='legacy'):
           f"{f['speedup_fwdbwd']:.0f}x |")
     print(f"\n2-layer `DifferentiableHGT`, {full['families']:,} families, "
           f"forward+backward in one call: {full['fwdbwd_s']:.1f} s, peak "
-          f"memory {full['peak_mb']:.0f} MB ({full['peak_above_inputs_mb']:.0f}"
-          f" MB above the inputs), chunk_size={full['chunk_size']}.\n")
+          f"memory {full['peak_mb']:.0f} MB "
+          f"({full['peak_above_inputs_mb']:.0f} MB above the inputs), "
+          f"chunk_size={full['chunk_size']}.\n")
 
 
 if __name__ == '__main__':
