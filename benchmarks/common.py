@@ -38,15 +38,22 @@ def median_time(fn: Callable[[], object], device: str = 'cpu',
     return statistics.median(times)
 
 
-def calibrate(device: str = 'cpu') -> Dict[str, float]:
-    """Measured ``torch.mm`` GFLOP/s and ``index_select`` GB/s (read +
-    write) on this machine, for the lower bounds."""
+def _calibration_product(device: str):
+    """``(product, its FLOPs, a)``: :func:`calibrate`'s ``torch.mm`` of
+    an ``[n, 128]`` ``a`` by ``[128, 768]``."""
     n = 100_000 if device == 'cpu' else 1_000_000
     a = torch.randn(n, 128, device=device)
     w = torch.randn(128, 768, device=device)
     c = torch.empty(n, 768, device=device)
-    t = median_time(lambda: torch.mm(a, w, out=c), device)
-    gflops = 2 * n * 128 * 768 / t / 1e9
+    return lambda: torch.mm(a, w, out=c), 2 * n * 128 * 768, a
+
+
+def calibrate(device: str = 'cpu') -> Dict[str, float]:
+    """Measured ``torch.mm`` GFLOP/s and ``index_select`` GB/s (read +
+    write) on this machine, for the lower bounds."""
+    product, flops, a = _calibration_product(device)
+    n = a.size(0)
+    gflops = flops / median_time(product, device) / 1e9
     idx = torch.randint(0, n, (10 * n // 10, ), device=device)
     g = torch.empty(idx.numel(), 128, device=device)
     t = median_time(lambda: torch.index_select(a, 0, idx, out=g), device)
@@ -60,18 +67,15 @@ def sustained_mm_gflops(device: str = 'cpu', seconds: float = 5.0) -> float:
     gets, where :func:`calibrate`'s median of short products catches a
     fast moment (on the 2-core VM 100-139 GFLOP/s in 5-s windows of one
     minute, against 130-165 from :func:`calibrate`)."""
-    n = 100_000 if device == 'cpu' else 1_000_000
-    a = torch.randn(n, 128, device=device)
-    w = torch.randn(128, 768, device=device)
-    c = torch.empty(n, 768, device=device)
-    torch.mm(a, w, out=c)
+    product, flops, _ = _calibration_product(device)
+    product()
     sync(device)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        torch.mm(a, w, out=c)
+        product()
         sync(device)
         count += 1
-    return 2 * n * 128 * 768 * count / (time.perf_counter() - start) / 1e9
+    return flops * count / (time.perf_counter() - start) / 1e9
 
 
 def fastest(*cals: Dict[str, float]) -> Dict[str, float]:

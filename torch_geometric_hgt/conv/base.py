@@ -13,7 +13,7 @@ from torch_geometric_hgt.params import HGTParameters
 CUDA_CHUNK_SIZE = 262144
 
 
-def check_chunk_size(chunk_size: Optional[int]):
+def check_chunk_size(chunk_size: Optional[int]) -> None:
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"'chunk_size' must be >= 1 (got {chunk_size})")
 
