@@ -218,9 +218,10 @@ def test_memory_efficient_refuses_double_backward():
 
 
 @pytest.mark.parametrize('cls', FUSED)
-def test_bad_chunk_size(cls):
-    with pytest.raises(ValueError, match="'chunk_size'"):
-        cls(8, 8, 4, 3, 2, chunk_size=0)
+@pytest.mark.parametrize('chunk_size', [0, -3, 2.5, 'auto', True])
+def test_bad_chunk_size(cls, chunk_size):
+    with pytest.raises(ValueError, match="'chunk_size' must be an int"):
+        cls(8, 8, 4, 3, 2, chunk_size=chunk_size)
 
 
 @pytest.mark.parametrize('cls,cpu_default,forward', [

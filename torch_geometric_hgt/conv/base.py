@@ -14,8 +14,12 @@ CUDA_CHUNK_SIZE = 262144
 
 
 def check_chunk_size(chunk_size: Optional[int]) -> None:
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"'chunk_size' must be >= 1 (got {chunk_size})")
+    if chunk_size is None:
+        return
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) \
+            or chunk_size < 1:
+        raise ValueError(f"'chunk_size' must be an int >= 1 or None (got "
+                         f"{chunk_size!r})")
 
 
 def edges_per_chunk(chunk_size: Optional[int], device: torch.device,
