@@ -224,14 +224,15 @@ def test_bad_chunk_size(cls, chunk_size):
         cls(8, 8, 4, 3, 2, chunk_size=chunk_size)
 
 
-@pytest.mark.parametrize('cls,cpu_default,forward', [
-    (UltraFastHGTConv, 32768, 'fused_forward'),
-    (MemoryEfficientHGTConv, 16384, 'target_chunked_forward')])
+@pytest.mark.parametrize('cls,forward', [
+    (UltraFastHGTConv, 'fused_forward'),
+    (MemoryEfficientHGTConv, 'target_chunked_forward')])
 @pytest.mark.parametrize('chunk_size', [None, 5])
 def test_chunk_size_default_depends_on_the_device(
-        cls, cpu_default, forward, chunk_size, monkeypatch):
+        cls, forward, chunk_size, monkeypatch):
     seen = []
     module = sys.modules[cls.__module__]
+    cpu_default = module.CPU_CHUNK_SIZE
     real = getattr(module, forward)
     monkeypatch.setattr(module, forward,
                         lambda *a, **k: seen.append(a[6]) or real(*a, **k))

@@ -9,6 +9,10 @@ from torch_geometric_hgt.conv.base import (SparseHGTConv, check_chunk_size,
 from torch_geometric_hgt.conv.fused import fused_forward
 from torch_geometric_hgt.conv.target_chunks import target_chunked_forward
 
+#: edges per chunk on CPU for ``chunk_size=None``: memory first (32768 was
+#: ~15% faster for ~90 MB more at 100k nodes / 1M edges)
+CPU_CHUNK_SIZE = 16384
+
 
 class MemoryEfficientHGTConv(SparseHGTConv):
     r"""Exact HGT (the semantics of :class:`LoopHGTConv`) whose memory
@@ -68,7 +72,7 @@ class MemoryEfficientHGTConv(SparseHGTConv):
                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
         args = (self, x, node_type, edge_index, edge_type, edge_time,
-                edges_per_chunk(self.chunk_size, x.device, 16384))
+                edges_per_chunk(self.chunk_size, x.device, CPU_CHUNK_SIZE))
         if not torch.compiler.is_compiling():
             out, att = target_chunked_forward(*args, self.checkpoint,
                                               return_attention_weights)

@@ -6,6 +6,10 @@ from torch_geometric_hgt.conv.fused import fused_forward
 from torch_geometric_hgt.conv.base import (SparseHGTConv, check_chunk_size,
                                           edges_per_chunk)
 
+#: edges per chunk on CPU for ``chunk_size=None``: the edge operator's
+#: temporaries stay cache-sized
+CPU_CHUNK_SIZE = 32768
+
 
 class UltraFastHGTConv(SparseHGTConv):
     r"""The fastest exact HGT layer (the semantics of :class:`LoopHGTConv`).
@@ -53,5 +57,5 @@ class UltraFastHGTConv(SparseHGTConv):
         out, att = fused_forward(self, x, node_type, edge_index, edge_type,
                                  edge_time,
                                  edges_per_chunk(self.chunk_size, x.device,
-                                                 32768))
+                                                 CPU_CHUNK_SIZE))
         return self._result(out, att, return_attention_weights)
