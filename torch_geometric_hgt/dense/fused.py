@@ -129,6 +129,18 @@ def _attend(kqv: Tensor, a: Tensor, E: Tensor, w: Weights, s: Sizes,
     return expo, _aggregate(a * expo, E, v, w, b, s)[0]
 
 
+def _kernel_attend(kqv: Tensor, E: Tensor, a: Tensor, expo: Tensor,
+                   w: Weights, s: Sizes, recompute: bool
+                   ) -> Tuple[Tensor, Tensor, Tensor]:
+    """:func:`_attend` in the C kernels: the folded queries ``qa``, the
+    sums over sources ``u`` and ``agg`` (all head-major), writing the
+    softmax weights into ``expo`` (reading them if ``recompute``, as the
+    backward does, so that both run the same code)."""
+    qa = torch.bmm(_queries(kqv, s), w.query_fold)
+    u = native.attention_forward(kqv, qa, E, a, expo, recompute=recompute)
+    return qa, u, torch.bmm(u, w.msg)
+
+
 def _updated(agg: Tensor, x: Tensor, w: Weights, keep: Optional[Tensor],
              s: Sizes) -> Tuple[Tensor, Tensor]:
     """``gelu(agg)`` and the gated update of every type ``[n, T, out]``
@@ -232,9 +244,7 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     fast = native.usable(x)
     if fast and native.attention_usable(N, d):
         expo = x.new_empty(H, b, N, N) if into is None else into.expo
-        qa = torch.bmm(_queries(kqv, s), w.query_fold)
-        u = native.attention_forward(kqv, qa, E, a, expo)
-        agg = torch.bmm(u, w.msg)
+        agg = _kernel_attend(kqv, E, a, expo, w, s, False)[2]
     else:
         expo, agg = _attend(kqv, a, E, w, s, b)
     agg = agg.transpose(0, 1).reshape(n, s.out_dim)
@@ -372,10 +382,8 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     kernels = fast and native.attention_usable(N, d)
     q = _queries(saved.kqv, s)
     if kernels:
-        qa = torch.bmm(q, w.query_fold)
-        u = native.attention_forward(saved.kqv, qa, E, a, saved.expo,
-                                     recompute=True)
-        agg_h = torch.bmm(u, w.msg)
+        qa, u, agg_h = _kernel_attend(saved.kqv, E, a, saved.expo, w, s,
+                                      True)
     else:
         k, _, v = _heads(saved.kqv, H, d, b)
         alpha = a * saved.expo
