@@ -116,3 +116,33 @@ def test_hetero_batch_has_named_types_and_same_edges():
         data[s, r, t].edge_index[0].tolist()
     with pytest.raises(ValueError, match='node type names'):
         dense_to_hetero(graph, names[:2], rels)
+
+
+@pytest.mark.parametrize('threshold', [-0.1, 1.5, float('nan'), '0.5', True])
+def test_bad_threshold(threshold):
+    graph = hard_graph()
+    for convert in (lambda: dense_to_batch(graph, threshold),
+                    lambda: graph.hard(threshold)):
+        with pytest.raises(ValueError, match="'threshold' must be a number"):
+            convert()
+
+
+@pytest.mark.parametrize('case,match', [
+    ('max_num_nodes', "'max_num_nodes' \\(2\\) is smaller"),
+    ('cross_graph', "'batch.edge_index' joins nodes of different graphs"),
+    ('out_of_range', "'batch.edge_index' must hold node indices"),
+])
+def test_batch_to_dense_refuses_what_it_cannot_hold(case, match):
+    batch = dense_to_batch(hard_graph(prefix_mask=False))
+    size = 6
+    if case == 'max_num_nodes':
+        size = 2
+    src = int(batch.ptr[1]) - 1  # the first graph's last node
+    if case == 'cross_graph':
+        batch.edge_index = torch.cat(
+            [batch.edge_index, torch.tensor([[src], [src + 1]])], 1)
+    if case == 'out_of_range':
+        batch.edge_index = torch.cat(
+            [batch.edge_index, torch.tensor([[src], [batch.num_nodes]])], 1)
+    with pytest.raises(ValueError, match=match):
+        batch_to_dense(batch, T, R, max_num_nodes=size)

@@ -47,3 +47,48 @@ def test_layer_norm_flags():
 def test_unknown_conv_name():
     with pytest.raises(ValueError, match="'conv' must be one of"):
         HGT(8, 8, T, R, conv='nope')
+
+
+TYPE_COUNTS = [3, 2, 2, 3]  # per node type of the graphs below
+
+
+def _typed_inputs(case):
+    node_type = torch.repeat_interleave(torch.tensor(TYPE_COUNTS))
+    x = [torch.randn(n, 8) for n in TYPE_COUNTS]
+    if case == 'tensor type id out of range':
+        node_type[-1] = T
+    if case == 'too few tensors':
+        x = x[:-1]
+    if case == 'rows per type':
+        x[0], x[1] = x[0][:2], torch.randn(3, 8)
+    if case == 'unsorted':
+        node_type = node_type.flip(0)
+        x = x[::-1]
+    if case == 'feature dim':
+        x[2] = x[2][:, :5]
+    if case.startswith('tensor'):
+        x = torch.cat(x)
+    if case == 'tensor rows':
+        x = x[:-1]
+    if case == 'tensor feature dim':
+        x = x[:, :5]
+    return x, node_type
+
+
+@pytest.mark.parametrize('case,match', [
+    ('tensor type id out of range', "'node_type' must hold node type ids"),
+    ('too few tensors', "'x' must list one tensor per node type"),
+    ('rows per type', "'x' lists \\[2, 3, 2, 3\\] rows per type"),
+    ('unsorted', "'node_type' must hold them sorted by type"),
+    ('feature dim', "'x\\[2\\]' must have size 8"),
+    ('tensor rows', "'x'.*number of nodes"),
+    ('tensor feature dim', "'x'.*in_dim"),
+])
+def test_bad_input_names_the_argument(case, match):
+    # the per-type adapters read x and node_type before any convolution
+    assert len(TYPE_COUNTS) == T
+    model = HGT(8, 8, T, R, n_heads=2)
+    x, node_type = _typed_inputs(case)
+    edge_index = torch.tensor([[0, 1], [1, 2]])
+    with pytest.raises(ValueError, match=match):
+        model(x, node_type, edge_index, torch.zeros(2, dtype=torch.long))

@@ -76,8 +76,8 @@ def create_differentiable_hgt_data(
     if family_features is not None:
         V.check_tensor('family_features', family_features, 2, 'float')
         if family_features.size(0) != data['batch_size']:
-            raise ValueError(f"'family_features' must have {data['batch_size']}"
-                             f" rows, one per family "
+            raise ValueError(f"'family_features' must have "
+                             f"{data['batch_size']} rows, one per family "
                              f"(got {family_features.size(0)})")
     data['family_features'] = family_features
     return data
@@ -127,6 +127,7 @@ def dense_to_batch(graph: Union[SoftGraph, Dict[str, Tensor]],
     ``batch``, ``ptr``.
     """
     graph = SoftGraph.from_any(graph)
+    V.check_unit_interval('threshold', threshold)
     B, N, T = graph.node_types.shape
     R = graph.edge_types.size(-1)
     device = graph.adj.device
@@ -200,7 +201,8 @@ def batch_to_dense(batch: Batch, num_types: int, num_relations: int,
     batch (``node_type``, ``edge_index``, ``edge_type``, optional ``x``,
     ``edge_weight``, ``batch``). The adjacency is ``edge_weight`` where
     given, else 1. Exact inverse of :func:`dense_to_batch` for hard graphs
-    (without family nodes)."""
+    (without family nodes). ``max_num_nodes`` (default: the largest graph)
+    may not be smaller than the largest graph: no node is dropped."""
     for name in ('node_type', 'edge_index', 'edge_type'):
         if getattr(batch, name, None) is None:
             raise ValueError(f"'batch' has no '{name}'")
@@ -208,14 +210,24 @@ def batch_to_dense(batch: Batch, num_types: int, num_relations: int,
                   'node type ids')
     V.check_range('batch.edge_type', batch.edge_type, num_relations,
                   'relation ids')
+    V.check_range('batch.edge_index', batch.edge_index,
+                  batch.node_type.numel(), 'node indices')
     vec = batch.batch if getattr(batch, 'batch', None) is not None else \
         batch.node_type.new_zeros(batch.node_type.numel())
+    if max_num_nodes is not None and vec.numel():
+        largest = int(torch.bincount(vec).max())
+        if max_num_nodes < largest:
+            raise ValueError(f"'max_num_nodes' ({max_num_nodes}) is smaller "
+                             f"than the largest graph ({largest} nodes)")
     types, mask = to_dense_batch(F.one_hot(batch.node_type, num_types).float(),
                                  vec, max_num_nodes=max_num_nodes)
     B, N = mask.shape
     ptr = torch.cat([vec.new_zeros(1), mask.sum(1).cumsum(0)])
     src, dst = batch.edge_index
     g = vec[src]
+    if bool((g != vec[dst]).any()):
+        raise ValueError("'batch.edge_index' joins nodes of different "
+                         "graphs")
     i, j = src - ptr[g], dst - ptr[g]
     w = getattr(batch, 'edge_weight', None)
     w = torch.ones(src.numel(), device=src.device) if w is None else w.float()

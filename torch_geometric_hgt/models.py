@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 from torch.nn import Linear, ModuleList
 
+from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.conv import CONVS
 from torch_geometric_hgt.dense.chunking import chunked
 from torch_geometric_hgt.dense.conv import DenseHGTConv
@@ -87,10 +88,12 @@ class HGT(torch.nn.Module):
                 edge_time: Optional[Tensor] = None) -> Tensor:
         """``x [N, in_dim]`` (or a list of per-type feature tensors, nodes
         ordered by type) -> ``[N, hidden_dim]``."""
+        if isinstance(x, Tensor) and len(set(self.in_dims)) != 1:
+            raise ValueError("'x' must be a list of per-type tensors when "
+                             "in_dim differs between node types")
+        if self.gcs[0].validate:
+            self._check_inputs(x, node_type)
         if isinstance(x, Tensor):
-            if len(set(self.in_dims)) != 1:
-                raise ValueError("'x' must be a list of per-type tensors when "
-                                 "in_dim differs between node types")
             w = torch.stack([lin.weight for lin in self.adapt_ws])
             b = torch.stack([lin.bias for lin in self.adapt_ws])
             h = typed_linear(x, node_type, w, b)
@@ -100,6 +103,30 @@ class HGT(torch.nn.Module):
         for conv in self.gcs:
             h = conv(h, node_type, edge_index, edge_type, edge_time)
         return h
+
+    def _check_inputs(self, x: Union[Tensor, Sequence[Tensor]],
+                      node_type: Tensor):
+        """What the adapters read; the convolutions check the rest."""
+        V.check_tensor('node_type', node_type, 1, 'long')
+        V.check_range('node_type', node_type, self.num_types, 'node type ids')
+        if isinstance(x, Tensor):
+            V.check_tensor('x', x, 2, 'float')
+            V.check_size('x', x, 1, self.in_dims[0], 'in_dim')
+            V.check_size('x', x, 0, node_type.numel(), 'number of nodes')
+            return
+        if len(x) != self.num_types:
+            raise ValueError(f"'x' must list one tensor per node type "
+                             f"({self.num_types}), got {len(x)}")
+        for t, (xt, dim) in enumerate(zip(x, self.in_dims)):
+            V.check_tensor(f'x[{t}]', xt, 2, 'float')
+            V.check_size(f'x[{t}]', xt, 1, dim, f'in_dim of type {t}')
+        rows = [xt.size(0) for xt in x]
+        counts = torch.bincount(node_type, minlength=self.num_types).tolist()
+        if rows != counts or bool((node_type.diff() < 0).any()):
+            raise ValueError(f"'x' lists {rows} rows per type, so "
+                             f"'node_type' must hold them sorted by type; "
+                             f"it holds {counts} per type"
+                             + ("" if rows != counts else ", unsorted"))
 
     def forward_hetero(self, data) -> Dict[str, Tensor]:
         """Runs on a :class:`~torch_geometric.data.HeteroData` (node type
@@ -263,9 +290,13 @@ class DenseHGT(_SoftGraphStack):
 
     def forward(self, graph: Union[SoftGraph, Dict[str, Tensor]]) -> Tensor:
         graph = SoftGraph.from_any(graph)
-        if graph.x is not None and graph.x.size(-1) != self.in_dim:
-            raise ValueError(f"'graph.x' must have {self.in_dim} features "
-                             f"(in_dim), got {graph.x.size(-1)}")
+        if graph.x is not None:
+            V.check_size('x', graph.x, 2, self.in_dim, 'in_dim')
+        # the layers do not check the graph again
+        V.check_size('node_types', graph.node_types, 2, self.num_node_types,
+                     'num_node_types')
+        V.check_size('edge_types', graph.edge_types, 3,
+                     self.layers[0].num_relations, 'num_relations')
         inputs = (graph.x, graph.node_types, graph.adj, graph.edge_types,
                   graph.node_mask)
         first = graph.x if graph.x is not None else \

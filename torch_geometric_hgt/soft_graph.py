@@ -72,6 +72,7 @@ class SoftGraph:
     def hard(self, threshold: float = 0.5) -> 'SoftGraph':
         """One-hot types and relations (argmax) and a 0/1 adjacency
         (``adj > threshold``); masked nodes lose their edges."""
+        V.check_unit_interval('threshold', threshold)
         T, R = self.node_types.size(-1), self.edge_types.size(-1)
         nt = F.one_hot(self.node_types.argmax(-1), T).to(self.node_types)
         et = F.one_hot(self.edge_types.argmax(-1), R).to(self.edge_types)

@@ -1,5 +1,6 @@
 """Input checks with errors that name the argument. Checks that need a host
 sync (value ranges, NaN) are skipped while tracing under ``torch.compile``."""
+import numbers
 from typing import Optional
 
 import torch
@@ -50,6 +51,14 @@ def check_range(name: str, value: Tensor, high: int, what: str):
     if lo < 0 or hi >= high:
         raise ValueError(f"'{name}' must hold {what} in [0, {high}) "
                          f"(found values in [{lo}, {hi}])")
+
+
+def check_unit_interval(name: str, value: float):
+    """A number in [0, 1] (a probability threshold); NaN fails."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not 0 <= value <= 1:
+        raise ValueError(f"'{name}' must be a number in [0, 1] "
+                         f"(got {value!r})")
 
 
 def check_finite(name: str, value: Tensor):

@@ -167,6 +167,27 @@ def test_invalid_inputs(case, match):
         layer(x, P, adj, E, mask)
 
 
+@pytest.mark.parametrize('case,match', [
+    ('types_dim', "'node_types'.*num_node_types"),
+    ('rel_dim', "'edge_types'.*num_relations"),
+    ('x_dim', "'x'.*in_dim"),
+])
+def test_dense_model_checks_sizes_its_layers_do_not(case, match):
+    # the layers of DenseHGT skip validation (the graph is checked once)
+    model = DenseHGT(8, 8, 8, T, R, n_heads=2)
+    x, P, adj, E, _ = soft_graph()
+    graph = {'node_types': P, 'adj_matrix': adj, 'edge_types': E, 'x': x}
+    if case == 'types_dim':
+        graph['node_types'] = torch.softmax(torch.randn(3, 5, T + 1), -1)
+        del graph['x']
+    if case == 'rel_dim':
+        graph['edge_types'] = torch.softmax(torch.randn(3, 5, 5, R + 1), -1)
+    if case == 'x_dim':
+        graph['x'] = x[..., :4]
+    with pytest.raises(ValueError, match=match):
+        model(graph)
+
+
 def test_weights_move_between_dense_and_sparse():
     sparse = randomize_(VectorizedHGTConv(8, 8, T, R, 2))
     dense = DenseHGTConv(8, 8, T, R, 2)
