@@ -146,3 +146,16 @@ def test_batch_to_dense_refuses_what_it_cannot_hold(case, match):
             [batch.edge_index, torch.tensor([[src], [batch.num_nodes]])], 1)
     with pytest.raises(ValueError, match=match):
         batch_to_dense(batch, T, R, max_num_nodes=size)
+
+
+@pytest.mark.parametrize('names,rels,match', [
+    (['a', 'b', 'c'], ['x', 'y', 'z'], 'need 4 node type names'),
+    (['a', 'b', 'a', 'd'], ['x', 'y', 'z'], "'node_type_names' must be "
+     "distinct"),
+    (['a', 'b', 'c', 'd'], ['x', 'x', 'z'], "'relation_names' must be "
+     "distinct"),
+])
+def test_hetero_names_must_fit(names, rels, match):
+    # repeated names would merge two types into one silently
+    with pytest.raises(ValueError, match=match):
+        dense_to_hetero(hard_graph(), names, rels)

@@ -5,7 +5,7 @@ from conftest import R, T, make_graph, randomize_
 from test_interop import hetero_data
 
 from torch_geometric_hgt.conv import CONVS
-from torch_geometric_hgt.models import HGT
+from torch_geometric_hgt.models import HGT, DenseHGT, DifferentiableHGT
 
 
 @pytest.mark.parametrize('name', sorted(CONVS))
@@ -92,3 +92,30 @@ def test_bad_input_names_the_argument(case, match):
     edge_index = torch.tensor([[0, 1], [1, 2]])
     with pytest.raises(ValueError, match=match):
         model(x, node_type, edge_index, torch.zeros(2, dtype=torch.long))
+
+
+def _soft_dict(dtype):
+    g = torch.Generator().manual_seed(0)
+    return {'node_types': torch.softmax(torch.randn(2, 5, T, generator=g),
+                                        -1).to(dtype),
+            'adj_matrix': torch.rand(2, 5, 5, generator=g),
+            'edge_types': torch.softmax(torch.randn(2, 5, 5, R, generator=g),
+                                        -1)}
+
+
+@pytest.mark.parametrize('cls', [DenseHGT, DifferentiableHGT])
+def test_soft_stacks_take_probabilities_of_any_float_dtype(cls):
+    # the projection reads the probabilities, cast like the layers cast them
+    model = randomize_(cls(8, 8, 8, T, R, n_heads=2)).eval()
+    want = model(_soft_dict(torch.float32))
+    got = model(_soft_dict(torch.float64))
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize('cls', [DenseHGT, DifferentiableHGT])
+def test_soft_stacks_name_types_on_another_device(cls):
+    graph = _soft_dict(torch.float32)
+    graph['node_types'] = graph['node_types'].to('meta')
+    with pytest.raises(ValueError, match="node_types.* is on meta"):
+        cls(8, 8, 8, T, R, n_heads=2)(graph)

@@ -106,3 +106,15 @@ def test_repr_names_the_configuration():
     r = repr(CONVS['vectorized'](8, 16, 3, 2, 4, use_norm=False))
     assert r == ('VectorizedHGTConv(8, 16, num_types=3, num_relations=2, '
                  'n_heads=4, use_norm=False, use_RTE=False)')
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(n_hid=0), "'n_hid' must be a positive int"),
+    (dict(max_len=0), "'max_len' must be a positive int"),
+    (dict(max_len=2.5), "'max_len' must be a positive int"),
+])
+def test_rte_bad_sizes(kwargs, match):
+    args = dict(n_hid=6, max_len=9)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        RelTemporalEncoding(**args)

@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torch_geometric_hgt import SoftGraph, soft_graph_from_logits
+from torch_geometric_hgt import (SoftGraph, gumbel_softmax,
+                                 soft_graph_from_logits)
 
 
 def logits(B=3, N=6, R=4, T=5, seed=0):
@@ -108,3 +109,8 @@ def test_bad_logits():
         soft_graph_from_logits(a, e[:, :3], n)
     with pytest.raises(ValueError, match="'tau' must be positive"):
         soft_graph_from_logits(a, e, n, tau=0)
+    with pytest.raises(ValueError, match='either as one dict'):
+        soft_graph_from_logits({'adj_logits': a, 'edge_logits': e,
+                                'node_logits': n}, e)
+    with pytest.raises(ValueError, match="'logits' contains NaN"):
+        gumbel_softmax(torch.full((2, 3), float('nan')))

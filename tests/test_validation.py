@@ -53,6 +53,9 @@ BAD = {
                     ValueError, "'x' contains NaN or Inf"),
     'x not a tensor': (lambda a: a.update(x=a['x'].tolist()), TypeError,
                        "'x' must be a torch.Tensor"),
+    'x float64 for float32 weights': (
+        lambda a: a.update(x=a['x'].double()), TypeError,
+        "'x' is torch.float64 but the layer's parameters are torch.float32"),
     'edge_time without RTE': (
         lambda a: a.update(edge_time=torch.zeros_like(a['edge_type'])),
         ValueError, "'edge_time'.*use_RTE=False"),

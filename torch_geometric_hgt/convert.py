@@ -257,6 +257,11 @@ def dense_to_hetero(graph: Union[SoftGraph, Dict[str, Tensor]],
         raise ValueError(f"need {T} node type names and {R} relation names "
                          f"(got {len(node_type_names)} and "
                          f"{len(relation_names)})")
+    for what, names in (('node_type_names', node_type_names),
+                        ('relation_names', relation_names)):
+        if len(set(names)) != len(names):
+            raise ValueError(f"'{what}' must be distinct (got "
+                             f"{list(names)})")
     flat = dense_to_batch(graph, threshold, sample, generator)
     nt = flat.node_type
     # index of each node within its type

@@ -177,6 +177,16 @@ class _SoftGraphStack(torch.nn.Module):
         for layer in self.layers:
             layer.reset_parameters()
 
+    def _check_types(self, name: str, P: Tensor):
+        V.check_size(name, P, 2, self.num_node_types, 'num_node_types')
+        V.check_matches_parameters(name, P, self.input_projection.weight,
+                                   dtype=False)
+
+    def _project(self, P: Tensor) -> Tensor:
+        """The first layer's input from the type probabilities (cast to the
+        weights' dtype, as the layers cast them)."""
+        return self.input_projection(P.to(self.input_projection.weight.dtype))
+
 
 class DifferentiableHGT(_SoftGraphStack):
     r"""The users' original soft-graph model, output for output:
@@ -223,16 +233,14 @@ class DifferentiableHGT(_SoftGraphStack):
             raise ValueError(f"'hgt_data' is missing the keys "
                              f"{sorted(missing)}")
         P = hgt_data['node_types']
-        if P.dim() != 3 or P.size(-1) != self.num_node_types:
-            raise ValueError(f"'hgt_data[\"node_types\"]' must have shape "
-                             f"[B, N, {self.num_node_types}] "
-                             f"(got {tuple(P.shape)})")
+        V.check_tensor('hgt_data["node_types"]', P, 3, 'float')
+        self._check_types('hgt_data["node_types"]', P)
         return chunked(self._forward, (P, hgt_data['adj_matrix'],
                                        hgt_data['edge_types']),
                        self.chunk_size, self.parameters())
 
     def _forward(self, P: Tensor, adj: Tensor, E: Tensor) -> Tensor:
-        h = self.input_projection(P)
+        h = self._project(P)
         for layer in self.layers:
             h = layer(h, P, adj, E)
         return h
@@ -292,9 +300,10 @@ class DenseHGT(_SoftGraphStack):
         graph = SoftGraph.from_any(graph)
         if graph.x is not None:
             V.check_size('x', graph.x, 2, self.in_dim, 'in_dim')
+            V.check_matches_parameters('x', graph.x,
+                                       self.input_projection.weight)
         # the layers do not check the graph again
-        V.check_size('node_types', graph.node_types, 2, self.num_node_types,
-                     'num_node_types')
+        self._check_types('node_types', graph.node_types)
         V.check_size('edge_types', graph.edge_types, 3,
                      self.layers[0].num_relations, 'num_relations')
         inputs = (graph.x, graph.node_types, graph.adj, graph.edge_types,
@@ -311,7 +320,7 @@ class DenseHGT(_SoftGraphStack):
                  chunk_size=None) -> Tensor:
         """All layers; on one chunk (``chunk_size=None``, inside the
         checkpoint) or each layer over chunks of ``chunk_size``."""
-        h = self.input_projection(P) if x is None else x
+        h = self._project(P) if x is None else x
         for layer in self.layers:
             h = layer.chunk(h, P, adj, E, node_mask) if chunk_size is None \
                 else dense_layer(layer, h, P, adj, E, node_mask, chunk_size)

@@ -50,6 +50,8 @@ class RelTemporalEncoding(torch.nn.Module):
     """
     def __init__(self, n_hid: int, max_len: int = 240):
         super().__init__()
+        V.check_positive_int('n_hid', n_hid)
+        V.check_positive_int('max_len', max_len)
         self.n_hid = n_hid
         self.max_len = max_len
         self.emb = torch.nn.Embedding(max_len, n_hid)
@@ -112,10 +114,7 @@ class HGTParameters(torch.nn.Module):
                             ('num_types', num_types),
                             ('num_relations', num_relations),
                             ('n_heads', n_heads), ('max_len', max_len)):
-            if not isinstance(value, int) or isinstance(value, bool) \
-                    or value < 1:
-                raise ValueError(f"'{name}' must be a positive int "
-                                 f"(got {value!r})")
+            V.check_positive_int(name, value)
         if out_dim % n_heads != 0:
             raise ValueError(f"'out_dim' (got {out_dim}) must be divisible by "
                              f"'n_heads' (got {n_heads})")

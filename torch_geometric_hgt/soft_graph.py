@@ -18,6 +18,8 @@ def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False,
     soft gradients (straight-through)."""
     if tau <= 0:
         raise ValueError(f"'tau' must be positive (got {tau})")
+    V.check_tensor('logits', logits, dtype='float')
+    V.check_finite('logits', logits)
     if gumbel:
         u = torch.rand(logits.shape, generator=generator,
                        device=logits.device, dtype=torch.float32)
@@ -183,6 +185,9 @@ def soft_graph_from_logits(adj_logits: Union[Tensor, Dict[str, Tensor]],
     e_j`` off the diagonal and 0 on it; ``e`` is kept as ``node_exist``.
     """
     if isinstance(adj_logits, dict):
+        if edge_logits is not None or node_logits is not None:
+            raise ValueError("pass the logits either as one dict or as "
+                             "three tensors, not both")
         d = adj_logits
         missing = {'adj_logits', 'edge_logits', 'node_logits'} - set(d)
         if missing:

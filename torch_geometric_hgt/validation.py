@@ -43,6 +43,25 @@ def check_same_device(**tensors: Optional[Tensor]):
                              f"is on {first.device}; move them to one device")
 
 
+def check_positive_int(name: str, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"'{name}' must be a positive int (got {value!r})")
+
+
+def check_matches_parameters(name: str, value: Tensor, param: Tensor,
+                             dtype: bool = True):
+    """``value`` on the parameters' device and, if ``dtype``, outside
+    autocast of their dtype (else torch fails deep inside a product)."""
+    if value.device != param.device:
+        raise ValueError(f"'{name}' is on {value.device} but the layer's "
+                         f"parameters are on {param.device}")
+    if dtype and value.dtype != param.dtype and \
+            not torch.is_autocast_enabled(value.device.type):
+        raise TypeError(f"'{name}' is {value.dtype} but the layer's "
+                        f"parameters are {param.dtype}; convert one of "
+                        f"them or run under autocast")
+
+
 def check_range(name: str, value: Tensor, high: int, what: str):
     """``0 <= value < high``; skipped when tracing."""
     if value.numel() == 0 or is_compiling():
@@ -113,9 +132,7 @@ def check_sparse_inputs(layer, x: Tensor, node_type: Tensor,
                          "use_RTE=False; build it with use_RTE=True")
     check_same_device(x=x, node_type=node_type, edge_index=edge_index,
                       edge_type=edge_type, edge_time=edge_time)
-    if x.device != layer.skip.device:
-        raise ValueError(f"'x' is on {x.device} but the layer's parameters "
-                         f"are on {layer.skip.device}")
+    check_matches_parameters('x', x, layer.skip)
     check_range('node_type', node_type, layer.num_types, 'node type ids')
     check_range('edge_index', edge_index, x.size(0), 'node indices')
     check_range('edge_type', edge_type, layer.num_relations, 'relation ids')

@@ -142,6 +142,7 @@ def test_dense_model_stack(with_x):
     ('neg_adj', "'adj' must hold probabilities"),
     ('rows', "'node_types' rows"),
     ('mask_dtype', "'node_mask' must be torch.bool"),
+    ('x_dtype', "'x' is torch.float64 but the layer's parameters"),
 ])
 def test_invalid_inputs(case, match):
     layer = DenseHGTConv(8, 8, T, R, 2)
@@ -163,6 +164,8 @@ def test_invalid_inputs(case, match):
         P = P * 0.5
     if case == 'mask_dtype':
         mask = torch.ones(3, 5)
+    if case == 'x_dtype':
+        x = x.double()
     with pytest.raises((ValueError, TypeError), match=match):
         layer(x, P, adj, E, mask)
 
@@ -171,8 +174,9 @@ def test_invalid_inputs(case, match):
     ('types_dim', "'node_types'.*num_node_types"),
     ('rel_dim', "'edge_types'.*num_relations"),
     ('x_dim', "'x'.*in_dim"),
+    ('x_dtype', "'x' is torch.float64 but the layer's parameters"),
 ])
-def test_dense_model_checks_sizes_its_layers_do_not(case, match):
+def test_dense_model_checks_inputs_its_layers_do_not(case, match):
     # the layers of DenseHGT skip validation (the graph is checked once)
     model = DenseHGT(8, 8, 8, T, R, n_heads=2)
     x, P, adj, E, _ = soft_graph()
@@ -184,7 +188,9 @@ def test_dense_model_checks_sizes_its_layers_do_not(case, match):
         graph['edge_types'] = torch.softmax(torch.randn(3, 5, 5, R + 1), -1)
     if case == 'x_dim':
         graph['x'] = x[..., :4]
-    with pytest.raises(ValueError, match=match):
+    if case == 'x_dtype':
+        graph['x'] = x.double()
+    with pytest.raises((ValueError, TypeError), match=match):
         model(graph)
 
 

@@ -227,6 +227,7 @@ def test_converter_hard_is_one_hot_with_soft_gradients():
     ('types', ValueError, "'node_types_soft' rows .* sum to 1"),
     ('prob', ValueError, "'adj_matrix_soft' must hold probabilities"),
     ('dim', ValueError, "'node_features'.*in_dim"),
+    ('dtype', TypeError, "'node_features' is torch.float64 but"),
     ('feats', ValueError, "'family_features' must have 4 rows"),
     ('decoder', TypeError, "'decoder' must be"),
 ])
@@ -251,6 +252,8 @@ def test_errors(case, exc, match):
                 adj = adj + 1
             if case == 'dim':
                 x = x[..., :3]
+            if case == 'dtype':
+                x = x.double()
             layer(x, P, adj, E)
 
 

@@ -86,6 +86,7 @@ class DenseHGTConv(HGTParameters):
             return
         validate_soft_graph(node_types, adj, edge_types, node_mask, x)
         V.check_size('x', x, 2, self.in_dim, 'in_dim')
+        V.check_matches_parameters('x', x, self.skip)
         V.check_size('node_types', node_types, 2, self.num_types,
                      'num_types')
         V.check_size('edge_types', edge_types, 3, self.num_relations,

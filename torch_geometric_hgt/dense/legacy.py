@@ -52,6 +52,7 @@ class _LegacyBase(HGTParameters):
         V.check_size('edge_types_soft', E, 3, self.num_relations,
                      'num_relations')
         V.check_same_device(node_features=x, node_types_soft=P)
+        V.check_matches_parameters('node_features', x, self.skip)
         V.check_finite('node_features', x)
 
 
