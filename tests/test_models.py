@@ -119,3 +119,33 @@ def test_soft_stacks_name_types_on_another_device(cls):
     graph['node_types'] = graph['node_types'].to('meta')
     with pytest.raises(ValueError, match="node_types.* is on meta"):
         cls(8, 8, 8, T, R, n_heads=2)(graph)
+
+
+def _model_case(cls):
+    """A model of ``cls`` and a function of one float input tensor to its
+    output."""
+    if cls is HGT:
+        model = randomize_(HGT(8, 8, T, R, n_heads=2))
+        _, node_type, edge_index, edge_type, _ = make_graph('random')
+        return model, lambda x: model(x, node_type, edge_index, edge_type), \
+            make_graph('random')[0]
+    model = randomize_(cls(8, 8, 8, T, R, n_heads=2))
+    graph = _soft_dict(torch.float32)
+    return model, lambda P: model({**graph, 'node_types': P}), \
+        graph['node_types']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('cls', [HGT, DenseHGT, DifferentiableHGT])
+def test_compile_equals_eager(cls):
+    torch._dynamo.reset()
+    model, run, inp = _model_case(cls)
+    model.eval()
+    inp.requires_grad_()
+    compiled = torch.compile(run, fullgraph=True, dynamic=True)
+    results = []
+    for fn in (run, compiled):
+        out = fn(inp)
+        results.append([out, *torch.autograd.grad(out.sum(), inp)])
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, atol=1e-5)
