@@ -6,7 +6,8 @@ import pytest
 import torch
 from conftest import R, T, make_graph, randomize_
 
-from torch_geometric_hgt import HGTParameters, RelTemporalEncoding
+from torch_geometric_hgt import (DenseHGTConv, DifferentiableDenseHGTConv,
+                                 HGTParameters, RelTemporalEncoding)
 from torch_geometric_hgt.conv import CONVS
 
 
@@ -106,6 +107,19 @@ def test_repr_names_the_configuration():
     r = repr(CONVS['vectorized'](8, 16, 3, 2, 4, use_norm=False))
     assert r == ('VectorizedHGTConv(8, 16, num_types=3, num_relations=2, '
                  'n_heads=4, use_norm=False, use_RTE=False)')
+
+
+@pytest.mark.parametrize('cls,kwargs,shown', [
+    (CONVS['ultrafast'], dict(chunk_size=64), "chunk_size=64"),
+    (CONVS['memory_efficient'], dict(checkpoint=True),
+     "chunk_size=None, checkpoint=True"),
+    (DenseHGTConv, dict(chunk_size=8), "chunk_size=8, checkpoint=False"),
+    (DifferentiableDenseHGTConv, dict(), "chunk_size='auto'"),
+])
+def test_repr_shows_the_backend_options(cls, kwargs, shown):
+    r = repr(cls(8, 16, 3, 2, 4, **kwargs))
+    assert r.startswith(f'{cls.__name__}(8, 16, num_types=3, ')
+    assert r.endswith(f'use_RTE=False, {shown})')
 
 
 @pytest.mark.parametrize('kwargs,match', [

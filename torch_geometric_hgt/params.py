@@ -105,6 +105,9 @@ class HGTParameters(torch.nn.Module):
             ranges, NaN). Set :obj:`False` (or assign ``layer.validate``)
             to skip the checks that cost a host sync. (default: :obj:`True`)
     """
+    #: constructor options of a backend shown by ``repr`` (its own attrs)
+    repr_options: Tuple[str, ...] = ()
+
     def __init__(self, in_dim: int, out_dim: int, num_types: int,
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True, use_RTE: bool = False,
@@ -314,10 +317,12 @@ class HGTParameters(torch.nn.Module):
         return to_pyg(self, metadata, relation_ids)
 
     def extra_repr_args(self) -> str:
+        options = ''.join(f', {name}={getattr(self, name)!r}'
+                          for name in self.repr_options)
         return (f'{self.in_dim}, {self.out_dim}, num_types={self.num_types}, '
                 f'num_relations={self.num_relations}, '
                 f'n_heads={self.n_heads}, use_norm={self.use_norm}, '
-                f'use_RTE={self.use_RTE}')
+                f'use_RTE={self.use_RTE}{options}')
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({self.extra_repr_args()})'

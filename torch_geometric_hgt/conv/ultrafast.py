@@ -39,6 +39,8 @@ class UltraFastHGTConv(SparseHGTConv):
 
     Shapes: as :class:`LoopHGTConv`.
     """
+    repr_options = ('chunk_size', )
+
     def __init__(self, in_dim: int, out_dim: int, num_types: int,
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True, use_RTE: bool = False,

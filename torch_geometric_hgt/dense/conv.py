@@ -70,6 +70,8 @@ class DenseHGTConv(HGTParameters):
           ``node_mask [B, N]`` (optional, bool)
         - **output:** ``[B, N, out_dim]``
     """
+    repr_options = ('chunk_size', 'checkpoint')
+
     def __init__(self, in_dim: int, out_dim: int, num_types: int,
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True,

@@ -97,6 +97,8 @@ class DifferentiableDenseHGTConv(_LegacyBase):
           ``edge_types_soft [B, N, N, R]``
         - **output:** ``[B, N, out_dim]``
     """
+    repr_options = ('chunk_size', )
+
     def __init__(self, in_dim: int, out_dim: int, num_types: int,
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True, use_RTE: bool = False,
