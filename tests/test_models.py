@@ -39,6 +39,32 @@ def test_forward_hetero_splits_per_type_and_allows_per_type_dims():
     assert out['venue'].shape == (4, 8)
 
 
+@pytest.mark.parametrize('case,match', [
+    ('node types', "'data' has 4 node types and 5 edge types, the model 3"),
+    ('edge types', "the model 4 and at most 4"),
+    ('no x', "data\\['venue'\\] has no 'x'"),
+    ('no edge_time', "has no 'edge_time' \\(the model has use_RTE=True\\)"),
+])
+def test_forward_hetero_names_what_data_lacks(case, match):
+    data = hetero_data()
+    T_, R_ = len(data.node_types), len(data.edge_types)
+    kwargs = {}
+    if case == 'node types':
+        T_ -= 1
+    if case == 'edge types':
+        R_ -= 1
+    if case == 'no x':
+        del data['venue'].x
+    if case == 'no edge_time':
+        kwargs['use_RTE'] = True
+        for et in data.edge_types[:-1]:
+            data[et].edge_time = torch.zeros(data[et].num_edges,
+                                             dtype=torch.long)
+    model = HGT(16, 8, T_, R_, n_heads=2, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        model.forward_hetero(data)
+
+
 def test_layer_norm_flags():
     model = HGT(8, 8, T, R, n_layers=3, prev_norm=True, last_norm=False)
     assert [c.use_norm for c in model.gcs] == [True, True, False]

@@ -52,6 +52,9 @@ def convert_graphvae_to_differentiable(
     ``generator``. Returns the dict ``DifferentiableHGT`` reads (keys
     ``adj_matrix``, ``edge_types``, ``node_types``, ``family_features``,
     ``batch_size``, ``max_nodes``)."""
+    if not temperature > 0:
+        raise ValueError(f"'temperature' must be positive "
+                         f"(got {temperature})")
     adj, edge, node = decoder_logits(decoder)
     return {
         'adj_matrix': torch.sigmoid(adj),

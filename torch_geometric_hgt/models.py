@@ -134,12 +134,23 @@ class HGT(torch.nn.Module):
         ``data.edge_types[r]``; node features ``x``, per-type sizes allowed;
         with ``use_RTE``, an ``edge_time`` attribute on every edge type) and
         returns a dict of ``[N_type, hidden_dim]`` outputs per node type."""
-        if len(data.node_types) != self.num_types:
-            raise ValueError(f"'data' has {len(data.node_types)} node types, "
-                             f"the model {self.num_types}")
+        R = self.gcs[0].num_relations
+        if len(data.node_types) != self.num_types or \
+                len(data.edge_types) > R:
+            raise ValueError(f"'data' has {len(data.node_types)} node types "
+                             f"and {len(data.edge_types)} edge types, the "
+                             f"model {self.num_types} and at most {R}")
+        for nt in data.node_types:
+            if 'x' not in data[nt]:
+                raise ValueError(f"data[{nt!r}] has no 'x'")
+        use_rte = self.gcs[0].use_RTE
+        for et in data.edge_types if use_rte else ():
+            if 'edge_time' not in data[et]:
+                raise ValueError(f"data[{et!r}] has no 'edge_time' (the "
+                                 f"model has use_RTE=True)")
         homo = data.to_homogeneous(node_attrs=[], edge_attrs=[])
         edge_time = None
-        if self.gcs[0].use_RTE:
+        if use_rte:
             edge_time = torch.cat(
                 [data[et].edge_time for et in data.edge_types])
         out = self.forward([data[nt].x for nt in data.node_types],

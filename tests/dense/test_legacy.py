@@ -230,6 +230,7 @@ def test_converter_hard_is_one_hot_with_soft_gradients():
     ('dtype', TypeError, "'node_features' is torch.float64 but"),
     ('feats', ValueError, "'family_features' must have 4 rows"),
     ('decoder', TypeError, "'decoder' must be"),
+    ('temperature', ValueError, "'temperature' must be positive"),
 ])
 def test_errors(case, exc, match):
     x, P, adj, E = soft_inputs()
@@ -240,6 +241,8 @@ def test_errors(case, exc, match):
             create_differentiable_hgt_data(decoder_tuple(), torch.randn(3, 2))
         elif case == 'decoder':
             convert_graphvae_to_differentiable(object())
+        elif case == 'temperature':
+            create_differentiable_hgt_data(decoder_tuple(), temperature=0)
         else:
             layer = DifferentiableDenseHGTConv(8, 8, T, R, 2)
             if case == 'nan':
