@@ -147,25 +147,33 @@ def test_soft_stacks_name_types_on_another_device(cls):
         cls(8, 8, 8, T, R, n_heads=2)(graph)
 
 
-def _model_case(cls):
-    """A model of ``cls`` and a function of one float input tensor to its
-    output."""
-    if cls is HGT:
+def _model_case(name):
+    """A model and a function of one float input tensor to its output."""
+    if name.startswith('HGT'):
         model = randomize_(HGT(8, 8, T, R, n_heads=2))
-        _, node_type, edge_index, edge_type, _ = make_graph('random')
-        return model, lambda x: model(x, node_type, edge_index, edge_type), \
-            make_graph('random')[0]
-    model = randomize_(cls(8, 8, 8, T, R, n_heads=2))
+        x, node_type, edge_index, edge_type, _ = make_graph('random')
+        if name == 'HGT':
+            return model, lambda x: model(x, node_type, edge_index,
+                                          edge_type), x
+        # per-type tensors, nodes sorted by type
+        node_type = node_type.sort().values
+        sizes = torch.bincount(node_type, minlength=T).tolist()
+        return model, lambda x: model(list(x.split(sizes)), node_type,
+                                      edge_index, edge_type), x
+    model = randomize_({'DenseHGT': DenseHGT,
+                        'DifferentiableHGT': DifferentiableHGT}[name](
+                            8, 8, 8, T, R, n_heads=2))
     graph = _soft_dict(torch.float32)
     return model, lambda P: model({**graph, 'node_types': P}), \
         graph['node_types']
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('cls', [HGT, DenseHGT, DifferentiableHGT])
-def test_compile_equals_eager(cls):
+@pytest.mark.parametrize('name', ['HGT', 'HGT per-type x', 'DenseHGT',
+                                  'DifferentiableHGT'])
+def test_compile_equals_eager(name):
     torch._dynamo.reset()
-    model, run, inp = _model_case(cls)
+    model, run, inp = _model_case(name)
     model.eval()
     inp.requires_grad_()
     compiled = torch.compile(run, fullgraph=True, dynamic=True)
