@@ -43,8 +43,14 @@ def check_same_device(**tensors: Optional[Tensor]):
                              f"is on {first.device}; move them to one device")
 
 
+def is_positive_int(value) -> bool:
+    """An int >= 1, and not a bool (which is an int to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool) \
+        and value >= 1
+
+
 def check_positive_int(name: str, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not is_positive_int(value):
         raise ValueError(f"'{name}' must be a positive int (got {value!r})")
 
 

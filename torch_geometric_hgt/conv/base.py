@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
+from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.params import HGTParameters
 
 
@@ -16,8 +17,7 @@ CUDA_CHUNK_SIZE = 262144
 def check_chunk_size(chunk_size: Optional[int]) -> None:
     if chunk_size is None:
         return
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) \
-            or chunk_size < 1:
+    if not V.is_positive_int(chunk_size):
         raise ValueError(f"'chunk_size' must be an int >= 1 or None (got "
                          f"{chunk_size!r})")
 

@@ -4,6 +4,7 @@ from typing import Callable, Iterable, List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.replay import ForwardState
 
 #: graphs per chunk for ``chunk_size="auto"``, by device type. CPU: as fast
@@ -20,8 +21,7 @@ def resolve_chunk_size(chunk_size, batch_size: int,
     if chunk_size == 'auto':
         auto = AUTO_CHUNK.get(device.type, AUTO_CHUNK['cpu'])
         return min(auto, max(batch_size, 1))
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) \
-            or chunk_size < 1:
+    if not V.is_positive_int(chunk_size):
         raise ValueError(f"'chunk_size' must be a positive int, 'auto' or "
                          f"None (got {chunk_size!r})")
     return chunk_size
