@@ -92,7 +92,7 @@ def dense(name='dense'):
     model = d['rows'][-1]
     if 'ratio_to_lower_bound' in model:
         print(f"2-layer `DenseHGT`, {model['B']:,} families, "
-              f"forward+backward: {model['fwdbwd_s']:.1f} s, "
+              f"forward+backward: {fmt(model['fwdbwd_s'], 's')}, "
               f"{model['ratio_to_lower_bound']:.2f}x the bound at the run's "
               f"fastest calibration.")
     around = model.get('between_calibrations')
@@ -103,7 +103,7 @@ def dense(name='dense'):
         print('| fwd+bwd | calibration | ratio | sustained | ratio |')
         print('|---|---|---|---|---|')
         for a in around:
-            print(f"| {a['fwdbwd_s']:.1f} s | {a['mm_gflops']:.0f} GFLOP/s "
+            print(f"| {fmt(a['fwdbwd_s'], 's')} | {a['mm_gflops']:.0f} GFLOP/s "
                   f"| {a['ratio_to_lower_bound']:.2f}x | "
                   f"{a['sustained_mm_gflops']:.0f} GFLOP/s | "
                   f"{a['ratio_to_sustained_bound']:.2f}x |")
@@ -129,7 +129,7 @@ def legacy(name='legacy'):
           f"{f['vectorized_fwdbwd_ms']:.3f} ms | "
           f"{f['speedup_fwdbwd']:.0f}x |")
     print(f"\n2-layer `DifferentiableHGT`, {full['families']:,} families, "
-          f"forward+backward in one call: {full['fwdbwd_s']:.1f} s, peak "
+          f"forward+backward in one call: {fmt(full['fwdbwd_s'], 's')}, peak "
           f"memory {full['peak_mb']:.0f} MB "
           f"({full['peak_above_inputs_mb']:.0f} MB above the inputs), "
           f"chunk_size={full['chunk_size']}.\n")
