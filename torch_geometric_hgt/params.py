@@ -260,10 +260,13 @@ class HGTParameters(torch.nn.Module):
                     a_out: Tensor) -> Tensor:
         """The update for hard node types, given
         ``a_out = W_a[type] gelu(agg) + b_a[type]`` per row."""
+        # index_select, not w[node_type]: the latter's backward accumulates
+        # rows in threads on CPU, in an order that varies between runs
         norm = self.norm_weight()
         if norm is not None:
-            norm = (norm[0][node_type], norm[1][node_type])
-        return self.gate_and_norm(a_out, x, self.skip[node_type], norm)
+            norm = tuple(w.index_select(0, node_type) for w in norm)
+        return self.gate_and_norm(a_out, x,
+                                  self.skip.index_select(0, node_type), norm)
 
     def update_soft(self, agg: Tensor, x: Tensor, P: Tensor,
                     dropout_per_type: bool = True) -> Tensor:
