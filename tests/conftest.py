@@ -1,3 +1,5 @@
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +12,30 @@ T, R = 4, 3  # node types, relations of the test graphs
 
 GRAPH_KINDS = ['random', 'no_in_edges', 'empty_type', 'self_loops',
                'repeated', 'no_edges', 'one_node']
+
+DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='needs CUDA'))]
+
+
+@contextlib.contextmanager
+def repeatable(device: str):
+    """Bitwise-repeatable kernels on ``device``: CUDA sums edges into nodes
+    with atomic adds unless deterministic algorithms are on (which need
+    cuBLAS's fixed workspace); CPU needs nothing."""
+    if device != 'cuda':
+        yield
+        return
+    env = os.environ.get('CUBLAS_WORKSPACE_CONFIG')
+    os.environ['CUBLAS_WORKSPACE_CONFIG'] = ':4096:8'
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(False)
+        if env is None:
+            del os.environ['CUBLAS_WORKSPACE_CONFIG']
+        else:
+            os.environ['CUBLAS_WORKSPACE_CONFIG'] = env
 
 
 def make_graph(kind: str, in_dim: int = 8, seed: int = 0, max_len: int = 10):

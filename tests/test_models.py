@@ -1,7 +1,7 @@
 """The HGT model stack."""
 import pytest
 import torch
-from conftest import R, T, make_graph, randomize_
+from conftest import DEVICES, R, T, make_graph, randomize_, repeatable
 from test_interop import hetero_data
 
 from torch_geometric_hgt.conv import CONVS
@@ -185,42 +185,46 @@ def test_compile_equals_eager(name):
         assert torch.allclose(a, b, atol=1e-5)
 
 
-def _large_case(name):
-    """A model in training mode and a function of one float input to its
-    output, on inputs large enough (~3,000 nodes) that CPU kernels split
-    their work between threads."""
+def _large_case(name, device):
+    """A model in training mode on ``device`` and a function of one float
+    input to its output, on inputs large enough (~3,000 nodes) that CPU
+    kernels split their work between threads."""
     g = torch.Generator().manual_seed(0)
     if name == 'HGT':
         N, E = 3000, 12000
-        node_type = torch.randint(0, T, (N, ), generator=g)
-        edge_index = torch.randint(0, N, (2, E), generator=g)
-        edge_type = torch.randint(0, R, (E, ), generator=g)
-        model = HGT(16, 16, T, R, n_heads=2)
+        node_type, edge_index, edge_type = (t.to(device) for t in (
+            torch.randint(0, T, (N, ), generator=g),
+            torch.randint(0, N, (2, E), generator=g),
+            torch.randint(0, R, (E, ), generator=g)))
+        model = HGT(16, 16, T, R, n_heads=2).to(device)
         return model.train(), lambda x: model(x, node_type, edge_index,
                                               edge_type), \
-            torch.randn(N, 16, generator=g)
+            torch.randn(N, 16, generator=g).to(device)
     B, N = 400, 8
-    graph = {'node_types': torch.softmax(
-        torch.randn(B, N, T, generator=g), -1),
+    graph = {k: v.to(device) for k, v in {
+        'node_types': torch.softmax(torch.randn(B, N, T, generator=g), -1),
         'adj_matrix': torch.rand(B, N, N, generator=g),
-        'edge_types': torch.softmax(torch.randn(B, N, N, R, generator=g), -1)}
+        'edge_types': torch.softmax(torch.randn(B, N, N, R, generator=g),
+                                    -1)}.items()}
     model = {'DenseHGT': DenseHGT, 'DifferentiableHGT': DifferentiableHGT}[
-        name](16, 16, 16, T, R, n_heads=2)
+        name](16, 16, 16, T, R, n_heads=2).to(device)
     return model.train(), lambda P: model({**graph, 'node_types': P}), \
         graph['node_types']
 
 
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('name', ['HGT', 'DenseHGT', 'DifferentiableHGT'])
-def test_training_step_deterministic_given_seed(name):
+def test_training_step_deterministic_given_seed(name, device):
     # dropout masks, outputs and every gradient, bit for bit
     runs = []
     for _ in range(3):
         torch.manual_seed(5)
-        model, run, inp = _large_case(name)
+        model, run, inp = _large_case(name, device)
         inp.requires_grad_()
-        out = run(inp)
-        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() \
-            .backward()
+        with repeatable(device):
+            out = run(inp)
+            (out * torch.linspace(-1, 1, out.numel(), device=device)
+             .view_as(out)).sum().backward()
         runs.append([out.detach(), inp.grad] +
                     [p.grad for p in model.parameters()])
     for run in runs[1:]:

@@ -1,18 +1,14 @@
 """torch.compile(fullgraph=True, dynamic=True) equals eager."""
 import pytest
 import torch
-from conftest import R, T, make_graph, randomize_
+from conftest import DEVICES, R, T, make_graph, randomize_
 
 from torch_geometric_hgt.conv import CONVS
 
 COMPILABLE = sorted(set(CONVS) - {'loop'})  # the loop reference syncs
 
 
-@pytest.mark.parametrize('device', [
-    'cpu',
-    pytest.param('cuda', marks=pytest.mark.skipif(
-        not torch.cuda.is_available(), reason='needs CUDA')),
-])
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('name', COMPILABLE)
 def test_compile_equals_eager(name, device):
     torch._dynamo.reset()

@@ -2,7 +2,8 @@
 and gradients (inputs and every parameter) on awkward graphs."""
 import pytest
 import torch
-from conftest import GRAPH_KINDS, R, T, make_graph, randomize_
+from conftest import (DEVICES, GRAPH_KINDS, R, T, make_graph, randomize_,
+                      repeatable)
 from reference import spec_sparse
 
 from torch_geometric_hgt.conv import CONVS
@@ -74,24 +75,27 @@ def test_attention_not_kept_unless_asked(name):
     assert isinstance(out, torch.Tensor) and layer.att is None
 
 
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('name', LAYERS)
-def test_deterministic_given_seed(name):
+def test_deterministic_given_seed(name, device):
     # large enough (3,000 nodes x 16) that CPU kernels split work between
     # threads: w[node_type]'s backward then summed rows in varying order
     g = torch.Generator().manual_seed(0)
     N, E, F = 3000, 12000, 16
-    x = torch.randn(N, F, generator=g)
-    node_type = torch.randint(0, T, (N, ), generator=g)
-    edge_index = torch.randint(0, N, (2, E), generator=g)
-    edge_type = torch.randint(0, R, (E, ), generator=g)
+    x = torch.randn(N, F, generator=g).to(device)
+    inputs = [t.to(device) for t in (
+        torch.randint(0, T, (N, ), generator=g),
+        torch.randint(0, N, (2, E), generator=g),
+        torch.randint(0, R, (E, ), generator=g))]
     runs = []
     for _ in range(3):
         torch.manual_seed(3)
-        layer = CONVS[name](F, F, T, R, 2).train()
+        layer = CONVS[name](F, F, T, R, 2).train().to(device)
         xg = x.clone().requires_grad_()
-        out = layer(xg, node_type, edge_index, edge_type)
-        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() \
-            .backward()
+        with repeatable(device):
+            out = layer(xg, *inputs)
+            (out * torch.linspace(-1, 1, out.numel(), device=device)
+             .view_as(out)).sum().backward()
         runs.append([out.detach()] + _grads(layer, [xg]))
     for run in runs[1:]:
         assert all(torch.equal(a, b) for a, b in zip(runs[0], run))
