@@ -99,3 +99,27 @@ def test_deterministic_given_seed(name, device):
         runs.append([out.detach()] + _grads(layer, [xg]))
     for run in runs[1:]:
         assert all(torch.equal(a, b) for a, b in zip(runs[0], run))
+
+
+@pytest.mark.parametrize('name', LAYERS)
+def test_bfloat16_autocast_close_and_finite(name):
+    x, node_type, edge_index, edge_type, _ = make_graph('repeated',
+                                                        in_dim=16)
+    layer = CONVS[name](16, 16, T, R, 4).eval()
+    x = x.requires_grad_()
+    want = layer(x, node_type, edge_index, edge_type)
+    w = torch.randn_like(want)
+    want_dx, = torch.autograd.grad((want * w).sum(), x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        got, att = layer(x, node_type, edge_index, edge_type,
+                         return_attention_weights=True)
+        got_dx, = torch.autograd.grad((got.float() * w).sum(), x)
+    assert torch.isfinite(got).all() and torch.isfinite(got_dx).all()
+    assert (got.float() - want).abs().max() < 0.1
+    assert (got_dx - want_dx).abs().max() < 0.1 * want_dx.abs().max()
+    # softmax accumulated in float32: every target's weights sum to 1
+    sums = torch.zeros(x.size(0), 4).index_add_(0, edge_index[1],
+                                                att.float())
+    has_in = torch.bincount(edge_index[1], minlength=x.size(0)) > 0
+    assert torch.allclose(sums[has_in], torch.ones_like(sums[has_in]),
+                          atol=1e-2)

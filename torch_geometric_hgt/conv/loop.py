@@ -75,10 +75,14 @@ class LoopHGTConv(SparseHGTConv):
                     q, k, v = (m.view(-1, H, d) for m in (q, k, v))
                     k = torch.einsum('ehd,hdf->ehf', k,
                                      self.relation_att[relation_type])
-                    res_att[idx] = (q * k).sum(-1) * \
-                        self.relation_pri[relation_type] / self.sqrt_dk
+                    # (cast: autocast's products are in lower precision,
+                    # the buffers and so the softmax in x's dtype)
+                    res_att[idx] = ((q * k).sum(-1) *
+                                    self.relation_pri[relation_type] /
+                                    self.sqrt_dk).to(res_att.dtype)
                     res_msg[idx] = torch.einsum(
-                        'ehd,hdf->ehf', v, self.relation_msg[relation_type])
+                        'ehd,hdf->ehf', v, self.relation_msg[relation_type]
+                    ).to(res_msg.dtype)
         self._att = softmax(res_att, edge_index_i, num_nodes=size_i)
         return (res_msg * self._att.unsqueeze(-1)).view(-1, self.out_dim)
 
@@ -88,6 +92,6 @@ class LoopHGTConv(SparseHGTConv):
         for target_type in range(self.num_types):
             idx = node_type == target_type
             if bool(idx.any()):
-                res[idx] = self.update_as_type(aggr_out[idx], node_inp[idx],
-                                               target_type)
+                res[idx] = self.update_as_type(
+                    aggr_out[idx], node_inp[idx], target_type).to(res.dtype)
         return res
