@@ -26,12 +26,13 @@ def repeatable(device: str):
         yield
         return
     env = os.environ.get('CUBLAS_WORKSPACE_CONFIG')
+    was = torch.are_deterministic_algorithms_enabled()
     os.environ['CUBLAS_WORKSPACE_CONFIG'] = ':4096:8'
     torch.use_deterministic_algorithms(True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(False)
+        torch.use_deterministic_algorithms(was)
         if env is None:
             del os.environ['CUBLAS_WORKSPACE_CONFIG']
         else:
