@@ -115,6 +115,29 @@ def test_chunked_equals_unchunked_with_grads():
         assert torch.allclose(x.grad, want_grad, atol=1e-6)
 
 
+@pytest.mark.parametrize('checkpoint', [False, True])
+@pytest.mark.parametrize('N', [5, 8])  # torch attention, C kernels
+def test_padded_nodes_features_cannot_poison_gradients(N, checkpoint):
+    # a padded node's features are not part of the graph; huge ones gave
+    # its pairs' adj gradients inf, times the mask's 0: NaN
+    g = torch.Generator().manual_seed(0)
+    B, F = 3, 16
+    x = torch.randn(B, N, F, generator=g)
+    x[:, -1] *= 3e4
+    P = torch.softmax(torch.randn(B, N, T, generator=g), -1)
+    adj = torch.rand(B, N, N, generator=g)
+    E = torch.softmax(torch.randn(B, N, N, R, generator=g), -1)
+    mask = torch.ones(B, N, dtype=torch.bool)
+    mask[:, -1] = False
+    torch.manual_seed(0)
+    layer = DenseHGTConv(F, F, T, R, 2, checkpoint=checkpoint).eval()
+    inputs = [t.requires_grad_() for t in (x, P, adj, E)]
+    out = layer(*inputs, mask)
+    (out * torch.randn(out.shape, generator=g)).sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in inputs)
+    assert (adj.grad[:, -1] == 0).all() and (adj.grad[:, :, -1] == 0).all()
+
+
 @pytest.mark.parametrize('with_x', [True, False])
 def test_dense_model_stack(with_x):
     model = randomize_(DenseHGT(8, 12, 6, T, R, n_heads=2, n_layers=3,

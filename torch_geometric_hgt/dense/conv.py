@@ -5,7 +5,8 @@ from torch import Tensor
 
 from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.chunking import chunked
-from torch_geometric_hgt.dense.fused import EXP_CAP, dense_layer, supported
+from torch_geometric_hgt.dense.fused import (EXP_CAP, dense_layer,
+                                             edge_weights, supported)
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
 
@@ -139,10 +140,7 @@ class DenseHGTConv(HGTParameters):
                       qa.view(H * B, N * R, d).transpose(1, 2))
         E = E.to(s.dtype)
         score = (s.view(H, B, N, N, R) * E).sum(-1).float()  # [H, B, j, i]
-        a = adj.float()
-        if node_mask is not None:
-            m = node_mask.float()
-            a = a * m.unsqueeze(-1) * m.unsqueeze(-2)
+        a = edge_weights(adj.float(), node_mask)
         edge = a > 0
         top = score.masked_fill(~edge, float('-inf')).amax(-2, keepdim=True)
         top = torch.where(torch.isinf(top), torch.zeros_like(top), top)

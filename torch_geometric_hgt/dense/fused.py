@@ -105,11 +105,13 @@ def _aggregate(alpha: Tensor, E: Tensor, v: Tensor, w: Weights, b: int,
     return agg, u, coef
 
 
-def _edge_weights(adj: Tensor, mask: Optional[Tensor]) -> Tensor:
+def edge_weights(adj: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """``adj`` (or its gradient) with the pairs of padded nodes set to 0:
+    selected, not multiplied, since a padded node's huge features can
+    overflow its pairs' gradients to inf, and inf * 0 is NaN."""
     if mask is None:
         return adj
-    m = mask.to(adj.dtype)
-    return adj * m.unsqueeze(-1) * m.unsqueeze(-2)
+    return adj.masked_fill(~(mask.unsqueeze(-1) & mask.unsqueeze(-2)), 0.)
 
 
 def _attend(kqv: Tensor, a: Tensor, E: Tensor, w: Weights, s: Sizes,
@@ -240,7 +242,7 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     kqv = torch.mm(_typed_input(xf, Pf), w.kqv[:-T],
                    out=None if into is None else into.kqv)
     kqv.addmm_(Pf, w.kqv[-T:])
-    a = _edge_weights(adj, mask)
+    a = edge_weights(adj, mask)
     fast = native.usable(x)
     if fast and native.attention_usable(N, d):
         expo = x.new_empty(H, b, N, N) if into is None else into.expo
@@ -377,7 +379,7 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     if mask is not None:
         g = g * mask.reshape(n, 1)
     dw: List[Optional[Tensor]] = [None] * len(w)
-    a = _edge_weights(adj, mask)
+    a = edge_weights(adj, mask)
     fast = native.usable(x)
     kernels = fast and native.attention_usable(N, d)
     q = _queries(saved.kqv, s)
@@ -412,7 +414,7 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
         del coef
     del du
     if dadj is not None and mask is not None:
-        dadj = _edge_weights(dadj, mask)
+        dadj = edge_weights(dadj, mask)
     dw[1] = torch.bmm(q.transpose(1, 2), dqa)
     dq = torch.bmm(dqa, w.query_fold.transpose(1, 2))
     dkqv.view(n, 3, H, d)[:, 1].copy_(dq.transpose(0, 1))

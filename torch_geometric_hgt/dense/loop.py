@@ -30,7 +30,8 @@ class LoopDenseHGTConv(DenseHGTConv):
              mask: Tensor) -> Tensor:
         N, H, d = x.size(0), self.n_heads, self.d_k
         m = mask.to(x.dtype)
-        adj = adj * m.unsqueeze(0) * m.unsqueeze(1)  # [j (source), i]
+        # [j (source), i]; selected, as DenseHGTConv does (see edge_weights)
+        adj = adj.masked_fill(~(mask.unsqueeze(0) & mask.unsqueeze(1)), 0.)
         score = x.new_zeros(N, N, H)  # [j, i, h]
         msg = x.new_zeros(N, N, H, d)
         for s in range(self.num_types):
