@@ -36,11 +36,13 @@ class DenseHGTConv(HGTParameters):
     with the update of the sparse layers (in training, its dropout draws
     one mask per node shared by all types), :math:`\alpha = 0` for targets
     without any positive ``adj`` and padded nodes (``node_mask`` False)
-    neither sending nor receiving, with output 0. The gradient with respect
-    to an ``adj`` of exactly 0 (a straight-through hard edge, say) is
+    neither sending nor receiving, with output 0 (and gradient exactly 0 at
+    their pairs). The gradient with respect to an ``adj`` of exactly 0
+    between real nodes (a straight-through hard edge, say) is
     :math:`e^{s_h(j \to i)}` over the target's denominator: its exponent is
     capped at 80 above the target's best edge, where float32 would
-    overflow (and may still reach inf there). With one-hot types and
+    overflow, and can still overflow (inf, or NaN where heads of opposite
+    sign meet) when scores differ by that much. With one-hot types and
     relations and 0/1 ``adj`` it equals the sparse layers on
     :func:`~torch_geometric_hgt.convert.dense_to_batch` of the same graph.
     Same parameters and state_dict as the sparse layers.
