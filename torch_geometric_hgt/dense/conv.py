@@ -42,8 +42,8 @@ class DenseHGTConv(HGTParameters):
     :math:`e^{s_h(j \to i)}` over the target's denominator: its exponent is
     capped at 80 above the target's best edge, where float32 would
     overflow, and can still overflow (inf or NaN) when scores differ by
-    that much. With one-hot types and
-    relations and 0/1 ``adj`` it equals the sparse layers on
+    that much. With one-hot types and relations and 0/1 ``adj`` it equals
+    the sparse layers on
     :func:`~torch_geometric_hgt.convert.dense_to_batch` of the same graph.
     Same parameters and state_dict as the sparse layers.
 
