@@ -2,7 +2,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import randomize_
+from conftest import DEVICES, randomize_
 from reference import spec_dense
 
 from torch_geometric_hgt import (DenseHGT, DenseHGTConv, LoopDenseHGTConv,
@@ -115,9 +115,11 @@ def test_chunked_equals_unchunked_with_grads():
         assert torch.allclose(x.grad, want_grad, atol=1e-6)
 
 
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('checkpoint', [False, True])
 @pytest.mark.parametrize('N', [5, 8])  # torch attention, C kernels
-def test_padded_nodes_features_cannot_poison_gradients(N, checkpoint):
+def test_padded_nodes_features_cannot_poison_gradients(N, checkpoint,
+                                                       device):
     # a padded node's features are not part of the graph; huge ones gave
     # its pairs' adj gradients inf, times the mask's 0: NaN
     g = torch.Generator().manual_seed(0)
@@ -131,11 +133,12 @@ def test_padded_nodes_features_cannot_poison_gradients(N, checkpoint):
     mask[:, -1] = False
     torch.manual_seed(0)
     layer = DenseHGTConv(F, F, T, R, 2, checkpoint=checkpoint).eval()
-    inputs = [t.requires_grad_() for t in (x, P, adj, E)]
-    out = layer(*inputs, mask)
-    (out * torch.randn(out.shape, generator=g)).sum().backward()
+    inputs = [t.to(device).requires_grad_() for t in (x, P, adj, E)]
+    out = layer.to(device)(*inputs, mask.to(device))
+    (out * torch.randn(out.shape, generator=g).to(device)).sum().backward()
     assert all(torch.isfinite(t.grad).all() for t in inputs)
-    assert (adj.grad[:, -1] == 0).all() and (adj.grad[:, :, -1] == 0).all()
+    dadj = inputs[2].grad
+    assert (dadj[:, -1] == 0).all() and (dadj[:, :, -1] == 0).all()
 
 
 @pytest.mark.parametrize('with_x', [True, False])
