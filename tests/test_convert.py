@@ -10,12 +10,15 @@ from torch_geometric_hgt import (SoftGraph, batch_to_dense, dense_to_batch,
 T, R = 4, 3
 
 
-def hard_graph(B=4, N=6, seed=0, prefix_mask=True):
+def hard_graph(B=4, N=6, seed=0, prefix_mask=True, empty=None):
+    """``empty``: the index of a family without any node."""
     g = torch.Generator().manual_seed(seed)
     P = F.one_hot(torch.randint(0, T, (B, N), generator=g), T).float()
     E = F.one_hot(torch.randint(0, R, (B, N, N), generator=g), R).float()
     adj = (torch.rand(B, N, N, generator=g) > 0.6).float()
     sizes = torch.randint(1, N + 1, (B, ), generator=g)
+    if empty is not None:
+        sizes[empty] = 0
     mask = torch.arange(N) < sizes.unsqueeze(1)
     if not prefix_mask:
         mask = torch.rand(B, N, generator=g) > 0.3
@@ -50,8 +53,10 @@ def test_type_zero_nodes_are_kept():
     assert batch.num_nodes == int(graph.node_mask.sum())
 
 
-def test_round_trip_is_exact_for_hard_graphs():
-    graph = hard_graph()
+@pytest.mark.parametrize('empty', [None, 0, 3])
+def test_round_trip_is_exact_for_hard_graphs(empty):
+    # a family without nodes (a trailing one used to be dropped)
+    graph = hard_graph(empty=empty)
     back = batch_to_dense(dense_to_batch(graph), T, R, max_num_nodes=6)
     assert torch.equal(back.node_mask, graph.node_mask)
     assert torch.equal(back.adj, graph.adj)

@@ -222,8 +222,11 @@ def batch_to_dense(batch: Batch, num_types: int, num_relations: int,
         if max_num_nodes < largest:
             raise ValueError(f"'max_num_nodes' ({max_num_nodes}) is smaller "
                              f"than the largest graph ({largest} nodes)")
+    # a Batch counts its graphs without nodes, which vec cannot show
+    size = getattr(batch, 'num_graphs', None)
     types, mask = to_dense_batch(F.one_hot(batch.node_type, num_types).float(),
-                                 vec, max_num_nodes=max_num_nodes)
+                                 vec, max_num_nodes=max_num_nodes,
+                                 batch_size=size)
     B, N = mask.shape
     ptr = torch.cat([vec.new_zeros(1), mask.sum(1).cumsum(0)])
     src, dst = batch.edge_index
@@ -239,7 +242,8 @@ def batch_to_dense(batch: Batch, num_types: int, num_relations: int,
     rel[g, i, j] = F.one_hot(batch.edge_type, num_relations).float()
     x = None
     if getattr(batch, 'x', None) is not None:
-        x, _ = to_dense_batch(batch.x, vec, max_num_nodes=max_num_nodes)
+        x, _ = to_dense_batch(batch.x, vec, max_num_nodes=max_num_nodes,
+                              batch_size=size)
     return SoftGraph(types, adj, rel, mask, x)
 
 
