@@ -103,7 +103,8 @@ def dense(name='dense'):
         print('| fwd+bwd | calibration | ratio | sustained | ratio |')
         print('|---|---|---|---|---|')
         for a in around:
-            print(f"| {fmt(a['fwdbwd_s'], 's')} | {a['mm_gflops']:.0f} GFLOP/s "
+            print(f"| {fmt(a['fwdbwd_s'], 's')} | "
+                  f"{a['mm_gflops']:.0f} GFLOP/s "
                   f"| {a['ratio_to_lower_bound']:.2f}x | "
                   f"{a['sustained_mm_gflops']:.0f} GFLOP/s | "
                   f"{a['ratio_to_sustained_bound']:.2f}x |")

@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 
 from torch_geometric_hgt.dense.conv import DenseHGTConv
+from torch_geometric_hgt.dense.fused import edge_weights
 
 
 class LoopDenseHGTConv(DenseHGTConv):
@@ -30,8 +31,7 @@ class LoopDenseHGTConv(DenseHGTConv):
              mask: Tensor) -> Tensor:
         N, H, d = x.size(0), self.n_heads, self.d_k
         m = mask.to(x.dtype)
-        # [j (source), i]; selected, as DenseHGTConv does (see edge_weights)
-        adj = adj.masked_fill(~(mask.unsqueeze(0) & mask.unsqueeze(1)), 0.)
+        adj = edge_weights(adj, mask)  # [j (source), i]
         score = x.new_zeros(N, N, H)  # [j, i, h]
         msg = x.new_zeros(N, N, H, d)
         for s in range(self.num_types):
