@@ -39,6 +39,28 @@ def repeatable(device: str):
             os.environ['CUBLAS_WORKSPACE_CONFIG'] = env
 
 
+
+def assert_training_step_repeats(build, device: str, seed: int,
+                                 runs: int = 3):
+    """``build()`` gives ``(module, function of one float input, input)``
+    and is called after ``torch.manual_seed(seed)``; over ``runs`` such
+    training steps on ``device`` the output (dropout masks included), the
+    input's gradient and every parameter's must repeat bit for bit."""
+    results = []
+    for _ in range(runs):
+        torch.manual_seed(seed)
+        module, fn, inp = build()
+        inp = inp.detach().requires_grad_()
+        with repeatable(device):
+            out = fn(inp)
+            (out * torch.linspace(-1, 1, out.numel(), device=device)
+             .view_as(out)).sum().backward()
+        results.append([out.detach(), inp.grad] + [
+            torch.zeros_like(p) if p.grad is None else p.grad
+            for p in module.parameters()])
+    for result in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], result))
+
 def make_graph(kind: str, in_dim: int = 8, seed: int = 0, max_len: int = 10):
     """A small typed graph exercising one awkward case (see GRAPH_KINDS)."""
     g = torch.Generator().manual_seed(seed)

@@ -1,7 +1,8 @@
 """The HGT model stack."""
 import pytest
 import torch
-from conftest import DEVICES, R, T, make_graph, randomize_, repeatable
+from conftest import (DEVICES, R, T, assert_training_step_repeats,
+                      make_graph, randomize_)
 from test_interop import hetero_data
 
 from torch_geometric_hgt.conv import CONVS
@@ -215,17 +216,5 @@ def _large_case(name, device):
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('name', ['HGT', 'DenseHGT', 'DifferentiableHGT'])
 def test_training_step_deterministic_given_seed(name, device):
-    # dropout masks, outputs and every gradient, bit for bit
-    runs = []
-    for _ in range(3):
-        torch.manual_seed(5)
-        model, run, inp = _large_case(name, device)
-        inp.requires_grad_()
-        with repeatable(device):
-            out = run(inp)
-            (out * torch.linspace(-1, 1, out.numel(), device=device)
-             .view_as(out)).sum().backward()
-        runs.append([out.detach(), inp.grad] +
-                    [p.grad for p in model.parameters()])
-    for run in runs[1:]:
-        assert all(torch.equal(a, b) for a, b in zip(runs[0], run))
+    assert_training_step_repeats(lambda: _large_case(name, device), device,
+                                 seed=5)

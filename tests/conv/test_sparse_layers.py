@@ -2,8 +2,8 @@
 and gradients (inputs and every parameter) on awkward graphs."""
 import pytest
 import torch
-from conftest import (DEVICES, GRAPH_KINDS, R, T, make_graph, randomize_,
-                      repeatable)
+from conftest import (DEVICES, GRAPH_KINDS, R, T,
+                      assert_training_step_repeats, make_graph, randomize_)
 from reference import spec_sparse
 
 from torch_geometric_hgt.conv import CONVS
@@ -87,18 +87,11 @@ def test_deterministic_given_seed(name, device):
         torch.randint(0, T, (N, ), generator=g),
         torch.randint(0, N, (2, E), generator=g),
         torch.randint(0, R, (E, ), generator=g))]
-    runs = []
-    for _ in range(3):
-        torch.manual_seed(3)
+
+    def build():
         layer = CONVS[name](F, F, T, R, 2).train().to(device)
-        xg = x.clone().requires_grad_()
-        with repeatable(device):
-            out = layer(xg, *inputs)
-            (out * torch.linspace(-1, 1, out.numel(), device=device)
-             .view_as(out)).sum().backward()
-        runs.append([out.detach()] + _grads(layer, [xg]))
-    for run in runs[1:]:
-        assert all(torch.equal(a, b) for a, b in zip(runs[0], run))
+        return layer, lambda x: layer(x, *inputs), x
+    assert_training_step_repeats(build, device, seed=3)
 
 
 @pytest.mark.parametrize('name', LAYERS)
