@@ -1,16 +1,21 @@
 /* The per-graph attention of DenseHGTConv for graphs of exactly L = 8
  * nodes, one graph and head at a time, in registers and a per-thread
- * workspace of a few KB (GCC/Clang vector extensions):
+ * workspace of a few KB (GCC/Clang vector extensions), head products
+ * included, so that no [n, R d] tensor goes through memory:
  *
- *   pair_jir = k_j . qa_ir     (qa_ir = q_i mu_r / sqrt(d) A_r^T, from BLAS)
+ *   qa_ir    = q_i F_h              (F_h [d, R d]: mu_r / sqrt(d) A_r^T)
+ *   pair_jir = k_j . qa_ir
  *   score_ji = sum_r E_jir pair_jir
  *   ex_ji    = softmax over sources j of score_ji among a_ji > 0, before a
- *   u_ir     = sum_j a_ji ex_ji E_jir v_j   (its product with M_r is BLAS)
+ *   u_ir     = sum_j a_ji ex_ji E_jir v_j
+ *   agg_i    = u_i M_h              (M_h [R d, d]: M_r stacked)
  *
- * and their backward. Vectors of L lanes run over the sources j or the
+ * and their backward, which adds the graph's share of dF and dM to
+ * per-thread sums. Vectors of L lanes run over the sources j or the
  * targets i of a graph, or over L features; each product is a sum of
  * broadcast-times-vector steps, so no step reduces across lanes.
- * Layouts: kqv [n, 3, H, d] rows; qa, u, du, dqa [H, n, R, d]; E, dE
+ * Layouts: kqv, dkqv [n, 3, H, d] rows; agg, dagg [n, H, d]; F [H, d, R d],
+ * M [H, R d, d] and their transposes Ft [H, R d, d], Mt [H, d, R d]; E, dE
  * [b, L, L, R] and a, dadj [b, L, L] (source j, target i); expo [H, b, L,
  * L] with head stride es. Threads split graphs, so dE and dadj (summed
  * over heads) need no atomics. d must be a multiple of L. */
@@ -28,6 +33,15 @@ typedef __typeof__((vec){0} < (vec){0}) mask;
 static inline vec load(const real *p) { return *(const uvec *)p; }
 static inline void store(real *p, vec v) { *(uvec *)p = v; }
 static inline vec splat(real x) { return (vec){0} + x; }
+/* v kept in a register: GCC otherwise reloads a vector that a loop uses
+ * several times as a memory operand of each use, which makes the small
+ * products below bound by loads (float only: double vectors span two
+ * registers) */
+#if REAL_BYTES == 4 && defined(__AVX__)
+#define PIN(v) __asm__("" : "+x"(v))
+#else
+#define PIN(v) ((void)0)
+#endif
 /* a where m, else b */
 static inline vec pick(mask m, vec a, vec b)
 {
@@ -139,14 +153,112 @@ static void gather(const vec *restrict w, const real *restrict y,
     }
 }
 
+/* out_i (rows of stride os) = x_i W for the `rows` (a multiple of 4)
+ * rows x_i (stride xs) of K entries and W [K, C] (C a multiple of L):
+ * four rows and two vectors of columns at a time, so that eight
+ * independent sums stay in registers */
+static void rows_times(const real *restrict x, int64_t xs,
+                       const real *restrict W, int64_t K, int64_t C,
+                       real *restrict out, int64_t os, int64_t rows)
+{
+    int64_t c = 0;
+    for (; c + 2 * L <= C; c += 2 * L)
+        for (int64_t i = 0; i < rows; i += 4) {
+            vec acc[4][2];
+            for (int r = 0; r < 4; ++r)
+                acc[r][0] = acc[r][1] = splat(0);
+            for (int64_t k = 0; k < K; ++k) {
+                vec w0 = load(W + k * C + c), w1 = load(W + k * C + c + L);
+                PIN(w0);
+                PIN(w1);
+                for (int r = 0; r < 4; ++r) {
+                    const vec xb = splat(x[(i + r) * xs + k]);
+                    acc[r][0] += xb * w0;
+                    acc[r][1] += xb * w1;
+                }
+            }
+            for (int r = 0; r < 4; ++r) {
+                store(out + (i + r) * os + c, acc[r][0]);
+                store(out + (i + r) * os + c + L, acc[r][1]);
+            }
+        }
+    for (; c < C; c += L)
+        for (int64_t i = 0; i < rows; i += 4) {
+            vec acc[4];
+            for (int r = 0; r < 4; ++r)
+                acc[r] = splat(0);
+            for (int64_t k = 0; k < K; ++k) {
+                const vec w0 = load(W + k * C + c);
+                for (int r = 0; r < 4; ++r)
+                    acc[r] += splat(x[(i + r) * xs + k]) * w0;
+            }
+            for (int r = 0; r < 4; ++r)
+                store(out + (i + r) * os + c, acc[r]);
+        }
+}
+
+/* out [M, C] += sum_i x_i^T y_i over the `rows` rows x_i (stride xs) of M
+ * (a multiple of 4) entries and y_i (stride ys) of C (a multiple of L):
+ * a block of four rows and two vectors of out at a time */
+static void add_outer(const real *restrict x, int64_t xs, int64_t M,
+                      const real *restrict y, int64_t ys, int64_t C,
+                      real *restrict out, int64_t rows)
+{
+    int64_t c = 0;
+    for (; c + 2 * L <= C; c += 2 * L)
+        for (int64_t m = 0; m < M; m += 4) {
+            vec acc[4][2];
+            for (int r = 0; r < 4; ++r) {
+                acc[r][0] = load(out + (m + r) * C + c);
+                acc[r][1] = load(out + (m + r) * C + c + L);
+            }
+            for (int64_t i = 0; i < rows; ++i) {
+                vec y0 = load(y + i * ys + c), y1 = load(y + i * ys + c + L);
+                PIN(y0);
+                PIN(y1);
+                for (int r = 0; r < 4; ++r) {
+                    const vec xb = splat(x[i * xs + m + r]);
+                    acc[r][0] += xb * y0;
+                    acc[r][1] += xb * y1;
+                }
+            }
+            for (int r = 0; r < 4; ++r) {
+                store(out + (m + r) * C + c, acc[r][0]);
+                store(out + (m + r) * C + c + L, acc[r][1]);
+            }
+        }
+    for (; c < C; c += L)
+        for (int64_t m = 0; m < M; m += 4) {
+            vec acc[4];
+            for (int r = 0; r < 4; ++r)
+                acc[r] = load(out + (m + r) * C + c);
+            for (int64_t i = 0; i < rows; ++i) {
+                const vec y0 = load(y + i * ys + c);
+                for (int r = 0; r < 4; ++r)
+                    acc[r] += splat(x[i * xs + m + r]) * y0;
+            }
+            for (int r = 0; r < 4; ++r)
+                store(out + (m + r) * C + c, acc[r]);
+        }
+}
+
 typedef struct {
     int64_t n, H, R, d, es;
 } Shape;
 
-/* per-thread workspace, in vectors */
+/* graphs per block: the head products run over a block's G L rows at
+ * once, so that each head's weights and weight-gradient sums are read
+ * once per block rather than once per graph */
+#define G 4
+
+/* per-thread workspace, in vectors: per graph of a block the edge types,
+ * edge weights and (backward) their gradients over lanes; three [L R]
+ * and two [d] blocks of vectors; four [G L, R d] blocks of reals (qa, u
+ * and their gradients) */
 static int64_t work_size(Shape s)
 {
-    return 5 * L * s.R + 2 * s.d + 2 * L;
+    return G * (2 * L * s.R + 2 * L) + 3 * L * s.R + 2 * s.d + L +
+           4 * G * s.R * s.d;
 }
 
 /* et[i R + r] = E_jir as vectors over j */
@@ -182,59 +294,71 @@ static void times_edge_types(const vec *restrict t, const vec *restrict et,
             out[i * R + r] = t[i] * et[i * R + r];
 }
 
-static int attn_fwd_rows(int64_t lo, int64_t hi, Shape s,
-                         const real *restrict kqv, const real *restrict qa,
-                         const real *restrict E, const real *restrict a,
-                         real *restrict expo, int recompute,
-                         real *restrict u)
+static inline __attribute__((always_inline)) int
+attn_fwd_rows(int64_t lo, int64_t hi, Shape s, const real *restrict kqv,
+              const real *restrict F, const real *restrict M,
+              const real *restrict E, const real *restrict a,
+              real *restrict expo, int recompute, real *restrict agg)
 {
-    const int64_t R = s.R, d = s.d, LR = L * s.R, row = 3 * s.H * d;
+    const int64_t R = s.R, d = s.d, LR = L * s.R, Rd = s.R * s.d;
+    const int64_t Hd = s.H * d, row = 3 * Hd;
     vec *w = aligned_alloc(sizeof(vec), sizeof(vec) * work_size(s));
     if (!w)
         return -1;
-    /* et[i R + r] over j: E_jir; pt, cf likewise */
-    vec *et = w, *pt = et + LR, *cf = pt + LR, *kt = cf + LR;
-    vec *ag = kt + d, *st = ag + L;
-    for (int64_t g = lo; g < hi; ++g) {
-        const real *Eg = E + g * L * LR;
-        for (int j = 0; j < L; ++j)
-            ag[j] = load(a + (g * L + j) * L);
-        edge_types_to_lanes(Eg, R, et);
-        for (int64_t h = 0; h < s.H; ++h) {
-            const real *k = kqv + g * L * row + h * d, *v = k + 2 * s.H * d;
-            const int64_t at = (h * s.n + g * L) * R * d;
-            real *ex = expo + h * s.es + g * L * L;
-            vec al[L];
-            if (recompute) {
-                for (int j = 0; j < L; ++j)
-                    al[j] = load(ex + j * L);
-            } else {
-                rows_to_lanes(k, row, d, kt);
-                dots(kt, qa + at, LR, d, pt);
-                relation_sum(et, pt, R, st);
-                vec sc[L], top = splat(-INFINITY), den = splat(0);
-                transpose(st, sc);
-                for (int j = 0; j < L; ++j)
-                    top = pick((ag[j] > 0) & (sc[j] > top), sc[j], top);
-                top = pick(top == -INFINITY, splat(0), top);
-                for (int j = 0; j < L; ++j) {
-                    const vec z = sc[j] - top;
-                    al[j] = vexp(pick(z < EXP_CAP, z, splat(EXP_CAP)));
-                    den += ag[j] * al[j];
-                }
-                /* targets without a positive a: ex = 0 */
-                den = pick(den > 0, 1 / pick(den > (real)1e-30, den,
-                                             splat(1e-30)), splat(0));
-                for (int j = 0; j < L; ++j) {
-                    al[j] *= den;
-                    store(ex + j * L, al[j]);
-                }
-            }
+    /* per graph of the block: et[i R + r] over j: E_jir, ag[j] over i */
+    vec *et = w, *ag = et + G * LR, *pt = ag + G * L, *cf = pt + LR;
+    vec *kt = cf + LR, *st = kt + d;
+    real *qa = (real *)(st + L), *u = qa + G * L * Rd;
+    for (int64_t g0 = lo; g0 < hi; g0 += G) {
+        const int64_t nb = hi - g0 < G ? hi - g0 : G, rows = nb * L;
+        for (int64_t b = 0; b < nb; ++b) {
             for (int j = 0; j < L; ++j)
-                al[j] *= ag[j];
-            transpose(al, st);
-            times_edge_types(st, et, R, cf);
-            combine(cf, v, row, LR, d, u + at);
+                ag[b * L + j] = load(a + ((g0 + b) * L + j) * L);
+            edge_types_to_lanes(E + (g0 + b) * L * LR, R, et + b * LR);
+        }
+        for (int64_t h = 0; h < s.H; ++h) {
+            const real *k0 = kqv + g0 * L * row + h * d;
+            if (!recompute)
+                rows_times(k0 + Hd, row, F + h * d * Rd, d, Rd, qa, Rd,
+                           rows);
+            for (int64_t b = 0; b < nb; ++b) {
+                const real *k = k0 + b * L * row, *v = k + 2 * Hd;
+                const vec *gb = ag + b * L, *eb = et + b * LR;
+                real *ex = expo + h * s.es + (g0 + b) * L * L;
+                vec al[L];
+                if (recompute) {
+                    for (int j = 0; j < L; ++j)
+                        al[j] = load(ex + j * L);
+                } else {
+                    rows_to_lanes(k, row, d, kt);
+                    dots(kt, qa + b * L * Rd, LR, d, pt);
+                    relation_sum(eb, pt, R, st);
+                    vec sc[L], top = splat(-INFINITY), den = splat(0);
+                    transpose(st, sc);
+                    for (int j = 0; j < L; ++j)
+                        top = pick((gb[j] > 0) & (sc[j] > top), sc[j], top);
+                    top = pick(top == -INFINITY, splat(0), top);
+                    for (int j = 0; j < L; ++j) {
+                        const vec z = sc[j] - top;
+                        al[j] = vexp(pick(z < EXP_CAP, z, splat(EXP_CAP)));
+                        den += gb[j] * al[j];
+                    }
+                    /* targets without a positive a: ex = 0 */
+                    den = pick(den > 0, 1 / pick(den > (real)1e-30, den,
+                                                 splat(1e-30)), splat(0));
+                    for (int j = 0; j < L; ++j) {
+                        al[j] *= den;
+                        store(ex + j * L, al[j]);
+                    }
+                }
+                for (int j = 0; j < L; ++j)
+                    al[j] *= gb[j];
+                transpose(al, st);
+                times_edge_types(st, eb, R, cf);
+                combine(cf, v, row, LR, d, u + b * L * Rd);
+            }
+            rows_times(u, Rd, M + h * Rd * d, Rd, d,
+                       agg + g0 * L * Hd + h * d, Hd, rows);
         }
     }
     free(w);
@@ -242,8 +366,9 @@ static int attn_fwd_rows(int64_t lo, int64_t hi, Shape s,
 }
 
 int attn_fwd(int64_t b, int threads, int64_t H, int64_t R, int64_t d,
-             int64_t es, const real *kqv, const real *qa, const real *E,
-             const real *a, real *expo, int recompute, real *u)
+             int64_t es, const real *kqv, const real *F, const real *M,
+             const real *E, const real *a, real *expo, int recompute,
+             real *agg)
 {
     const Shape s = {b * L, H, R, d, es};
     int err = 0;
@@ -251,83 +376,117 @@ int attn_fwd(int64_t b, int threads, int64_t H, int64_t R, int64_t d,
     {
         TEAM_ROWS(b)
         (void)rank;
-        err |= attn_fwd_rows(lo, hi, s, kqv, qa, E, a, expo, recompute, u);
+        if (s.d == 32) {
+            Shape s32 = s;
+            s32.d = 32;
+            err |= attn_fwd_rows(lo, hi, s32, kqv, F, M, E, a, expo,
+                                 recompute, agg);
+        } else
+            err |= attn_fwd_rows(lo, hi, s, kqv, F, M, E, a, expo,
+                                 recompute, agg);
     }
     return err;
 }
 
-static int attn_bwd_rows(int64_t lo, int64_t hi, Shape s,
-                         const real *restrict kqv, const real *restrict qa,
-                         const real *restrict E, const real *restrict a,
-                         const real *restrict expo, const real *restrict du,
-                         real *restrict dkqv, real *restrict dqa,
-                         real *restrict dE, real *restrict dadj)
+static inline __attribute__((always_inline)) int
+attn_bwd_rows(int64_t lo, int64_t hi, Shape s, const real *restrict kqv,
+              const real *restrict F, const real *restrict Ft,
+              const real *restrict Mt, const real *restrict E,
+              const real *restrict a, const real *restrict expo,
+              const real *restrict dagg, real *restrict dkqv,
+              real *restrict dF, real *restrict dM, real *restrict dE,
+              real *restrict dadj)
 {
-    const int64_t R = s.R, d = s.d, LR = L * s.R, row = 3 * s.H * d;
+    const int64_t R = s.R, d = s.d, LR = L * s.R, Rd = s.R * s.d;
+    const int64_t Hd = s.H * d, row = 3 * Hd;
     vec *w = aligned_alloc(sizeof(vec), sizeof(vec) * work_size(s));
     if (!w)
         return -1;
-    vec *et = w, *dc = et + LR, *dp = dc + LR, *cf = dp + LR;
-    vec *dEt = cf + LR, *kt = dEt + LR, *vt = kt + d, *dA = vt + d;
-    vec *tmp = dA + L;
-    for (int64_t g = lo; g < hi; ++g) {
-        edge_types_to_lanes(E + g * L * LR, R, et);
-        vec ag[L];
-        for (int j = 0; j < L; ++j) {
-            ag[j] = load(a + (g * L + j) * L);
-            dA[j] = splat(0);
+    /* per graph of the block: et, dEt [L R] and ag, dA [L] */
+    vec *et = w, *dEt = et + G * LR, *ag = dEt + G * LR, *dA = ag + G * L;
+    vec *dc = dA + G * L, *dp = dc + LR, *cf = dp + LR, *kt = cf + LR;
+    vec *vt = kt + d, *tmp = vt + d;
+    real *qa = (real *)(tmp + L), *u = qa + G * L * Rd;
+    real *du = u + G * L * Rd, *dqa = du + G * L * Rd;
+    for (int64_t g0 = lo; g0 < hi; g0 += G) {
+        const int64_t nb = hi - g0 < G ? hi - g0 : G, rows = nb * L;
+        for (int64_t b = 0; b < nb; ++b) {
+            edge_types_to_lanes(E + (g0 + b) * L * LR, R, et + b * LR);
+            for (int j = 0; j < L; ++j) {
+                ag[b * L + j] = load(a + ((g0 + b) * L + j) * L);
+                dA[b * L + j] = splat(0);
+            }
+            for (int64_t m = 0; m < LR; ++m)
+                dEt[b * LR + m] = splat(0);
         }
-        for (int64_t m = 0; m < LR; ++m)
-            dEt[m] = splat(0);
         for (int64_t h = 0; h < s.H; ++h) {
-            const real *k = kqv + g * L * row + h * d, *v = k + 2 * s.H * d;
-            const int64_t at = (h * s.n + g * L) * R * d;
-            const real *ex = expo + h * s.es + g * L * L;
-            vec al[L], alt[L], dal[L], dst[L], exj[L];
-            for (int j = 0; j < L; ++j) {
-                exj[j] = load(ex + j * L);
-                al[j] = exj[j] * ag[j];
+            const real *k0 = kqv + g0 * L * row + h * d, *q0 = k0 + Hd;
+            const real *dg = dagg + g0 * L * Hd + h * d;
+            real *dk0 = dkqv + g0 * L * row + h * d;
+            /* qa = q F and, as agg = u M, du = dagg M^T */
+            rows_times(q0, row, F + h * d * Rd, d, Rd, qa, Rd, rows);
+            rows_times(dg, Hd, Mt + h * d * Rd, d, Rd, du, Rd, rows);
+            for (int64_t b = 0; b < nb; ++b) {
+                const real *k = k0 + b * L * row, *v = k + 2 * Hd;
+                const real *ex = expo + h * s.es + (g0 + b) * L * L;
+                const real *qab = qa + b * L * Rd, *dub = du + b * L * Rd;
+                const vec *gb = ag + b * L, *eb = et + b * LR;
+                vec *dEb = dEt + b * LR, *dAb = dA + b * L;
+                vec al[L], alt[L], dal[L], dst[L], exj[L];
+                for (int j = 0; j < L; ++j) {
+                    exj[j] = load(ex + j * L);
+                    al[j] = exj[j] * gb[j];
+                }
+                transpose(al, alt);
+                times_edge_types(alt, eb, R, cf);
+                combine(cf, v, row, LR, d, u + b * L * Rd);
+                rows_to_lanes(v, row, d, vt);
+                dots(vt, dub, LR, d, dc);
+                relation_sum(eb, dc, R, tmp);
+                if (dE)
+                    for (int64_t m = 0; m < LR; ++m)
+                        dEb[m] += dc[m] * alt[m / R];
+                transpose(tmp, dal);
+                /* softmax: d score = al (d al - sum_j al d al) */
+                vec dot = splat(0);
+                for (int j = 0; j < L; ++j)
+                    dot += al[j] * dal[j];
+                for (int j = 0; j < L; ++j) {
+                    dal[j] -= dot;
+                    dAb[j] += exj[j] * dal[j];
+                    dal[j] *= al[j];
+                }
+                transpose(dal, dst);
+                if (dE) { /* the per-relation scores only serve dE */
+                    rows_to_lanes(k, row, d, kt);
+                    dots(kt, qab, LR, d, dp);
+                    for (int64_t m = 0; m < LR; ++m)
+                        dEb[m] += dp[m] * dst[m / R];
+                }
+                times_edge_types(dst, eb, R, dp);
+                real *dk = dk0 + b * L * row;
+                gather(cf, dub, LR, d, dk + 2 * Hd, row);
+                gather(dp, qab, LR, d, dk, row);
+                combine(dp, k, row, LR, d, dqa + b * L * Rd);
             }
-            transpose(al, alt);
-            rows_to_lanes(v, row, d, vt);
-            dots(vt, du + at, LR, d, dc);
-            relation_sum(et, dc, R, tmp);
-            if (dE)
-                for (int64_t m = 0; m < LR; ++m)
-                    dEt[m] += dc[m] * alt[m / R];
-            transpose(tmp, dal);
-            /* softmax: d score = al (d al - sum_j al d al) */
-            vec dot = splat(0);
-            for (int j = 0; j < L; ++j)
-                dot += al[j] * dal[j];
-            for (int j = 0; j < L; ++j) {
-                dal[j] -= dot;
-                dA[j] += exj[j] * dal[j];
-                dal[j] *= al[j];
-            }
-            transpose(dal, dst);
-            if (dE) { /* the per-relation scores only serve dE */
-                rows_to_lanes(k, row, d, kt);
-                dots(kt, qa + at, LR, d, dp);
-                for (int64_t m = 0; m < LR; ++m)
-                    dEt[m] += dp[m] * dst[m / R];
-            }
-            times_edge_types(dst, et, R, dp);
-            times_edge_types(alt, et, R, cf);
-            real *dk = dkqv + g * L * row + h * d;
-            gather(cf, du + at, LR, d, dk + 2 * s.H * d, row);
-            gather(dp, qa + at, LR, d, dk, row);
-            combine(dp, k, row, LR, d, dqa + at);
+            /* dM += u^T dagg; dF += q^T dqa; dq = dqa F^T */
+            add_outer(u, Rd, Rd, dg, Hd, d, dM + h * Rd * d, rows);
+            add_outer(q0, row, d, dqa, Rd, Rd, dF + h * d * Rd, rows);
+            rows_times(dqa, Rd, Ft + h * Rd * d, Rd, d, dk0 + Hd, row, rows);
         }
-        if (dadj)
-            for (int j = 0; j < L; ++j)
-                store(dadj + (g * L + j) * L, dA[j]);
-        if (dE) {
-            real *dEg = dE + g * L * LR;
-            for (int i = 0; i < L; ++i)
-                for (int64_t r = 0; r < R; ++r)
-                    for (int j = 0; j < L; ++j)
-                        dEg[(j * L + i) * R + r] = dEt[i * R + r][j];
+        for (int64_t b = 0; b < nb; ++b) {
+            const int64_t g = g0 + b;
+            if (dadj)
+                for (int j = 0; j < L; ++j)
+                    store(dadj + (g * L + j) * L, dA[b * L + j]);
+            if (dE) {
+                real *dEg = dE + g * L * LR;
+                for (int i = 0; i < L; ++i)
+                    for (int64_t r = 0; r < R; ++r)
+                        for (int j = 0; j < L; ++j)
+                            dEg[(j * L + i) * R + r] =
+                                dEt[b * LR + i * R + r][j];
+            }
         }
     }
     free(w);
@@ -335,18 +494,28 @@ static int attn_bwd_rows(int64_t lo, int64_t hi, Shape s,
 }
 
 int attn_bwd(int64_t b, int threads, int64_t H, int64_t R, int64_t d,
-             int64_t es, const real *kqv, const real *qa, const real *E,
-             const real *a, const real *expo, const real *du, real *dkqv,
-             real *dqa, real *dE, real *dadj)
+             int64_t es, const real *kqv, const real *F, const real *Ft,
+             const real *Mt, const real *E, const real *a, const real *expo,
+             const real *dagg, real *dkqv, real *dF, real *dM, real *dE,
+             real *dadj)
 {
     const Shape s = {b * L, H, R, d, es};
+    const int64_t size = H * d * R * d;
     int err = 0;
 #pragma omp parallel num_threads(threads) reduction(| : err)
     {
         TEAM_ROWS(b)
-        (void)rank;
-        err |= attn_bwd_rows(lo, hi, s, kqv, qa, E, a, expo, du, dkqv, dqa,
-                             dE, dadj);
+        /* per-thread sums of dF and dM, added up by the caller */
+        if (s.d == 32) {
+            Shape s32 = s;
+            s32.d = 32;
+            err |= attn_bwd_rows(lo, hi, s32, kqv, F, Ft, Mt, E, a, expo,
+                                 dagg, dkqv, dF + rank * size,
+                                 dM + rank * size, dE, dadj);
+        } else
+            err |= attn_bwd_rows(lo, hi, s, kqv, F, Ft, Mt, E, a, expo,
+                                 dagg, dkqv, dF + rank * size,
+                                 dM + rank * size, dE, dadj);
     }
     return err;
 }

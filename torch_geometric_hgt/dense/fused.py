@@ -5,9 +5,10 @@ backward recomputes only the output map and the small per-graph products.
 Autograd through the same forward would keep ~15 KB per node, and
 checkpointing recomputes every GEMM of the forward. On CPU the per-type
 soft update (dropout, gate, LayerNorm, type mixture), the typed input's
-backward and, for 8-node graphs, the per-graph attention run in the C
-kernels of :mod:`~torch_geometric_hgt.dense.native` where they build,
-else in the torch code here. The backward writes the input's gradient
+backward and, for 8-node graphs, the per-graph attention with its
+per-head products run in the C kernels of
+:mod:`~torch_geometric_hgt.dense.native` where they build, else in the
+torch code here. The backward writes the input's gradient
 into the K/Q/V rows it has finished with."""
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Tuple
@@ -131,18 +132,6 @@ def _attend(kqv: Tensor, a: Tensor, E: Tensor, w: Weights, s: Sizes,
     return expo, _aggregate(a * expo, E, v, w, b, s)[0]
 
 
-def _kernel_attend(kqv: Tensor, E: Tensor, a: Tensor, expo: Tensor,
-                   w: Weights, s: Sizes, recompute: bool
-                   ) -> Tuple[Tensor, Tensor, Tensor]:
-    """:func:`_attend` in the C kernels: the folded queries ``qa``, the
-    sums over sources ``u`` and ``agg`` (all head-major), writing the
-    softmax weights into ``expo`` (reading them if ``recompute``, as the
-    backward does, so that both run the same code)."""
-    qa = torch.bmm(_queries(kqv, s), w.query_fold)
-    u = native.attention_forward(kqv, qa, E, a, expo, recompute=recompute)
-    return qa, u, torch.bmm(u, w.msg)
-
-
 def _updated(agg: Tensor, x: Tensor, w: Weights, keep: Optional[Tensor],
              s: Sizes) -> Tuple[Tensor, Tensor]:
     """``gelu(agg)`` and the gated update of every type ``[n, T, out]``
@@ -246,10 +235,10 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     fast = native.usable(x)
     if fast and native.attention_usable(N, d):
         expo = x.new_empty(H, b, N, N) if into is None else into.expo
-        agg = _kernel_attend(kqv, E, a, expo, w, s, False)[2]
+        agg = native.attention_forward(kqv, w.query_fold, w.msg, E, a, expo)
     else:
         expo, agg = _attend(kqv, a, E, w, s, b)
-    agg = agg.transpose(0, 1).reshape(n, s.out_dim)
+        agg = agg.transpose(0, 1).reshape(n, s.out_dim)
     keep = None
     if s.dropout > 0:  # one mask per node shared by all types
         keep = dropout_keep((n, 1, s.out_dim), s.dropout, x.device,
@@ -382,15 +371,14 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     a = edge_weights(adj, mask)
     fast = native.usable(x)
     kernels = fast and native.attention_usable(N, d)
-    q = _queries(saved.kqv, s)
     if kernels:
-        qa, u, agg_h = _kernel_attend(saved.kqv, E, a, saved.expo, w, s,
-                                      True)
+        agg = native.attention_forward(saved.kqv, w.query_fold, w.msg, E, a,
+                                       saved.expo, recompute=True)
     else:
         k, _, v = _heads(saved.kqv, H, d, b)
         alpha = a * saved.expo
-        agg_h, u, coef = _aggregate(alpha, E, v, w, b, s)
-    agg = agg_h.transpose(0, 1).reshape(n, D)
+        agg, u, coef = _aggregate(alpha, E, v, w, b, s)
+        agg = agg.transpose(0, 1).reshape(n, D)
     update = _native_update_backward if fast else _update_backward
     dz, h, dP, dx, dw[4:8] = update(g, agg, xf, Pf, saved, w, s, need[0])
     # (dz^T h, transposed: MKL runs it 15-20% faster than h^T dz here)
@@ -399,26 +387,26 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     del dz, h
 
     # attention
-    dagg = dagg.view(n, H, d).transpose(0, 1)  # [H, n, d]
-    dw[2] = torch.bmm(u.view(H, n, R * d).transpose(1, 2), dagg)
-    du = torch.bmm(dagg, w.msg.transpose(1, 2))  # [H, n, R d]
-    del u
-    dkqv = torch.empty_like(saved.kqv)
     if kernels:
-        dqa, dE, dadj = native.attention_backward(
-            saved.kqv, qa, E, a, saved.expo, du, dkqv, need[3], need[2])
-        del qa
+        dkqv, dw[1], dw[2], dE, dadj = native.attention_backward(
+            saved.kqv, w.query_fold, wt[3], wt[4], E, a, saved.expo, dagg,
+            need[3], need[2])
     else:
+        dagg = dagg.view(n, H, d).transpose(0, 1)  # [H, n, d]
+        dw[2] = torch.bmm(u.view(H, n, R * d).transpose(1, 2), dagg)
+        du = torch.bmm(dagg, w.msg.transpose(1, 2))  # [H, n, R d]
+        del u
+        dkqv = torch.empty_like(saved.kqv)
+        q = _queries(saved.kqv, s)
         dqa, dE, dadj = _attention_backward(du, k, v, q, coef, alpha, E,
                                             saved.expo, dkqv, need, w, s, b)
-        del coef
-    del du
+        del coef, du
+        dw[1] = torch.bmm(q.transpose(1, 2), dqa)
+        dq = torch.bmm(dqa, w.query_fold.transpose(1, 2))
+        dkqv.view(n, 3, H, d)[:, 1].copy_(dq.transpose(0, 1))
+        del dqa, dq
     if dadj is not None and mask is not None:
         dadj = edge_weights(dadj, mask)
-    dw[1] = torch.bmm(q.transpose(1, 2), dqa)
-    dq = torch.bmm(dqa, w.query_fold.transpose(1, 2))
-    dkqv.view(n, 3, H, d)[:, 1].copy_(dq.transpose(0, 1))
-    del dqa, dq
 
     # typed input projection
     dw[0] = dkqv.new_empty(w.kqv.shape)
@@ -442,9 +430,12 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
 
 def transposed_weights(w: Weights, T: int) -> Tuple[Tensor, ...]:
     """The ``wt`` of :func:`chunk_backward`: the K/Q/V weights, their
-    biases and the output weights transposed (made once per backward)."""
+    biases, the output weights, the folded query weights and the message
+    weights transposed (made once per backward)."""
     return (w.kqv[:-T].t().contiguous(), w.kqv[-T:].t(),
-            w.out.t().contiguous())
+            w.out.t().contiguous(),
+            w.query_fold.transpose(1, 2).contiguous(),
+            w.msg.transpose(1, 2).contiguous())
 
 
 def _x_grad_buffer(state: Saved, x: Tensor) -> Tensor:

@@ -4,7 +4,10 @@ node's ``[T, D]`` block what takes torch ~8 (forward) and ~15 (backward)
 passes over memory, and the per-graph attention of 8-node graphs
 (``attention.c``), which keeps a graph's scores, softmax and sums over
 sources in registers where torch runs ~25 batched operations over
-``[H, b, 8, 8, R]`` tensors. Compiled on first use with the system C
+``[H, b, 8, 8, R]`` tensors, and with them the per-head products with
+the relation weights, which as batched BLAS products wrote and read four
+``[H, n, R d]`` tensors per chunk through memory (the backward ran ~25%
+slower). Compiled on first use with the system C
 compiler (about two seconds, no torch headers) into a per-user cache and
 called through ``ctypes``. Built with OpenMP where the compiler has it,
 they run on the OpenMP runtime torch has loaded, on
@@ -74,7 +77,8 @@ def _build(cc: str, real: str) -> Path:
     """The library for ``real``, built with OpenMP if ``cc`` can."""
     errors = []
     for openmp in (['-fopenmp'], []):
-        flags = [*_FLAGS, *openmp, f'-Dreal={real}']
+        flags = [*_FLAGS, *openmp, f'-Dreal={real}',
+                 f'-DREAL_BYTES={4 if real == "float" else 8}']
         key = hashlib.sha256('\0'.join(
             [*(f.read_text() for f in _SOURCES), cc, _cpu_key(),
              *flags]).encode())
@@ -104,8 +108,8 @@ def _load(cc: str, real: str, c_real) -> ctypes.CDLL:
     lib.dropout_mask.argtypes = [_i64, _int, ctypes.c_uint64,
                                  ctypes.c_uint64, _ptr]
     shape = [_i64, _int] + [_i64] * 4
-    lib.attn_fwd.argtypes = shape + [_ptr] * 5 + [_int, _ptr]
-    lib.attn_bwd.argtypes = shape + [_ptr] * 10
+    lib.attn_fwd.argtypes = shape + [_ptr] * 6 + [_int, _ptr]
+    lib.attn_bwd.argtypes = shape + [_ptr] * 13
     lib.update_fwd.restype = lib.update_bwd.restype = ctypes.c_int
     lib.attn_fwd.restype = lib.attn_bwd.restype = ctypes.c_int
     lib.typed_bwd.restype = ctypes.c_int
@@ -272,47 +276,56 @@ def attention_usable(N: int, d: int) -> bool:
     return N == LANES and d % LANES == 0
 
 
-def _attention_kernel(kind: str, kqv: Tensor, qa: Tensor, E: Tensor,
-                      a: Tensor, expo: Tensor, *rest) -> None:
+def _attention_kernel(kind: str, kqv: Tensor, weights: List[Tensor],
+                      E: Tensor, a: Tensor, expo: Tensor, *rest) -> None:
     """The attention kernel ``kind`` over the ``b`` graphs of ``kqv [n, 3
-    H d]``, ``qa [H, n, R d]``, ``E [b, N, N, R]``, ``a [b, N, N]`` and
-    ``expo [H, b, N, N]`` (whose head stride is free; all contiguous but
-    for that stride) and its own operands ``rest``."""
+    H d]``, head weights ``weights`` (made contiguous), ``E [b, N, N,
+    R]``, ``a [b, N, N]`` and ``expo [H, b, N, N]`` (whose head stride is
+    free; all contiguous but for that stride) and its own operands
+    ``rest``."""
     b, _, _, R = E.shape
     H = expo.size(0)
-    if not all(t.is_contiguous() for t in (kqv, qa, E, a, expo[0])):
-        raise ValueError("attention kernels: kqv, qa, E, a and each head "
-                         "of expo must be contiguous")
+    if not all(t.is_contiguous() for t in (kqv, E, a, expo[0])):
+        raise ValueError("attention kernels: kqv, E, a and each head of "
+                         "expo must be contiguous")
+    weights = _contiguous(*weights)  # (kept alive through the call)
     _run(kind, kqv.dtype, b, H, R, kqv.size(1) // (3 * H), expo.stride(0),
-         _p(kqv), _p(qa), _p(E), _p(a), _p(expo), *rest,
+         _p(kqv), *map(_p, weights), _p(E), _p(a), _p(expo), *rest,
          threads=_threads(b * LANES))
 
 
-def attention_forward(kqv: Tensor, qa: Tensor, E: Tensor, a: Tensor,
-                      expo: Tensor, recompute: bool = False) -> Tensor:
+def attention_forward(kqv: Tensor, F: Tensor, M: Tensor, E: Tensor,
+                      a: Tensor, expo: Tensor, recompute: bool = False
+                      ) -> Tensor:
     """Per graph and head: the softmax weights before ``a`` into ``expo``
-    (read from it instead if ``recompute``) and ``u [H, n, R d]``, the sum
-    over sources ``j`` of ``a_ji expo_ji E_jir v_j`` (see
-    :func:`_attention_kernel` for the operands; ``qa`` are the folded
-    queries ``q mu_r / sqrt(d) A_r^T``)."""
-    u = torch.empty_like(qa)
-    _attention_kernel('attn_fwd', kqv, qa, E, a, expo, int(recompute),
-                      _p(u))
-    return u
+    (read from it instead if ``recompute``) and ``agg [n, H d]``, the sum
+    over sources ``j`` of ``a_ji expo_ji sum_r E_jir v_j M_r`` (see
+    :func:`_attention_kernel`; ``F [H, d, R d]`` are the folded query
+    weights ``mu_r / sqrt(d) A_r^T``, ``M [H, R d, d]`` the message
+    weights of every relation)."""
+    agg = kqv.new_empty(kqv.size(0), kqv.size(1) // 3)
+    _attention_kernel('attn_fwd', kqv, [F, M], E, a, expo, int(recompute),
+                      _p(agg))
+    return agg
 
 
-def attention_backward(kqv: Tensor, qa: Tensor, E: Tensor, a: Tensor,
-                       expo: Tensor, du: Tensor, dkqv: Tensor, need_E: bool,
-                       need_a: bool
-                       ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-    """Backward of :func:`attention_forward` for ``du = d u``: writes the
-    K and V parts of ``dkqv`` (contiguous, like ``kqv``) and returns
-    ``d qa [H, n, R d]`` and, where asked, ``dE`` and ``d a`` (summed over
-    heads)."""
-    du = du.contiguous()
-    dqa = torch.empty_like(qa)
+def attention_backward(kqv: Tensor, F: Tensor, Ft: Tensor, Mt: Tensor,
+                       E: Tensor, a: Tensor, expo: Tensor, dagg: Tensor,
+                       need_E: bool, need_a: bool
+                       ) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor],
+                                  Optional[Tensor]]:
+    """Backward of :func:`attention_forward` for ``dagg = d agg [n, H
+    d]``, given the transposes ``Ft [H, R d, d]`` of ``F`` and ``Mt [H,
+    d, R d]`` of ``M``: ``d kqv`` (like ``kqv``), ``dF``, ``dM`` and, where
+    asked, ``dE`` and ``d a`` (summed over heads)."""
+    dagg, dkqv = dagg.contiguous(), torch.empty_like(kqv)
     dE = torch.empty_like(E) if need_E else None
     da = torch.empty_like(a) if need_a else None
-    _attention_kernel('attn_bwd', kqv, qa, E, a, expo, _p(du), _p(dkqv),
-                      _p(dqa), _p(dE), _p(da))
-    return dqa, dE, da
+    threads = _threads(E.size(0) * LANES)
+    # per-thread sums, in the kernels' precision as BLAS would have them
+    dF = F.new_zeros(threads, *F.shape)
+    dM = F.new_zeros(threads, *Ft.shape)
+    _attention_kernel('attn_bwd', kqv, [F, Ft, Mt], E, a, expo,
+                      _p(dagg), _p(dkqv), _p(dF), _p(dM),
+                      _p(dE), _p(da))
+    return dkqv, dF.sum(0), dM.sum(0), dE, da
