@@ -63,7 +63,8 @@ def check_equal(device: str) -> dict:
     res = []
     for layer in (loop, fast):
         out = layer(*inputs)
-        res.append((out, torch.autograd.grad((out * w).sum(), inputs)))
+        res.append((out.detach(),
+                    torch.autograd.grad((out * w).sum(), inputs)))
     diffs = {'soft_value': float((res[0][0] - res[1][0]).abs().max())}
     for name, a, b in zip(('x', 'node_types', 'adj', 'edge_types'),
                           res[0][1], res[1][1]):
