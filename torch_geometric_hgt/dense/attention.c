@@ -153,93 +153,70 @@ static void gather(const vec *restrict w, const real *restrict y,
     }
 }
 
-/* out_i (rows of stride os) = x_i W for the `rows` (a multiple of 4)
- * rows x_i (stride xs) of K entries and W [K, C] (C a multiple of L):
- * four rows and two vectors of columns at a time, so that eight
- * independent sums stay in registers */
+/* out [P, C] (row stride os) = A B, or += A B if `add`, for A [P, Q]
+ * with A_pq at a[p ap + q aq] (P a multiple of 4) and B [Q, C] with row
+ * stride bs (C a multiple of L): four rows and two vectors of columns of
+ * out at a time, so that eight independent sums stay in registers */
+static void product(const real *restrict a, int64_t ap, int64_t aq,
+                    const real *restrict B, int64_t bs, int64_t P,
+                    int64_t Q, int64_t C, real *restrict out, int64_t os,
+                    int add)
+{
+    int64_t c = 0;
+    for (; c + 2 * L <= C; c += 2 * L)
+        for (int64_t p = 0; p < P; p += 4) {
+            vec acc[4][2];
+            for (int r = 0; r < 4; ++r) {
+                real *o = out + (p + r) * os + c;
+                acc[r][0] = add ? load(o) : splat(0);
+                acc[r][1] = add ? load(o + L) : splat(0);
+            }
+            for (int64_t q = 0; q < Q; ++q) {
+                vec b0 = load(B + q * bs + c), b1 = load(B + q * bs + c + L);
+                PIN(b0);
+                PIN(b1);
+                for (int r = 0; r < 4; ++r) {
+                    const vec ab = splat(a[(p + r) * ap + q * aq]);
+                    acc[r][0] += ab * b0;
+                    acc[r][1] += ab * b1;
+                }
+            }
+            for (int r = 0; r < 4; ++r) {
+                store(out + (p + r) * os + c, acc[r][0]);
+                store(out + (p + r) * os + c + L, acc[r][1]);
+            }
+        }
+    for (; c < C; c += L)
+        for (int64_t p = 0; p < P; p += 4) {
+            vec acc[4];
+            for (int r = 0; r < 4; ++r)
+                acc[r] = add ? load(out + (p + r) * os + c) : splat(0);
+            for (int64_t q = 0; q < Q; ++q) {
+                const vec b0 = load(B + q * bs + c);
+                for (int r = 0; r < 4; ++r)
+                    acc[r] += splat(a[(p + r) * ap + q * aq]) * b0;
+            }
+            for (int r = 0; r < 4; ++r)
+                store(out + (p + r) * os + c, acc[r]);
+        }
+}
+
+/* out_i (rows of stride os) = x_i W for `rows` rows x_i (stride xs) of K
+ * entries and W [K, C] */
 static void rows_times(const real *restrict x, int64_t xs,
                        const real *restrict W, int64_t K, int64_t C,
                        real *restrict out, int64_t os, int64_t rows)
 {
-    int64_t c = 0;
-    for (; c + 2 * L <= C; c += 2 * L)
-        for (int64_t i = 0; i < rows; i += 4) {
-            vec acc[4][2];
-            for (int r = 0; r < 4; ++r)
-                acc[r][0] = acc[r][1] = splat(0);
-            for (int64_t k = 0; k < K; ++k) {
-                vec w0 = load(W + k * C + c), w1 = load(W + k * C + c + L);
-                PIN(w0);
-                PIN(w1);
-                for (int r = 0; r < 4; ++r) {
-                    const vec xb = splat(x[(i + r) * xs + k]);
-                    acc[r][0] += xb * w0;
-                    acc[r][1] += xb * w1;
-                }
-            }
-            for (int r = 0; r < 4; ++r) {
-                store(out + (i + r) * os + c, acc[r][0]);
-                store(out + (i + r) * os + c + L, acc[r][1]);
-            }
-        }
-    for (; c < C; c += L)
-        for (int64_t i = 0; i < rows; i += 4) {
-            vec acc[4];
-            for (int r = 0; r < 4; ++r)
-                acc[r] = splat(0);
-            for (int64_t k = 0; k < K; ++k) {
-                const vec w0 = load(W + k * C + c);
-                for (int r = 0; r < 4; ++r)
-                    acc[r] += splat(x[(i + r) * xs + k]) * w0;
-            }
-            for (int r = 0; r < 4; ++r)
-                store(out + (i + r) * os + c, acc[r]);
-        }
+    product(x, xs, 1, W, C, rows, K, C, out, os, 0);
 }
 
-/* out [M, C] += sum_i x_i^T y_i over the `rows` rows x_i (stride xs) of M
- * (a multiple of 4) entries and y_i (stride ys) of C (a multiple of L):
- * a block of four rows and two vectors of out at a time */
+/* out [M, C] += sum_i x_i^T y_i over `rows` rows x_i (stride xs) of M
+ * entries and y_i (stride ys) of C */
 static void add_outer(const real *restrict x, int64_t xs, int64_t M,
                       const real *restrict y, int64_t ys, int64_t C,
                       real *restrict out, int64_t rows)
 {
-    int64_t c = 0;
-    for (; c + 2 * L <= C; c += 2 * L)
-        for (int64_t m = 0; m < M; m += 4) {
-            vec acc[4][2];
-            for (int r = 0; r < 4; ++r) {
-                acc[r][0] = load(out + (m + r) * C + c);
-                acc[r][1] = load(out + (m + r) * C + c + L);
-            }
-            for (int64_t i = 0; i < rows; ++i) {
-                vec y0 = load(y + i * ys + c), y1 = load(y + i * ys + c + L);
-                PIN(y0);
-                PIN(y1);
-                for (int r = 0; r < 4; ++r) {
-                    const vec xb = splat(x[i * xs + m + r]);
-                    acc[r][0] += xb * y0;
-                    acc[r][1] += xb * y1;
-                }
-            }
-            for (int r = 0; r < 4; ++r) {
-                store(out + (m + r) * C + c, acc[r][0]);
-                store(out + (m + r) * C + c + L, acc[r][1]);
-            }
-        }
-    for (; c < C; c += L)
-        for (int64_t m = 0; m < M; m += 4) {
-            vec acc[4];
-            for (int r = 0; r < 4; ++r)
-                acc[r] = load(out + (m + r) * C + c);
-            for (int64_t i = 0; i < rows; ++i) {
-                const vec y0 = load(y + i * ys + c);
-                for (int r = 0; r < 4; ++r)
-                    acc[r] += splat(x[i * xs + m + r]) * y0;
-            }
-            for (int r = 0; r < 4; ++r)
-                store(out + (m + r) * C + c, acc[r]);
-        }
+    product(x, 1, xs, y, ys, M, rows, C, out, C, 1);
 }
 
 typedef struct {
