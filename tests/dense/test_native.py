@@ -203,7 +203,7 @@ def chunk_results(inputs, mask, w, s, wt):
 @pytest.mark.parametrize('kind', ['random', 'masked', 'no_in_edges',
                                   'zero_adj', 'hard', 'extreme'])
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-@pytest.mark.parametrize('d', [8, 16, 32])  # 32: a compiled case of its own
+@pytest.mark.parametrize('d', [8, 16, 32])  # 32: the users' head size
 @pytest.mark.parametrize('b', [1, 70])  # one thread; two, with part blocks
 def test_attention_kernels_match_torch(kind, dtype, d, b, monkeypatch):
     case = attention_case(kind, dtype, d, b)

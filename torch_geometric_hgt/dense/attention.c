@@ -1,7 +1,8 @@
 /* The per-graph attention of DenseHGTConv for graphs of exactly L = 8
- * nodes, one graph and head at a time, in registers and a per-thread
- * workspace of a few KB (GCC/Clang vector extensions), head products
- * included, so that no [n, R d] tensor goes through memory:
+ * nodes, one graph and head at a time (the head products one block of G
+ * graphs and a head at a time), in registers and a per-thread workspace
+ * (~100 KB at d = 32, R = 5; GCC/Clang vector extensions), so that no
+ * [n, R d] tensor goes through memory:
  *
  *   qa_ir    = q_i F_h              (F_h [d, R d]: mu_r / sqrt(d) A_r^T)
  *   pair_jir = k_j . qa_ir
@@ -271,11 +272,11 @@ static void times_edge_types(const vec *restrict t, const vec *restrict et,
             out[i * R + r] = t[i] * et[i * R + r];
 }
 
-static inline __attribute__((always_inline)) int
-attn_fwd_rows(int64_t lo, int64_t hi, Shape s, const real *restrict kqv,
-              const real *restrict F, const real *restrict M,
-              const real *restrict E, const real *restrict a,
-              real *restrict expo, int recompute, real *restrict agg)
+static int attn_fwd_rows(int64_t lo, int64_t hi, Shape s,
+                         const real *restrict kqv, const real *restrict F,
+                         const real *restrict M, const real *restrict E,
+                         const real *restrict a, real *restrict expo,
+                         int recompute, real *restrict agg)
 {
     const int64_t R = s.R, d = s.d, LR = L * s.R, Rd = s.R * s.d;
     const int64_t Hd = s.H * d, row = 3 * Hd;
@@ -353,26 +354,20 @@ int attn_fwd(int64_t b, int threads, int64_t H, int64_t R, int64_t d,
     {
         TEAM_ROWS(b)
         (void)rank;
-        if (s.d == 32) {
-            Shape s32 = s;
-            s32.d = 32;
-            err |= attn_fwd_rows(lo, hi, s32, kqv, F, M, E, a, expo,
-                                 recompute, agg);
-        } else
-            err |= attn_fwd_rows(lo, hi, s, kqv, F, M, E, a, expo,
-                                 recompute, agg);
+        err |= attn_fwd_rows(lo, hi, s, kqv, F, M, E, a, expo, recompute,
+                             agg);
     }
     return err;
 }
 
-static inline __attribute__((always_inline)) int
-attn_bwd_rows(int64_t lo, int64_t hi, Shape s, const real *restrict kqv,
-              const real *restrict F, const real *restrict Ft,
-              const real *restrict Mt, const real *restrict E,
-              const real *restrict a, const real *restrict expo,
-              const real *restrict dagg, real *restrict dkqv,
-              real *restrict dF, real *restrict dM, real *restrict dE,
-              real *restrict dadj)
+static int attn_bwd_rows(int64_t lo, int64_t hi, Shape s,
+                         const real *restrict kqv, const real *restrict F,
+                         const real *restrict Ft, const real *restrict Mt,
+                         const real *restrict E, const real *restrict a,
+                         const real *restrict expo,
+                         const real *restrict dagg, real *restrict dkqv,
+                         real *restrict dF, real *restrict dM,
+                         real *restrict dE, real *restrict dadj)
 {
     const int64_t R = s.R, d = s.d, LR = L * s.R, Rd = s.R * s.d;
     const int64_t Hd = s.H * d, row = 3 * Hd;
@@ -483,16 +478,9 @@ int attn_bwd(int64_t b, int threads, int64_t H, int64_t R, int64_t d,
     {
         TEAM_ROWS(b)
         /* per-thread sums of dF and dM, added up by the caller */
-        if (s.d == 32) {
-            Shape s32 = s;
-            s32.d = 32;
-            err |= attn_bwd_rows(lo, hi, s32, kqv, F, Ft, Mt, E, a, expo,
-                                 dagg, dkqv, dF + rank * size,
-                                 dM + rank * size, dE, dadj);
-        } else
-            err |= attn_bwd_rows(lo, hi, s, kqv, F, Ft, Mt, E, a, expo,
-                                 dagg, dkqv, dF + rank * size,
-                                 dM + rank * size, dE, dadj);
+        err |= attn_bwd_rows(lo, hi, s, kqv, F, Ft, Mt, E, a, expo, dagg,
+                             dkqv, dF + rank * size, dM + rank * size, dE,
+                             dadj);
     }
     return err;
 }

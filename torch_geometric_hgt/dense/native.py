@@ -5,11 +5,11 @@ passes over memory, and the per-graph attention of 8-node graphs
 (``attention.c``), which keeps a graph's scores, softmax and sums over
 sources in registers where torch runs ~25 batched operations over
 ``[H, b, 8, 8, R]`` tensors, and with them the per-head products with
-the relation weights, which as batched BLAS products wrote and read four
-``[H, n, R d]`` tensors per chunk through memory (the backward ran ~25%
-slower). Compiled on first use with the system C
-compiler (about two seconds, no torch headers) into a per-user cache and
-called through ``ctypes``. Built with OpenMP where the compiler has it,
+the relation weights (as batched BLAS products they wrote and read four
+``[H, n, R d]`` tensors per chunk, and the attention took ~1.5x as
+long). Compiled on first use with the system C compiler (about two
+seconds, no torch headers) into a per-user cache and called through
+``ctypes``. Built with OpenMP where the compiler has it,
 they run on the OpenMP runtime torch has loaded, on
 ``torch.get_num_threads()`` threads.
 Without a compiler, on CUDA, or with ``TORCH_GEOMETRIC_HGT_NATIVE=0``, the
