@@ -1,6 +1,6 @@
 """The one parameter module every HGT layer shares (pyHGT's state_dict layout)."""
 import math
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -228,21 +228,23 @@ class HGTParameters(torch.nn.Module):
         return (torch.stack([n.weight for n in self.norms]),
                 torch.stack([n.bias for n in self.norms]))
 
-    def gate_and_norm(self, y: Tensor, x: Tensor, skip: Tensor,
-                      norm: Optional[Tuple[Tensor, Tensor]],
-                      drop: bool = True) -> Tensor:
-        """Dropout (unless ``drop=False``), skip gate (only when
-        ``in_dim == out_dim``) and LayerNorm of the update, with the per-row
-        type's ``skip`` logits and ``norm`` affine rows already chosen and
-        broadcastable against ``y``."""
-        if drop:
-            y = self.drop(y)
+    def gate_and_norm(self, y: Tensor, x: Tensor, node_type: Tensor,
+                      skip: Tensor,
+                      norm: Optional[Sequence[Tensor]]) -> Tensor:
+        """Dropout, skip gate (only when ``in_dim == out_dim``) and
+        LayerNorm of the update ``y`` for hard types: each row takes its
+        type's ``skip [T]`` logit and ``norm`` affine rows (``[T, out]``
+        weight and bias, or ``None`` without norm)."""
+        # index_select, not w[node_type]: the latter's backward accumulates
+        # rows in threads on CPU, in an order that varies between runs
+        y = self.drop(y)
         if self.in_dim == self.out_dim:
-            alpha = torch.sigmoid(skip).unsqueeze(-1)
+            alpha = torch.sigmoid(skip.index_select(0, node_type))[:, None]
             y = alpha * y + (1 - alpha) * x
         if norm is not None:
+            weight, bias = (w.index_select(0, node_type) for w in norm)
             y = F.layer_norm(y, (self.out_dim, ), eps=self.norms[0].eps)
-            y = y * norm[0] + norm[1]
+            y = y * weight + bias
         return y
 
     def update_as_type(self, agg: Tensor, x: Tensor, t: int) -> Tensor:
@@ -260,13 +262,8 @@ class HGTParameters(torch.nn.Module):
                     a_out: Tensor) -> Tensor:
         """The update for hard node types, given
         ``a_out = W_a[type] gelu(agg) + b_a[type]`` per row."""
-        # index_select, not w[node_type]: the latter's backward accumulates
-        # rows in threads on CPU, in an order that varies between runs
-        norm = self.norm_weight()
-        if norm is not None:
-            norm = tuple(w.index_select(0, node_type) for w in norm)
-        return self.gate_and_norm(a_out, x,
-                                  self.skip.index_select(0, node_type), norm)
+        return self.gate_and_norm(a_out, x, node_type, self.skip,
+                                  self.norm_weight())
 
     def update_soft(self, agg: Tensor, x: Tensor, P: Tensor,
                     dropout_per_type: bool = True) -> Tensor:

@@ -111,9 +111,7 @@ def _update(p: HGTParameters, x: Tensor, node_type: Tensor, u: Tensor,
     """The chunk's output from its per-pair sums ``u [H, n R, d]``."""
     agg = sum_relations_by_head(u, msg).reshape(x.size(0), p.out_dim)
     y = typed_linear_sorted(F.gelu(agg.to(x.dtype)), sizes, w_a, b_a)
-    rows = tuple(w.index_select(0, node_type) for w in norm) if norm \
-        else None  # (not w[node_type]: see HGTParameters.update_hard)
-    return p.gate_and_norm(y, x, skip.index_select(0, node_type), rows)
+    return p.gate_and_norm(y, x, node_type, skip, norm or None)
 
 
 def _project(p: HGTParameters, plan: _Plan, x: Tensor, w: Tensor,
