@@ -276,13 +276,18 @@ def attention_usable(N: int, d: int) -> bool:
     return N == LANES and d % LANES == 0
 
 
+def _attention_threads(E: Tensor) -> int:
+    """Threads of the attention kernels for the graphs of ``E``."""
+    return _threads(E.size(0) * LANES)
+
+
 def _attention_kernel(kind: str, kqv: Tensor, weights: List[Tensor],
                       E: Tensor, a: Tensor, expo: Tensor, *rest) -> None:
     """The attention kernel ``kind`` over the ``b`` graphs of ``kqv [n, 3
     H d]``, head weights ``weights`` (made contiguous), ``E [b, N, N,
     R]``, ``a [b, N, N]`` and ``expo [H, b, N, N]`` (whose head stride is
     free; all contiguous but for that stride) and its own operands
-    ``rest``."""
+    ``rest``, on :func:`_attention_threads` threads."""
     b, _, _, R = E.shape
     H = expo.size(0)
     if not all(t.is_contiguous() for t in (kqv, E, a, expo[0])):
@@ -291,7 +296,7 @@ def _attention_kernel(kind: str, kqv: Tensor, weights: List[Tensor],
     weights = _contiguous(*weights)  # (kept alive through the call)
     _run(kind, kqv.dtype, b, H, R, kqv.size(1) // (3 * H), expo.stride(0),
          _p(kqv), *map(_p, weights), _p(E), _p(a), _p(expo), *rest,
-         threads=_threads(b * LANES))
+         threads=_attention_threads(E))
 
 
 def attention_forward(kqv: Tensor, F: Tensor, M: Tensor, E: Tensor,
@@ -321,10 +326,9 @@ def attention_backward(kqv: Tensor, F: Tensor, Ft: Tensor, Mt: Tensor,
     dagg, dkqv = dagg.contiguous(), torch.empty_like(kqv)
     dE = torch.empty_like(E) if need_E else None
     da = torch.empty_like(a) if need_a else None
-    threads = _threads(E.size(0) * LANES)
-    # per-thread sums, in the kernels' precision as BLAS would have them
-    dF = F.new_zeros(threads, *F.shape)
-    dM = F.new_zeros(threads, *Ft.shape)
+    # one sum per kernel thread, in the kernels' precision as BLAS would
+    dF = F.new_zeros(_attention_threads(E), *F.shape)
+    dM = F.new_zeros(_attention_threads(E), *Ft.shape)
     _attention_kernel('attn_bwd', kqv, [F, Ft, Mt], E, a, expo,
                       _p(dagg), _p(dkqv), _p(dF), _p(dM),
                       _p(dE), _p(da))
