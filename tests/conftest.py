@@ -39,7 +39,6 @@ def repeatable(device: str):
             os.environ['CUBLAS_WORKSPACE_CONFIG'] = env
 
 
-
 def assert_training_step_repeats(build, device: str, seed: int,
                                  runs: int = 3):
     """``build()`` gives ``(module, function of one float input, input)``
@@ -60,6 +59,7 @@ def assert_training_step_repeats(build, device: str, seed: int,
             for p in module.parameters()])
     for result in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0], result))
+
 
 def make_graph(kind: str, in_dim: int = 8, seed: int = 0, max_len: int = 10):
     """A small typed graph exercising one awkward case (see GRAPH_KINDS)."""
