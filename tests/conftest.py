@@ -100,6 +100,16 @@ def _seed():
     torch.manual_seed(12345)
 
 
+@pytest.fixture
+def two_threads():
+    """Two intra-op threads: the C kernels split nodes and the dense layer
+    runs chunks on two workers (both follow torch's count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(params=['native', 'torch'])
 def dense_backend(request, monkeypatch):
     """Runs a test with the C kernels of the dense backward and with the

@@ -1,12 +1,19 @@
 """chunked(): checkpointed chunks give plain autograd's values and
-gradients, dropout included."""
+gradients, dropout included; run_workers(): chunks on worker threads."""
+import threading
+
 import pytest
 import torch
 from conftest import randomize_
 from test_dense_conv import R, T, soft_graph
 
 from torch_geometric_hgt import DenseHGTConv
-from torch_geometric_hgt.dense.chunking import chunked, resolve_chunk_size
+from torch_geometric_hgt.dense import chunking
+from torch_geometric_hgt.dense.chunking import (chunk_workers, chunked,
+                                                resolve_chunk_size,
+                                                run_workers)
+
+CPU = torch.device('cpu')
 
 
 @pytest.mark.parametrize('size', [1, 2, 5])
@@ -52,3 +59,56 @@ def test_auto_chunk_size_depends_on_the_device(device, auto, B):
     assert size == min(auto, B)
     assert resolve_chunk_size(7, B, torch.device(device)) == 7
     assert resolve_chunk_size(None, B, torch.device(device)) == B
+
+
+@pytest.mark.parametrize('threads,chunks,device,want', [
+    (2, 5, 'cpu', 2), (4, 3, 'cpu', 3), (2, 1, 'cpu', 1), (1, 5, 'cpu', 1),
+    (2, 5, 'cuda', 1), (2, 5, 'meta', 1)])
+def test_one_worker_per_thread_and_chunk_on_cpu_only(
+        threads, chunks, device, want, monkeypatch):
+    monkeypatch.setattr(torch, 'get_num_threads', lambda: threads)
+    assert chunk_workers(chunks, torch.device(device)) == want
+
+
+def test_no_workers_where_threads_share_one_count(monkeypatch):
+    monkeypatch.setattr(chunking, '_per_thread_counts', lambda: False)
+    assert chunk_workers(5, CPU) == 1
+
+
+@pytest.mark.usefixtures('two_threads')
+def test_workers_take_fixed_shares_on_one_thread_each_and_restore():
+    got = run_workers(list(range(7)), lambda share: (
+        share, torch.get_num_threads(), threading.get_ident()), CPU)
+    assert [g[0] for g in got] == [[0, 2, 4, 6], [1, 3, 5]]
+    assert [g[1] for g in got] == [1, 1]
+    assert len({g[2] for g in got} | {threading.get_ident()}) == 3
+    assert torch.get_num_threads() == 2
+    # a thread started later gets the caller's count, not the workers'
+    later = []
+    t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert later == [2]
+
+
+@pytest.mark.usefixtures('two_threads')
+@pytest.mark.parametrize('mode', ['grad', 'no_grad', 'inference'])
+def test_workers_run_in_the_callers_grad_mode(mode):
+    context = {'grad': torch.enable_grad, 'no_grad': torch.no_grad,
+               'inference': torch.inference_mode}[mode]
+    with context():
+        got = run_workers([0, 1], lambda share: (
+            torch.is_grad_enabled(), torch.is_inference_mode_enabled()), CPU)
+    assert got == [(mode == 'grad', mode == 'inference')] * 2
+
+
+@pytest.mark.usefixtures('two_threads')
+def test_a_workers_error_reaches_the_caller_and_threads_are_restored():
+    def work(share):
+        if 1 in share:
+            raise ValueError('chunk 1 failed')
+        return share
+
+    with pytest.raises(ValueError, match='chunk 1 failed'):
+        run_workers([0, 1, 2], work, CPU)
+    assert torch.get_num_threads() == 2

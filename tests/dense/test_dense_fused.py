@@ -1,11 +1,14 @@
 """The hand-written dense backward (dense/fused.py) against autograd through
 the plain forward, what it keeps, and which path each call takes."""
+import threading
+
 import pytest
 import torch
 from conftest import randomize_
 from test_dense_conv import KINDS, R, T, run_with_grads, soft_graph
 
 from torch_geometric_hgt import DenseHGT, DenseHGTConv
+from torch_geometric_hgt.dense import chunking, fused
 from torch_geometric_hgt.dense.chunking import chunked
 from torch_geometric_hgt.dense.fused import dense_layer, supported
 
@@ -144,6 +147,44 @@ def test_paths_by_dtype_and_autocast():
     assert not supported(layer.bfloat16(), x.bfloat16())
     with torch.autocast('cpu', dtype=torch.bfloat16):
         assert not supported(layer.float(), x)
+
+
+@pytest.mark.usefixtures('two_threads')
+@pytest.mark.parametrize('train', [False, True])
+def test_chunks_on_two_workers_match_one_and_repeat_bitwise(
+        train, dense_backend, monkeypatch):
+    layer = randomize_(DenseHGTConv(8, 16, T, R, 2, dropout=0.3))
+    layer.train(train)
+    x, P, adj, E, mask = soft_graph('masked', B=7, N=8)  # 4 chunks
+    inputs = [t.clone().requires_grad_() for t in (x, P, adj, E)]
+    weight = torch.randn(7, 8, 16)
+    threads = set()
+    chunk_forward = fused.chunk_forward
+
+    def spy(*args):
+        threads.add(threading.get_ident())
+        return chunk_forward(*args)
+
+    monkeypatch.setattr(fused, 'chunk_forward', spy)
+    runs = []
+    for workers in (2, 2, 1):
+        monkeypatch.setattr(chunking, 'chunk_workers',
+                            lambda n, device, w=workers: min(w, n))
+        torch.manual_seed(5)  # the same dropout masks for each chunk
+        runs.append(run_with_grads(lambda *a: dense_layer(layer, *a, mask, 2),
+                                   layer, inputs, weight))
+    assert len(threads - {threading.get_ident()}) >= 2
+    (got, got_grads), (again, again_grads), (want, want_grads) = runs
+    assert torch.equal(got, again)
+    assert all(torch.equal(a, b) for a, b in zip(got_grads, again_grads))
+    assert torch.allclose(got, want, atol=1e-6, rtol=0)
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, atol=1e-5 * max(1., float(w.abs().max())),
+                              rtol=0)
+    monkeypatch.undo()  # two workers again
+    with torch.inference_mode():  # thread-local, so handed to the workers
+        assert torch.equal(layer.eval()(*inputs, mask),
+                           dense_layer(layer, *inputs, mask, 2))
 
 
 @pytest.mark.parametrize('with_x', [True, False])

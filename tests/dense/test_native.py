@@ -24,15 +24,6 @@ def fresh_library(monkeypatch, tmp_path):
     native.library.cache_clear()
 
 
-@pytest.fixture
-def two_threads():
-    """Enough threads to split nodes (the kernels follow torch's count)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def update_case(n, dtype, use_norm, skip, dropout):
     in_dim = 8 if skip else 6
     layer = randomize_(DenseHGTConv(in_dim, 8, T, 2, 2, dropout=0.3,
@@ -191,7 +182,7 @@ def attention_case(kind, dtype, d, b):
 
 
 def chunk_results(inputs, mask, w, s, wt):
-    out, saved = fused.chunk_forward(*inputs, mask, w, s)
+    out, saved = fused.chunk_forward(*inputs, mask, w, s, None)
     grad = torch.randn_like(out)
     got, got_w = fused.chunk_backward(grad, *inputs, mask, w, s, saved,
                                       [True] * 4, wt)

@@ -1,5 +1,8 @@
 """Run a per-graph function over a batch in chunks of graphs."""
-from typing import Callable, Iterable, List, Optional, Sequence
+import functools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, List, Optional, Sequence, TypeVar
 
 import torch
 from torch import Tensor
@@ -31,6 +34,63 @@ def chunk_slices(batch_size: int, size: int) -> List[slice]:
     """The graph ranges of consecutive chunks of ``size`` graphs."""
     return [slice(start, start + size)
             for start in range(0, batch_size, size)]
+
+
+Item, Result = TypeVar('Item'), TypeVar('Result')
+
+
+@functools.lru_cache(maxsize=None)
+def _per_thread_counts() -> bool:
+    """Whether each thread has its own intra-op thread count (OpenMP
+    backend; the native one has a single pool)."""
+    return 'parallel backend: OpenMP' in torch.__config__.parallel_info()
+
+
+def chunk_workers(num_chunks: int, device: torch.device) -> int:
+    """How many workers :func:`run_workers` runs ``num_chunks`` chunks on:
+    on CPU one per intra-op thread and at most one per chunk, else 1."""
+    if device.type != 'cpu' or not _per_thread_counts():
+        return 1
+    return max(1, min(torch.get_num_threads(), num_chunks))
+
+
+def run_workers(items: List[Item], work: Callable[[List[Item]], Result],
+                device: torch.device) -> List[Result]:
+    """``work(items[k::W])`` (the chunks) for the ``W`` workers of
+    :func:`chunk_workers`, in worker order. With several, each runs on a
+    thread of its own with one intra-op thread: on the 2-core CPU, two
+    single-threaded chunks at once ran the dense layer ~8% faster than one
+    chunk on two threads (small products scale poorly). The shares are
+    fixed, so a sum over each worker's chunks rounds the same way in every
+    run. The caller's grad and inference modes (thread-local) apply."""
+    W = chunk_workers(len(items), device)
+    if W == 1:
+        return [work(items)]
+    threads = torch.get_num_threads()
+    ready = threading.Barrier(W + 1)
+    grad, inference = (torch.is_grad_enabled(),
+                       torch.is_inference_mode_enabled())
+
+    def run(share: List[Item]) -> Result:
+        # (first call initializes the thread's count from the global one,
+        # which set_num_threads also sets, so the caller restores it)
+        torch.get_num_threads()
+        torch.set_num_threads(1)
+        ready.wait()
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return work(share)
+
+    with ThreadPoolExecutor(W) as pool:
+        try:
+            futures = [pool.submit(run, items[k::W]) for k in range(W)]
+        except BaseException:  # (workers started would wait forever)
+            ready.abort()
+            raise
+        try:
+            ready.wait()
+        finally:
+            torch.set_num_threads(threads)
+        return [f.result() for f in futures]
 
 
 def _parts(tensors: Sequence[Optional[Tensor]], size: int):

@@ -52,7 +52,10 @@ class DenseHGTConv(HGTParameters):
         use_norm: as :class:`~torch_geometric_hgt.params.HGTParameters`.
         chunk_size (int, str or None, optional): Graphs per chunk.
             ``'auto'`` = 256 on CPU, 4096 on CUDA (fewer launches),
-            ``None`` = one chunk. (default: :obj:`'auto'`)
+            ``None`` = one chunk. On CPU, float32/float64 chunks run on
+            ``torch.get_num_threads()`` worker threads of one intra-op
+            thread each, so that many chunks' temporaries are alive at
+            once. (default: :obj:`'auto'`)
         checkpoint (bool, optional): Recompute each chunk in backward
             (gradient checkpointing), so that memory is bounded by one
             chunk. Otherwise float32/float64 runs keep, per node,

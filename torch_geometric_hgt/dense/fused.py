@@ -9,7 +9,9 @@ backward and, for 8-node graphs, the per-graph attention with its
 per-head products run in the C kernels of
 :mod:`~torch_geometric_hgt.dense.native` where they build, else in the
 torch code here. The backward writes the input's gradient
-into the K/Q/V rows it has finished with."""
+into the K/Q/V rows it has finished with. On CPU, chunks run on worker
+threads of one intra-op thread each
+(:func:`~torch_geometric_hgt.dense.chunking.run_workers`)."""
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Tuple
 
@@ -19,7 +21,8 @@ from torch import Tensor
 
 from torch_geometric_hgt.dense import native
 from torch_geometric_hgt.dense.chunking import (chunk_slices,
-                                                resolve_chunk_size)
+                                                resolve_chunk_size,
+                                                run_workers)
 from torch_geometric_hgt.params import (dropout_factor, dropout_keep,
                                         dropout_scale)
 
@@ -210,6 +213,21 @@ def state_buffers(B: int, N: int, x: Tensor, s: Sizes, norm: bool
                              device=x.device) if s.dropout > 0 else None)
 
 
+def dropout_masks(parts: List[slice], N: int, s: Sizes, x: Tensor,
+                  into: Optional[Saved] = None) -> List[Optional[Tensor]]:
+    """The dropout mask ``[b N, 1, out]`` of each chunk ``parts`` of ``x``
+    (one per node, shared by all types; ``None`` without dropout), drawn
+    in chunk order before any chunk runs, as workers would draw them in
+    any order; written into the rows of ``into`` if given."""
+    if s.dropout == 0:
+        return [None] * len(parts)
+    return [dropout_keep((x[part].size(0) * N, 1, s.out_dim), s.dropout,
+                         x.device,
+                         out=None if into is None else into.keep[
+                             part.start * N:part.stop * N])
+            for part in parts]
+
+
 def _rows(state: Saved, part: slice, N: int) -> Saved:
     """The graphs ``part`` of :func:`state_buffers`."""
     nodes = slice(part.start * N, part.stop * N)
@@ -220,9 +238,12 @@ def _rows(state: Saved, part: slice, N: int) -> Saved:
 
 def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
                   mask: Optional[Tensor], w: Weights, s: Sizes,
-                  into: Optional[Saved] = None) -> Tuple[Tensor, Saved]:
+                  keep: Optional[Tensor], into: Optional[Saved] = None
+                  ) -> Tuple[Tensor, Saved]:
     """One chunk of graphs: ``x [b, N, in]`` ... -> ``[b, N, out]``, and
-    what its backward needs (written ``into`` those buffers if given)."""
+    what its backward needs (written ``into`` those buffers if given).
+    ``keep``: the chunk's mask from :func:`dropout_masks` (``None``
+    without dropout)."""
     b, N, _ = x.shape
     n, H, d, T = b * N, s.n_heads, s.d, s.num_types
     xf, Pf = x.reshape(n, -1), P.reshape(n, T)
@@ -239,10 +260,6 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     else:
         expo, agg = _attend(kqv, a, E, w, s, b)
         agg = agg.transpose(0, 1).reshape(n, s.out_dim)
-    keep = None
-    if s.dropout > 0:  # one mask per node shared by all types
-        keep = dropout_keep((n, 1, s.out_dim), s.dropout, x.device,
-                            out=None if into is None else into.keep)
     if fast:
         out, mean, rstd = _native_update_forward(
             agg, xf, Pf, keep, w, s,
@@ -450,6 +467,28 @@ def _x_grad_buffer(state: Saved, x: Tensor) -> Tensor:
     return state.kqv.view(B, N, state.kqv.size(1))[..., :F]
 
 
+def _forward_chunks(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
+                    mask: Optional[Tensor], w: Weights, s: Sizes, size: int,
+                    into: Optional[Saved] = None) -> Tensor:
+    """:func:`chunk_forward` over chunks of ``size`` graphs on the workers
+    of :func:`~torch_geometric_hgt.dense.chunking.run_workers`, keeping
+    what the backward needs ``into`` :func:`state_buffers` if given."""
+    B, N = x.shape[:2]
+    out = x.new_empty(B, N, s.out_dim)
+    parts = chunk_slices(B, size)
+
+    def work(chunks: List[Tuple[slice, Optional[Tensor]]]) -> None:
+        for part, keep in chunks:
+            out[part] = chunk_forward(
+                x[part], P[part], adj[part], E[part],
+                None if mask is None else mask[part], w, s, keep,
+                None if into is None else _rows(into, part, N))[0]
+
+    run_workers(list(zip(parts, dropout_masks(parts, N, s, x, into))), work,
+                x.device)
+    return out
+
+
 class DenseLayerFunction(torch.autograd.Function):
     """All chunks of one layer; forward fills :func:`state_buffers`,
     backward walks the chunks once and then frees them."""
@@ -459,13 +498,8 @@ class DenseLayerFunction(torch.autograd.Function):
                 ) -> Tensor:
         w = Weights(*w)
         B, N = x.shape[:2]
-        out = x.new_empty(B, N, s.out_dim)
         ctx.state = state_buffers(B, N, x, s, w.gamma is not None)
-        for part in chunk_slices(B, size):
-            out[part] = chunk_forward(
-                x[part], P[part], adj[part], E[part],
-                None if mask is None else mask[part], w, s,
-                _rows(ctx.state, part, N))[0]
+        out = _forward_chunks(x, P, adj, E, mask, w, s, size, ctx.state)
         ctx.s, ctx.size = s, size
         ctx.save_for_backward(x, P, adj, E, mask, *w)
         return out
@@ -484,20 +518,28 @@ class DenseLayerFunction(torch.autograd.Function):
         inputs = [_x_grad_buffer(ctx.state, x) if need[0] else None,
                   *[torch.empty_like(t) if n else None
                     for t, n in zip((P, adj, E), need[1:])]]
-        dw = [None if t is None else torch.zeros_like(t) for t in w]
         wt = transposed_weights(w, ctx.s.num_types)
-        for part in chunk_slices(x.size(0), ctx.size):
-            got, got_w = chunk_backward(
-                grad[part], x[part], P[part], adj[part], E[part],
-                None if mask is None else mask[part], w, ctx.s,
-                _rows(ctx.state, part, x.size(1)), need, wt)
-            for buf, gi in zip(inputs, got):
-                if buf is not None:
-                    buf[part] = gi
-            for acc, gi in zip(dw, got_w):
-                if acc is not None:
-                    acc += gi
+
+        def work(parts: List[slice]) -> List[Optional[Tensor]]:
+            dw = [None if t is None else torch.zeros_like(t) for t in w]
+            for part in parts:
+                got, got_w = chunk_backward(
+                    grad[part], x[part], P[part], adj[part], E[part],
+                    None if mask is None else mask[part], w, ctx.s,
+                    _rows(ctx.state, part, x.size(1)), need, wt)
+                for buf, gi in zip(inputs, got):
+                    if buf is not None:
+                        buf[part] = gi
+                for acc, gi in zip(dw, got_w):
+                    if acc is not None:
+                        acc += gi
+            return dw
+
+        shares = run_workers(chunk_slices(x.size(0), ctx.size), work,
+                             x.device)
         ctx.state = None
+        dw = [None if t is None else sum(share[i] for share in shares)
+              for i, t in enumerate(shares[0])]
         return (None, None, *inputs, None, *dw)
 
 
@@ -528,10 +570,5 @@ def dense_layer(layer, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     if torch.is_grad_enabled() and any(
             t.requires_grad for t in (x, P, adj, E, *w) if t is not None):
         return DenseLayerFunction.apply(s, size, x, P, adj, E, mask, *w)
-    out = x.new_empty(x.shape[:-1] + (s.out_dim, ))
     with torch.no_grad():
-        for part in chunk_slices(x.size(0), size):
-            out[part] = chunk_forward(
-                x[part], P[part], adj[part], E[part],
-                None if mask is None else mask[part], w, s)[0]
-    return out
+        return _forward_chunks(x, P, adj, E, mask, w, s, size)
