@@ -59,8 +59,8 @@ def run_workers(items: List[Item], work: Callable[[List[Item]], Result],
     """``work(items[k::W])`` (the chunks) for the ``W`` workers of
     :func:`chunk_workers`, in worker order. With several, each runs on a
     thread of its own with one intra-op thread: on the 2-core CPU, two
-    single-threaded chunks at once ran the dense layer ~8% faster than one
-    chunk on two threads (small products scale poorly). The shares are
+    single-threaded chunks at once ran the dense model 9-11% faster than
+    one chunk on two threads (small products scale poorly). The shares are
     fixed, so a sum over each worker's chunks rounds the same way in every
     run. The caller's grad and inference modes (thread-local) apply."""
     W = chunk_workers(len(items), device)
