@@ -126,6 +126,17 @@ def test_builds_into_the_cache_once(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == built
 
 
+@needs_library
+@pytest.mark.usefixtures('fresh_library', 'two_threads')
+def test_a_layer_on_two_workers_builds_the_kernels_once(monkeypatch):
+    builds = []
+    monkeypatch.setattr(native, '_build', spy(native._build, builds))
+    layer = DenseHGTConv(8, 16, T, R, 2, chunk_size=1).eval()
+    x, P, adj, E, mask = soft_graph('random', B=4, N=8)
+    layer(x, P, adj, E, mask)
+    assert len(builds) == len(native._REALS)  # once per dtype
+
+
 def test_usable_only_for_cpu_float32_and_float64():
     for dtype in (torch.float16, torch.bfloat16):
         assert not native.usable(torch.zeros(1, dtype=dtype))
