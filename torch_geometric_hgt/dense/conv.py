@@ -52,7 +52,8 @@ class DenseHGTConv(HGTParameters):
         use_norm: as :class:`~torch_geometric_hgt.params.HGTParameters`.
         chunk_size (int, str or None, optional): Graphs per chunk.
             ``'auto'`` = 256 on CPU, 4096 on CUDA (fewer launches),
-            ``None`` = one chunk. On CPU, float32/float64 chunks run on
+            ``None`` = one chunk. On CPU, without ``checkpoint``, the
+            chunks of float32/float64 inputs run on
             ``torch.get_num_threads()`` worker threads of one intra-op
             thread each, so that many chunks' temporaries are alive at
             once. (default: :obj:`'auto'`)
