@@ -19,9 +19,9 @@ needs_library = pytest.mark.skipif(native.library() is None,
 def fresh_library(monkeypatch, tmp_path):
     """An empty kernel cache and a library looked up anew."""
     monkeypatch.setenv('TORCH_GEOMETRIC_HGT_CACHE', str(tmp_path))
-    native.library.cache_clear()
+    native._library.cache_clear()
     yield
-    native.library.cache_clear()
+    native._library.cache_clear()
 
 
 def update_case(n, dtype, use_norm, skip, dropout):
@@ -121,7 +121,7 @@ def test_builds_into_the_cache_once(tmp_path):
     assert native.library() is not None
     built = sorted(p.name for p in tmp_path.iterdir())
     assert len(built) == 2 and all(p.endswith('.so') for p in built)
-    native.library.cache_clear()
+    native._library.cache_clear()
     assert native.library() is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == built
 

@@ -566,7 +566,6 @@ def dense_layer(layer, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     size = resolve_chunk_size(chunk_size, x.size(0), x.device)
     # (the per-graph products view them flat, the C kernels read them so)
     P, adj, E = (t.to(x.dtype).contiguous() for t in (P, adj, E))
-    native.usable(x)  # (builds the kernels at first use here, not per worker)
     w = layer_weights(layer)
     if torch.is_grad_enabled() and any(
             t.requires_grad for t in (x, P, adj, E, *w) if t is not None):

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sysconfig
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -117,10 +118,19 @@ def _load(cc: str, real: str, c_real) -> ctypes.CDLL:
     return lib
 
 
-@functools.lru_cache(maxsize=None)
+_LIBRARY_LOCK = threading.Lock()
+
+
 def library() -> Optional[Dict[torch.dtype, ctypes.CDLL]]:
     """The compiled kernels per dtype, or ``None`` where they are switched
-    off or cannot be built (warns once why)."""
+    off or cannot be built (warns once why). Threads that ask at once (the
+    dense layer's chunk workers, say) wait for one build."""
+    with _LIBRARY_LOCK:
+        return _library()
+
+
+@functools.lru_cache(maxsize=None)
+def _library() -> Optional[Dict[torch.dtype, ctypes.CDLL]]:
     if os.environ.get('TORCH_GEOMETRIC_HGT_NATIVE', '1') == '0':
         return None
     cc = _compiler()
