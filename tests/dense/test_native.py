@@ -192,9 +192,15 @@ def attention_case(kind, dtype, d, b):
     return inputs, mask, w, s, wt
 
 
-def chunk_results(inputs, mask, w, s, wt):
+def chunk_results(inputs, mask, w, s, wt, dtype=None):
+    """The chunk's output, softmax weights and gradients; in ``dtype`` if
+    given (inputs and weights cast, the same output gradient)."""
+    if dtype is not None:
+        inputs = [t.to(dtype) for t in inputs]
+        w = fused.Weights(*[None if t is None else t.to(dtype) for t in w])
+        wt = tuple(t.to(dtype) for t in wt)
     out, saved = fused.chunk_forward(*inputs, mask, w, s, None)
-    grad = torch.randn_like(out)
+    grad = torch.randn(out.shape).to(out.dtype)
     got, got_w = fused.chunk_backward(grad, *inputs, mask, w, s, saved,
                                       [True] * 4, wt)
     return [out, saved.expo, *got, *[t for t in got_w if t is not None]]
@@ -220,10 +226,22 @@ def test_attention_kernels_match_torch(kind, dtype, d, b, monkeypatch):
     want = chunk_results(*case)
     assert len(calls) == 2
     tol = 1e-12 if dtype == torch.float64 else 2e-5
-    for g, w in zip(got, want):
-        assert torch.isfinite(g).all()
-        assert torch.allclose(g, w, rtol=tol, atol=tol * float(
-            w.abs().max().clamp(min=1)))
+    if kind == 'extreme' and dtype == torch.float32:
+        # float32 rounding of scores in the thousands moves both codes'
+        # gradients by ~1e-4: the kernels must be as close to float64 as
+        # the torch code is
+        torch.manual_seed(0)
+        exact = chunk_results(*case, dtype=torch.float64)
+        for g, w, e in zip(got, want, exact):
+            e = e.to(dtype)
+            assert torch.isfinite(g).all()
+            assert (g - e).abs().max() <= 2 * (w - e).abs().max() + \
+                tol * float(e.abs().max().clamp(min=1))
+    else:
+        for g, w in zip(got, want):
+            assert torch.isfinite(g).all()
+            assert torch.allclose(g, w, rtol=tol, atol=tol * float(
+                w.abs().max().clamp(min=1)))
 
 
 def test_attention_kernels_take_8_node_graphs_with_head_sizes_of_8k():
