@@ -30,15 +30,29 @@ typedef real vec __attribute__((vector_size(L * sizeof(real))));
 typedef real uvec __attribute__((vector_size(L * sizeof(real)),
                                  aligned(sizeof(real)), may_alias));
 typedef __typeof__((vec){0} < (vec){0}) mask;
+/* the head products' vectors: as wide as the build's registers (AVX-512:
+ * 16 floats), as their columns run over d or R d, not over a graph */
+#if REAL_BYTES == 4 && defined(__AVX512F__)
+#define WL 16
+#else
+#define WL L
+#endif
+typedef real wvec __attribute__((vector_size(WL * sizeof(real))));
+typedef real uwvec __attribute__((vector_size(WL * sizeof(real)),
+                                  aligned(sizeof(real)), may_alias));
 
 static inline vec load(const real *p) { return *(const uvec *)p; }
 static inline void store(real *p, vec v) { *(uvec *)p = v; }
+static inline wvec wload(const real *p) { return *(const uwvec *)p; }
+static inline void wstore(real *p, wvec v) { *(uwvec *)p = v; }
 static inline vec splat(real x) { return (vec){0} + x; }
 /* v kept in a register: GCC otherwise reloads a vector that a loop uses
  * several times as a memory operand of each use, which makes the small
  * products below bound by loads (float only: double vectors span two
  * registers) */
-#if REAL_BYTES == 4 && defined(__AVX__)
+#if REAL_BYTES == 4 && defined(__AVX512F__)
+#define PIN(v) __asm__("" : "+v"(v))
+#elif REAL_BYTES == 4 && defined(__AVX__)
 #define PIN(v) __asm__("" : "+x"(v))
 #else
 #define PIN(v) ((void)0)
@@ -156,35 +170,37 @@ static void gather(const vec *restrict w, const real *restrict y,
 
 /* out [P, C] (row stride os) = A B, or += A B if `add`, for A [P, Q]
  * with A_pq at a[p ap + q aq] (P a multiple of 4) and B [Q, C] with row
- * stride bs (C a multiple of L): four rows and two vectors of columns of
- * out at a time, so that eight independent sums stay in registers */
+ * stride bs (C a multiple of L): four rows and two wide vectors of
+ * columns of out at a time, so that eight independent sums stay in
+ * registers; the last columns in narrow vectors */
 static void product(const real *restrict a, int64_t ap, int64_t aq,
                     const real *restrict B, int64_t bs, int64_t P,
                     int64_t Q, int64_t C, real *restrict out, int64_t os,
                     int add)
 {
     int64_t c = 0;
-    for (; c + 2 * L <= C; c += 2 * L)
+    for (; c + 2 * WL <= C; c += 2 * WL)
         for (int64_t p = 0; p < P; p += 4) {
-            vec acc[4][2];
+            wvec acc[4][2];
             for (int r = 0; r < 4; ++r) {
                 real *o = out + (p + r) * os + c;
-                acc[r][0] = add ? load(o) : splat(0);
-                acc[r][1] = add ? load(o + L) : splat(0);
+                acc[r][0] = add ? wload(o) : (wvec){0};
+                acc[r][1] = add ? wload(o + WL) : (wvec){0};
             }
             for (int64_t q = 0; q < Q; ++q) {
-                vec b0 = load(B + q * bs + c), b1 = load(B + q * bs + c + L);
+                const real *bq = B + q * bs + c;
+                wvec b0 = wload(bq), b1 = wload(bq + WL);
                 PIN(b0);
                 PIN(b1);
                 for (int r = 0; r < 4; ++r) {
-                    const vec ab = splat(a[(p + r) * ap + q * aq]);
+                    const real ab = a[(p + r) * ap + q * aq];
                     acc[r][0] += ab * b0;
                     acc[r][1] += ab * b1;
                 }
             }
             for (int r = 0; r < 4; ++r) {
-                store(out + (p + r) * os + c, acc[r][0]);
-                store(out + (p + r) * os + c + L, acc[r][1]);
+                wstore(out + (p + r) * os + c, acc[r][0]);
+                wstore(out + (p + r) * os + c + WL, acc[r][1]);
             }
         }
     for (; c < C; c += L)
