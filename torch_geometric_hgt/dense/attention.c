@@ -131,41 +131,56 @@ static void dots(const vec *restrict xt, const real *restrict y, int64_t LR,
     }
 }
 
+/* combine's and gather's loops over the columns c of x or y, from c on
+ * while vectors of V (WIDTH reals, loaded and stored by LD and ST) fit:
+ * wide vectors first, then narrow ones for the rest (each sum runs in
+ * the same order in both) */
+#define COMBINE_COLUMNS(V, WIDTH, LD, ST)                                  \
+    for (; c + (WIDTH) <= d; c += (WIDTH)) {                               \
+        V xj[L];                                                           \
+        for (int j = 0; j < L; ++j)                                        \
+            xj[j] = LD(x + j * xs + c);                                    \
+        for (int64_t m = 0; m < LR; ++m) {                                 \
+            const vec wm = w[m];                                           \
+            V t = wm[0] * xj[0];                                           \
+            for (int j = 1; j < L; ++j)                                    \
+                t += wm[j] * xj[j];                                        \
+            ST(out + m * d + c, t);                                        \
+        }                                                                  \
+    }
+
+#define GATHER_COLUMNS(V, WIDTH, LD, ST)                                   \
+    for (; c + (WIDTH) <= d; c += (WIDTH)) {                               \
+        V acc[L];                                                          \
+        for (int j = 0; j < L; ++j)                                        \
+            acc[j] = (V){0};                                               \
+        for (int64_t m = 0; m < LR; ++m) {                                 \
+            const V ym = LD(y + m * d + c);                                \
+            const vec wm = w[m];                                           \
+            for (int j = 0; j < L; ++j)                                    \
+                acc[j] += wm[j] * ym;                                      \
+        }                                                                  \
+        for (int j = 0; j < L; ++j)                                        \
+            ST(out + j * os + c, acc[j]);                                  \
+    }
+
 /* out[m] (stride d) = sum_j w[m][j] x_j for the m < LR rows of w [LR, L]
  * and x rows (stride xs) [L, d] */
 static void combine(const vec *restrict w, const real *restrict x,
                     int64_t xs, int64_t LR, int64_t d, real *restrict out)
 {
-    for (int64_t c = 0; c < d; c += L) {
-        vec xj[L];
-        for (int j = 0; j < L; ++j)
-            xj[j] = load(x + j * xs + c);
-        for (int64_t m = 0; m < LR; ++m) {
-            const vec wm = w[m];
-            vec t = wm[0] * xj[0];
-            for (int j = 1; j < L; ++j)
-                t += wm[j] * xj[j];
-            store(out + m * d + c, t);
-        }
-    }
+    int64_t c = 0;
+    COMBINE_COLUMNS(wvec, WL, wload, wstore)
+    COMBINE_COLUMNS(vec, L, load, store)
 }
 
 /* out_j (rows of stride os) = sum_m w[m][j] y[m] for y [LR, d] */
 static void gather(const vec *restrict w, const real *restrict y,
                    int64_t LR, int64_t d, real *restrict out, int64_t os)
 {
-    for (int64_t c = 0; c < d; c += L) {
-        vec acc[L];
-        for (int j = 0; j < L; ++j)
-            acc[j] = splat(0);
-        for (int64_t m = 0; m < LR; ++m) {
-            const vec ym = load(y + m * d + c), wm = w[m];
-            for (int j = 0; j < L; ++j)
-                acc[j] += wm[j] * ym;
-        }
-        for (int j = 0; j < L; ++j)
-            store(out + j * os + c, acc[j]);
-    }
+    int64_t c = 0;
+    GATHER_COLUMNS(wvec, WL, wload, wstore)
+    GATHER_COLUMNS(vec, L, load, store)
 }
 
 /* out [P, C] (row stride os) = A B, or += A B if `add`, for A [P, Q]
