@@ -37,6 +37,13 @@ typedef __typeof__((vec){0} < (vec){0}) mask;
 #else
 #define WL L
 #endif
+/* rows of out per step of the wide product: 2 PR sums in registers, of
+ * the 32 that AVX-512 has (16 elsewhere) */
+#if defined(__AVX512F__)
+#define PR 8
+#else
+#define PR 4
+#endif
 typedef real wvec __attribute__((vector_size(WL * sizeof(real))));
 typedef real uwvec __attribute__((vector_size(WL * sizeof(real)),
                                   aligned(sizeof(real)), may_alias));
@@ -184,10 +191,10 @@ static void gather(const vec *restrict w, const real *restrict y,
 }
 
 /* out [P, C] (row stride os) = A B, or += A B if `add`, for A [P, Q]
- * with A_pq at a[p ap + q aq] (P a multiple of 4) and B [Q, C] with row
- * stride bs (C a multiple of L): four rows and two wide vectors of
- * columns of out at a time, so that eight independent sums stay in
- * registers; the last columns in narrow vectors */
+ * with A_pq at a[p ap + q aq] (P a multiple of L) and B [Q, C] with row
+ * stride bs (C a multiple of L): PR rows and two wide vectors of
+ * columns of out at a time, so that 2 PR independent sums stay in
+ * registers; the last columns in narrow vectors, four rows at a time */
 static void product(const real *restrict a, int64_t ap, int64_t aq,
                     const real *restrict B, int64_t bs, int64_t P,
                     int64_t Q, int64_t C, real *restrict out, int64_t os,
@@ -195,9 +202,9 @@ static void product(const real *restrict a, int64_t ap, int64_t aq,
 {
     int64_t c = 0;
     for (; c + 2 * WL <= C; c += 2 * WL)
-        for (int64_t p = 0; p < P; p += 4) {
-            wvec acc[4][2];
-            for (int r = 0; r < 4; ++r) {
+        for (int64_t p = 0; p < P; p += PR) {
+            wvec acc[PR][2];
+            for (int r = 0; r < PR; ++r) {
                 real *o = out + (p + r) * os + c;
                 acc[r][0] = add ? wload(o) : (wvec){0};
                 acc[r][1] = add ? wload(o + WL) : (wvec){0};
@@ -207,13 +214,13 @@ static void product(const real *restrict a, int64_t ap, int64_t aq,
                 wvec b0 = wload(bq), b1 = wload(bq + WL);
                 PIN(b0);
                 PIN(b1);
-                for (int r = 0; r < 4; ++r) {
+                for (int r = 0; r < PR; ++r) {
                     const real ab = a[(p + r) * ap + q * aq];
                     acc[r][0] += ab * b0;
                     acc[r][1] += ab * b1;
                 }
             }
-            for (int r = 0; r < 4; ++r) {
+            for (int r = 0; r < PR; ++r) {
                 wstore(out + (p + r) * os + c, acc[r][0]);
                 wstore(out + (p + r) * os + c + WL, acc[r][1]);
             }
