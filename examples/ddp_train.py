@@ -105,7 +105,8 @@ def main():
     if rank == 0:
         world = dist.get_world_size() if dist.is_initialized() else 1
         print(f'world size {world}, {len(losses)} steps, loss '
-              f'{losses[0]:.4f} -> {sum(losses[-10:]) / len(losses[-10:]):.4f}')
+              f'{losses[0]:.4f} -> '
+              f'{sum(losses[-10:]) / len(losses[-10:]):.4f}')
         if args.save:
             torch.save(params, args.save)
     if dist.is_initialized():

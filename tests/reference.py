@@ -120,8 +120,9 @@ def spec_dense(p, x, P, adj, E, node_mask=None):
                 continue
             scores, msgs = [], []
             for j in srcs:
-                sc = sum(E[b, j, i, r] * p.relation_pri[r] * (Q[i] * torch.einsum(
-                    'hd,hdf->hf', K[j], p.relation_att[r])).sum(-1)
+                sc = sum(E[b, j, i, r] * p.relation_pri[r] * (
+                    Q[i] * torch.einsum('hd,hdf->hf', K[j],
+                                        p.relation_att[r])).sum(-1)
                     for r in range(R)) / math.sqrt(d)
                 msg = sum(E[b, j, i, r] * torch.einsum(
                     'hd,hdf->hf', Vv[j], p.relation_msg[r]) for r in range(R))

@@ -34,8 +34,9 @@ BAD = {
     'node index out of range': (
         lambda a: a['edge_index'].__setitem__((1, 0), 99), ValueError,
         "'edge_index'.*node indices"),
-    'edge_index not [2, E]': (lambda a: a.update(edge_index=a['edge_index'].t()),
-                              ValueError, "'edge_index'"),
+    'edge_index not [2, E]': (
+        lambda a: a.update(edge_index=a['edge_index'].t()), ValueError,
+        "'edge_index'"),
     'edge_index float': (
         lambda a: a.update(edge_index=a['edge_index'].float()), TypeError,
         "'edge_index'.*torch.long"),

@@ -24,6 +24,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+#: PyG's ``(node_types, edge_types)``
+Metadata = Tuple[List[str], List[Tuple[str, str, str]]]
+
 
 def from_pyg(cls, conv, **kwargs):
     from torch_geometric.nn import HGTConv
@@ -60,8 +63,7 @@ def from_pyg(cls, conv, **kwargs):
     return layer.eval()
 
 
-def to_pyg(layer, metadata: Optional[Tuple[List[str], List[Tuple[str, str,
-                                                                 str]]]] = None,
+def to_pyg(layer, metadata: Optional[Metadata] = None,
            relation_ids: Optional[Sequence[int]] = None):
     """Exports ``layer`` (``use_norm=False``) to PyG's ``HGTConv``.
 

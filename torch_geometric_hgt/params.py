@@ -1,4 +1,5 @@
-"""The one parameter module every HGT layer shares (pyHGT's state_dict layout)."""
+"""The one parameter module every HGT layer shares (pyHGT's state_dict
+layout)."""
 import math
 from typing import Optional, Sequence, Tuple
 
@@ -77,7 +78,8 @@ class RelTemporalEncoding(torch.nn.Module):
         return x + self.lin(self.emb(t))
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}({self.n_hid}, max_len={self.max_len})'
+        return (f'{self.__class__.__name__}({self.n_hid}, '
+                f'max_len={self.max_len})')
 
 
 class HGTParameters(torch.nn.Module):
@@ -184,7 +186,8 @@ class HGTParameters(torch.nn.Module):
         return w, b
 
     def a_weight(self) -> Tuple[Tensor, Tensor]:
-        """Output weights ``[T, out_dim, out_dim]`` and bias ``[T, out_dim]``."""
+        """Output weights ``[T, out_dim, out_dim]`` and bias ``[T,
+        out_dim]``."""
         return (torch.stack([lin.weight for lin in self.a_linears]),
                 torch.stack([lin.bias for lin in self.a_linears]))
 
@@ -199,8 +202,8 @@ class HGTParameters(torch.nn.Module):
     def rte_kv_table(self) -> Tensor:
         """``W_k[t] lin(emb[p])`` and ``W_v[t] lin(emb[p])`` (no bias: RTE is
         added to the input, so by linearity to K and V) for every type ``t``
-        and time ``p``: ``[T * max_len, 2 * out_dim]``, row ``t * max_len + p``.
-        """
+        and time ``p``: ``[T * max_len, 2 * out_dim]``, row ``t * max_len +
+        p``."""
         rte = self.emb.table()
         w = torch.stack([
             torch.cat([k.weight, v.weight], 0)
@@ -222,7 +225,8 @@ class HGTParameters(torch.nn.Module):
         return w * gate.view(T, 1, 1), b * gate.view(T, 1), 1 - gate
 
     def norm_weight(self) -> Optional[Tuple[Tensor, Tensor]]:
-        """LayerNorm affine weights ``[T, out_dim]`` (``None`` without norm)."""
+        """LayerNorm affine weights ``[T, out_dim]`` (``None`` without
+        norm)."""
         if not self.use_norm:
             return None
         return (torch.stack([n.weight for n in self.norms]),
