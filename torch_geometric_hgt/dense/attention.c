@@ -13,8 +13,9 @@
  *
  * and their backward, which adds the graph's share of dF and dM to
  * per-thread sums. Vectors of L lanes run over the sources j or the
- * targets i of a graph, or over L features; each product is a sum of
- * broadcast-times-vector steps, so no step reduces across lanes.
+ * targets i of a graph, or over features (WL at a time: 16 floats where
+ * AVX-512 builds); each product is a sum of broadcast-times-vector
+ * steps, so no step reduces across lanes.
  * Layouts: kqv, dkqv [n, 3, H, d] rows; agg, dagg [n, H, d]; F [H, d, R d],
  * M [H, R d, d] and their transposes Ft [H, R d, d], Mt [H, d, R d]; E, dE
  * [b, L, L, R] and a, dadj [b, L, L] (source j, target i); expo [H, b, L,
