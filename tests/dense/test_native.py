@@ -228,6 +228,7 @@ def test_attention_kernels_match_torch(kind, dtype, d, b, monkeypatch):
     want = chunk_results(*case)
     assert len(calls) == 2
     tol = 1e-12 if dtype == torch.float64 else 2e-5
+    assert all(torch.isfinite(g).all() for g in got)
     if kind == 'extreme' and dtype == torch.float32:
         # float32 rounding of scores in the thousands moves both codes'
         # gradients by ~1e-4: the kernels must be as close to float64 as
@@ -236,12 +237,10 @@ def test_attention_kernels_match_torch(kind, dtype, d, b, monkeypatch):
         exact = chunk_results(*case, dtype=torch.float64)
         for g, w, e in zip(got, want, exact):
             e = e.to(dtype)
-            assert torch.isfinite(g).all()
             assert (g - e).abs().max() <= 2 * (w - e).abs().max() + \
                 tol * float(e.abs().max().clamp(min=1))
     else:
         for g, w in zip(got, want):
-            assert torch.isfinite(g).all()
             assert torch.allclose(g, w, rtol=tol, atol=tol * float(
                 w.abs().max().clamp(min=1)))
 
