@@ -1,7 +1,8 @@
 """Fast, exact Heterogeneous Graph Transformer layers for PyTorch Geometric."""
 from torch_geometric_hgt.cpu import keep_freed_memory
 from torch_geometric_hgt.params import HGTParameters, RelTemporalEncoding
-from torch_geometric_hgt.conv import (LoopHGTConv, MemoryEfficientHGTConv,
+from torch_geometric_hgt.conv import (HGTConv, LoopHGTConv,
+                                      MemoryEfficientHGTConv,
                                       UltraFastHGTConv, VectorizedHGTConv)
 from torch_geometric_hgt.dense import (DenseHGTConv, LoopDenseHGTConv,
                                        DifferentiableDenseHGTConv,
@@ -18,6 +19,7 @@ from torch_geometric_hgt.convert import (batch_to_dense, dense_to_batch,
 __version__ = '0.1.0'
 
 __all__ = [
+    'HGTConv',
     'HGTParameters',
     'RelTemporalEncoding',
     'LoopHGTConv',

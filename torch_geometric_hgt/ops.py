@@ -1,4 +1,5 @@
 """Small tensor kernels shared by the backends."""
+import math
 from typing import Callable, List, Optional, Tuple
 
 import torch
@@ -94,6 +95,15 @@ def typed_linear_sorted(x: Tensor, sizes: List[int], weight: Tensor,
     with torch.autocast(x.device.type, enabled=False):
         return _SortedTypedLinear.apply(x.to(dtype), weight.to(dtype),
                                         bias.to(dtype), sizes)
+
+
+def query_fold(relation_att: Tensor, relation_pri: Tensor) -> Tensor:
+    """``mu[r, h] / sqrt(d) A[r, h]^T``, ``[R, H, d, d]``: the relation key
+    transform and prior moved onto the query side, so that
+    ``(q @ W[r, h]) . k`` is the score of ``k`` under relation ``r``."""
+    R, H, d, _ = relation_att.shape
+    scale = (relation_pri / math.sqrt(d)).view(R, H, 1, 1)
+    return (relation_att * scale).transpose(-1, -2)
 
 
 def fold_relations(x: Tensor, w: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.nn import LayerNorm, Linear, ModuleList, Parameter
 
 from torch_geometric_hgt import validation as V
+from torch_geometric_hgt.ops import query_fold
 
 
 def dropout_keep(shape: Tuple[int, ...], p: float, device: torch.device,
@@ -192,12 +193,9 @@ class HGTParameters(torch.nn.Module):
                 torch.stack([lin.bias for lin in self.a_linears]))
 
     def query_fold_weight(self) -> Tensor:
-        """``mu[r, h] / sqrt(d) A[r, h]^T``, ``[R, H, d, d]``: the relation
-        key transform and prior moved onto the query side, so that
-        ``(q @ W[r, h]) . k`` is the score of ``k`` under relation ``r``."""
-        scale = (self.relation_pri / self.sqrt_dk).view(
-            self.num_relations, self.n_heads, 1, 1)
-        return (self.relation_att * scale).transpose(-1, -2)
+        """:func:`~torch_geometric_hgt.ops.query_fold` of this layer's
+        relation weights, ``[R, H, d, d]``."""
+        return query_fold(self.relation_att, self.relation_pri)
 
     def rte_kv_table(self) -> Tensor:
         """``W_k[t] lin(emb[p])`` and ``W_v[t] lin(emb[p])`` (no bias: RTE is

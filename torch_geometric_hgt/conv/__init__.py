@@ -2,6 +2,7 @@ from torch_geometric_hgt.conv.loop import LoopHGTConv
 from torch_geometric_hgt.conv.vectorized import VectorizedHGTConv
 from torch_geometric_hgt.conv.ultrafast import UltraFastHGTConv
 from torch_geometric_hgt.conv.memory_efficient import MemoryEfficientHGTConv
+from torch_geometric_hgt.conv.hetero import HGTConv
 
 #: name -> sparse layer class, as chosen by ``HGT(conv=...)``
 CONVS = {
@@ -16,5 +17,6 @@ __all__ = [
     'VectorizedHGTConv',
     'UltraFastHGTConv',
     'MemoryEfficientHGTConv',
+    'HGTConv',
     'CONVS',
 ]

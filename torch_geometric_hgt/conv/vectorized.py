@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torch_geometric_hgt.ops import scatter_sum, segment_softmax, typed_linear
+from torch_geometric_hgt.ops import (query_fold, scatter_sum, segment_softmax,
+                                     typed_linear)
 from torch_geometric_hgt.conv.base import SparseHGTConv
 
 
@@ -30,28 +31,44 @@ class VectorizedHGTConv(SparseHGTConv):
                 return_attention_weights: bool = False
                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
-        N, R, H, d, D = (x.size(0), self.num_relations, self.n_heads,
-                         self.d_k, self.out_dim)
-        src, dst = edge_index[0], edge_index[1]
+        N, H, d, D = x.size(0), self.n_heads, self.d_k, self.out_dim
         kqv = typed_linear(x, node_type, *self.kqv_weight())
-        k, q, v = kqv.split(D, dim=-1)
-        k_e, v_e = k.index_select(0, src), v.index_select(0, src)
+        k, q, v = kqv.view(N, 3, H, d).unbind(1)
+        rte = None
         if self.use_RTE:
-            rows = node_type.index_select(0, src) * self.max_len + edge_time
-            kv_t = self.rte_kv_table().index_select(0, rows)
-            k_e, v_e = k_e + kv_t[:, :D], v_e + kv_t[:, D:]
-
-        scale = (self.relation_pri / self.sqrt_dk).view(1, R, H, 1)
-        q_rel = torch.einsum('nhf,rhdf->nrhd', q.reshape(N, H, d),
-                             self.relation_att) * scale
-        pair = dst * R + edge_type
-        score = (q_rel.reshape(N * R, H, d).index_select(0, pair) *
-                 k_e.view(-1, H, d)).sum(-1)
-        alpha = segment_softmax(score, dst, N)
-
-        u = scatter_sum(v_e.view(-1, H, d) * alpha.unsqueeze(-1), pair, N * R)
-        agg = torch.einsum('nrhd,rhdf->nhf', u.view(N, R, H, d),
-                           self.relation_msg).reshape(N, D)
-        a_out = typed_linear(F.gelu(agg), node_type, *self.a_weight())
+            rte = (self.rte_kv_table(),
+                   node_type.index_select(0, edge_index[0]) * self.max_len +
+                   edge_time)
+        agg, alpha = vectorized_attention(q, k, v, edge_index, edge_type,
+                                          self.relation_att,
+                                          self.relation_pri,
+                                          self.relation_msg, rte)
+        a_out = typed_linear(F.gelu(agg.reshape(N, D)), node_type,
+                             *self.a_weight())
         out = self.update_hard(x, node_type, a_out)
         return self._result(out, alpha, return_attention_weights)
+
+
+def vectorized_attention(q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor,
+                         edge_type: Tensor, relation_att: Tensor,
+                         relation_pri: Tensor, relation_msg: Tensor,
+                         rte: Optional[Tuple[Tensor, Tensor]] = None
+                         ) -> Tuple[Tensor, Tensor]:
+    """The edge phase of :class:`VectorizedHGTConv` with the arguments and
+    result of :func:`~torch_geometric_hgt.conv.fused.fused_attention`:
+    plain torch ops on ``[E, H, d]`` rows, no host sync."""
+    (N, H, d), R = q.shape, relation_att.size(0)
+    src, dst = edge_index[0], edge_index[1]
+    k_e, v_e = k.index_select(0, src), v.index_select(0, src)
+    if rte is not None:
+        kv_t = rte[0].index_select(0, rte[1]).view(-1, 2, H, d)
+        k_e, v_e = k_e + kv_t[:, 0], v_e + kv_t[:, 1]
+    q_rel = torch.einsum('nhf,rhfd->nrhd', q, query_fold(relation_att,
+                                                         relation_pri))
+    pair = dst * R + edge_type
+    score = (q_rel.reshape(N * R, H, d).index_select(0, pair) *
+             k_e).sum(-1)
+    alpha = segment_softmax(score, dst, N)
+    u = scatter_sum(v_e * alpha.unsqueeze(-1), pair, N * R)
+    agg = torch.einsum('nrhd,rhdf->nhf', u.view(N, R, H, d), relation_msg)
+    return agg, alpha

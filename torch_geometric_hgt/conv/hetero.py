@@ -1,0 +1,460 @@
+"""PyG's :class:`torch_geometric.nn.HGTConv`, on this package's backends."""
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import LayerNorm, ModuleDict, Parameter
+from torch_geometric.nn import MessagePassing
+from torch_geometric.nn.dense import HeteroDictLinear, HeteroLinear
+from torch_geometric.nn.inits import ones
+from torch_geometric.nn.parameter_dict import ParameterDict
+from torch_geometric.typing import Adj, EdgeType, Metadata, NodeType
+from torch_geometric.utils import is_sparse, to_edge_index
+
+from torch_geometric_hgt import validation as V
+from torch_geometric_hgt.conv import memory_efficient, ultrafast
+from torch_geometric_hgt.conv.base import check_chunk_size, edges_per_chunk
+from torch_geometric_hgt.conv.fused import fused_attention
+from torch_geometric_hgt.conv.vectorized import vectorized_attention
+from torch_geometric_hgt.params import RelTemporalEncoding
+
+#: ``backend=`` choices; ``'auto'`` picks one by :func:`auto_backend`
+BACKENDS = ('auto', 'ultrafast', 'memory_efficient', 'vectorized')
+
+#: on CUDA, ``'auto'`` runs ``'vectorized'`` up to this many edges: its few
+#: large kernels beat the chunked operator's launches there (H200: 2 vs
+#: 4 ms at 10k nodes / 50k edges, 3 vs 9 ms at 20k / 200k, a tie at 100k /
+#: 1M where it needs 3.4x the memory; ``benchmarks/RESULTS.md``)
+CUDA_VECTORIZED_MAX_EDGES = 262144
+
+AttentionDict = Dict[EdgeType, Tuple[Tensor, Tensor]]
+
+
+def auto_backend(device: torch.device, num_edges: int) -> str:
+    """The backend ``backend='auto'`` runs: ``'ultrafast'`` on CPU (fastest
+    at every size measured), on CUDA ``'vectorized'`` up to
+    :data:`CUDA_VECTORIZED_MAX_EDGES` edges, else ``'ultrafast'``."""
+    if device.type == 'cuda' and num_edges <= CUDA_VECTORIZED_MAX_EDGES:
+        return 'vectorized'
+    return 'ultrafast'
+
+
+def check_metadata(metadata) -> Tuple[List[NodeType], List[EdgeType]]:
+    """``metadata`` as ``(node_types, edge_types)`` lists, or a clear
+    error."""
+    if not (isinstance(metadata, (tuple, list)) and len(metadata) == 2):
+        raise TypeError(f"'metadata' must be (node_types, edge_types), as "
+                        f"HeteroData.metadata() returns (got {metadata!r})")
+    node_types = list(metadata[0])
+    edge_types = [tuple(et) for et in metadata[1]]
+    if len(set(node_types)) != len(node_types):
+        raise ValueError(f"'metadata' names a node type twice: {node_types}")
+    if len(set(edge_types)) != len(edge_types):
+        raise ValueError(f"'metadata' names an edge type twice: "
+                         f"{edge_types}")
+    for et in edge_types:
+        if len(et) != 3 or et[0] not in node_types or \
+                et[2] not in node_types:
+            raise ValueError(f"'metadata' edge type {et} must be (source, "
+                             f"relation, destination) with both node types "
+                             f"in {node_types}")
+    return node_types, edge_types
+
+
+class HGTConv(MessagePassing):
+    r"""The Heterogeneous Graph Transformer operator of `"Heterogeneous Graph
+    Transformer" <https://arxiv.org/abs/2003.01332>`_ with the constructor,
+    ``forward``, state_dict, initialisation and results of PyG's
+    :class:`torch_geometric.nn.HGTConv`, computed by this package's fused
+    backends: swap the import and keep the model, the data pipeline and the
+    checkpoints.
+
+    For an edge :math:`s \to t` of edge type :math:`r = (\phi(s), \cdot,
+    \phi(t))` and head :math:`h` (:math:`d = F / H`):
+
+    .. math::
+        \alpha_{h}(s, t) &= \mathrm{softmax}_{s \in \mathcal{N}(t)}
+        \left( \frac{\mu_{r,h}}{\sqrt{d}}\, Q_h(t) \cdot K_h(s)
+        A_{r,h} \right)
+
+        \mathbf{x}^{\prime}_t &= \beta_{\phi(t)} \,
+        \mathrm{Drop}\left( W^{out}_{\phi(t)}\, \mathrm{gelu}\Big(
+        \big\Vert_h \sum_{s} \alpha_h(s, t)\, V_h(s) M_{r,h} \Big) \right)
+        + (1 - \beta_{\phi(t)})\, \mathbf{x}_t
+
+    with :math:`K, Q, V` per node type (``kqv_lin``), :math:`A, M` per edge
+    type and head (``k_rel``, ``v_rel``), :math:`\mu` (``p_rel``) and
+    :math:`\beta = \sigma(\mathrm{skip})`; the gate applies only to node
+    types whose input size is ``out_channels`` (else :math:`\beta = 1`).
+    Scores, softmax and sums run as one chunked operator over all edge
+    types (``docs/semantics.md``), the relation transforms folded per
+    (target, edge type) instead of applied per source and edge type. Node
+    types that are no edge type's destination, or missing from ``x_dict``,
+    get no output.
+
+    Args:
+        in_channels (int or Dict[str, int]): Input size of every node type,
+            or one per node type; :obj:`-1` infers it at the first call.
+        out_channels (int): Output size :math:`F`, divisible by
+            :obj:`heads`.
+        metadata (Tuple[List[str], List[Tuple[str, str, str]]]): Node and
+            edge types, as :meth:`torch_geometric.data.HeteroData.metadata`.
+        heads (int, optional): Number of attention heads :math:`H`.
+            (default: :obj:`1`)
+        use_norm (bool, optional): Per-type LayerNorm on the output
+            (pyHGT's); adds ``norms.*`` keys. (default: :obj:`False`)
+        dropout (float, optional): Dropout on the output transform, before
+            the skip gate (pyHGT's). (default: :obj:`0.0`)
+        use_RTE (bool, optional): Relative temporal encoding of the sources
+            (pyHGT's): ``forward`` then takes ``edge_time_dict``; needs one
+            int ``in_channels``; adds ``emb.*`` keys. (default: :obj:`False`)
+        max_len (int, optional): Number of relative times for RTE.
+            (default: :obj:`240`)
+        backend (str, optional): ``'ultrafast'``, ``'memory_efficient'``
+            (bounded edge memory), ``'vectorized'`` (plain torch ops) or
+            ``'auto'`` (:func:`auto_backend`); all give the same result.
+            (default: :obj:`'auto'`)
+        chunk_size (int, optional): Edges per chunk of the edge operator
+            (speed only); :obj:`None` takes the backend's default for the
+            input's device. (default: :obj:`None`)
+        validate (bool, optional): Check the inputs (one host sync for all
+            edge index ranges). (default: :obj:`True`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:** node features ``x_dict[t]`` :math:`(|\mathcal{V}_t|,
+          F_{in,t})`, edge indices ``edge_index_dict[(s, r, t)]``
+          :math:`(2, |\mathcal{E}_{s,r,t}|)` or sparse adjacencies
+          :math:`(|\mathcal{V}_t|, |\mathcal{V}_s|)`, optional
+          ``edge_time_dict[(s, r, t)]`` :math:`(|\mathcal{E}_{s,r,t}|)`
+        - **output:** ``out_dict[t]`` :math:`(|\mathcal{V}_t|, F)`; with
+          ``return_attention_weights=True`` also, per edge type,
+          ``(edge_index, alpha)`` with ``edge_index`` :math:`(2, |
+          \mathcal{E}|)` and ``alpha`` :math:`(|\mathcal{E}|, H)`
+    """
+    def __init__(self, in_channels: Union[int, Dict[str, int]],
+                 out_channels: int, metadata: Metadata, heads: int = 1, *,
+                 use_norm: bool = False, dropout: float = 0.0,
+                 use_RTE: bool = False, max_len: int = 240,
+                 backend: str = 'auto', chunk_size: Optional[int] = None,
+                 validate: bool = True, **kwargs):
+        super().__init__(aggr='add', node_dim=0, **kwargs)
+        V.check_positive_int('out_channels', out_channels)
+        V.check_positive_int('heads', heads)
+        if out_channels % heads != 0:
+            raise ValueError(f"'out_channels' (got {out_channels}) must be "
+                             f"divisible by the number of heads (got "
+                             f"{heads})")
+        node_types, edge_types = check_metadata(metadata)
+        if isinstance(in_channels, dict):
+            if set(in_channels) != set(node_types):
+                raise ValueError(f"'in_channels' must have one entry per "
+                                 f"node type {node_types} (got "
+                                 f"{list(in_channels)})")
+        else:
+            in_channels = {nt: in_channels for nt in node_types}
+        for nt, size in in_channels.items():
+            if size != -1:
+                V.check_positive_int(f"in_channels['{nt}']", size)
+        if backend not in BACKENDS:
+            raise ValueError(f"'backend' must be one of {BACKENDS} (got "
+                             f"{backend!r})")
+        check_chunk_size(chunk_size)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"'dropout' must be in [0, 1) (got {dropout})")
+        rte_size = set(in_channels.values())
+        if use_RTE and (len(rte_size) != 1 or -1 in rte_size):
+            raise ValueError(f"'use_RTE=True' needs one int 'in_channels' "
+                             f"for every node type (got {in_channels})")
+
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.heads = heads
+        self.node_types = node_types
+        self.edge_types = edge_types
+        self.edge_types_map = {et: i for i, et in enumerate(edge_types)}
+        self.dst_node_types = {et[-1] for et in edge_types}
+        self.use_norm = use_norm
+        self.use_RTE = use_RTE
+        self.max_len = max_len
+        self.backend = backend
+        self.chunk_size = chunk_size
+        self.validate = validate
+
+        # PyG's modules in PyG's order: the same keys, and the same weights
+        # as PyG's layer from the same seed
+        self.kqv_lin = HeteroDictLinear(in_channels, out_channels * 3)
+        self.out_lin = HeteroDictLinear(out_channels, out_channels,
+                                        types=node_types)
+        dim = out_channels // heads
+        self.k_rel = HeteroLinear(dim, dim, heads * len(edge_types),
+                                  bias=False, is_sorted=True)
+        self.v_rel = HeteroLinear(dim, dim, heads * len(edge_types),
+                                  bias=False, is_sorted=True)
+        self.skip = ParameterDict(
+            {nt: Parameter(torch.empty(1))
+             for nt in node_types})
+        self.p_rel = ParameterDict()
+        for et in edge_types:
+            self.p_rel['__'.join(et)] = Parameter(torch.empty(1, heads))
+        self.norms = ModuleDict(
+            {nt: LayerNorm(out_channels)
+             for nt in node_types}) if use_norm else None
+        self.drop = torch.nn.Dropout(dropout)
+        self.emb = RelTemporalEncoding(rte_size.pop(), max_len) \
+            if use_RTE else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        self.kqv_lin.reset_parameters()
+        self.out_lin.reset_parameters()
+        self.k_rel.reset_parameters()
+        self.v_rel.reset_parameters()
+        ones(self.skip)
+        ones(self.p_rel)
+        if self.norms is not None:
+            for norm in self.norms.values():
+                norm.reset_parameters()
+        if self.emb is not None:
+            self.emb.reset_parameters()
+
+    def relation_weights(self, edge_types: Optional[List[EdgeType]] = None
+                         ) -> Tuple[Tensor, Tensor, Tensor]:
+        """``k_rel``, ``p_rel`` and ``v_rel`` of ``edge_types`` (default:
+        the metadata's) in the backends' layout, relation ``r`` =
+        ``edge_types[r]``: ``A [R, H, d, d]``, ``mu [R, H]``, ``M [R, H, d,
+        d]``. Gradients reach PyG's parameters, and only the ``p_rel`` of
+        ``edge_types``, as in PyG's layer."""
+        edge_types = self.edge_types if edge_types is None else edge_types
+        H, d = self.heads, self.out_channels // self.heads
+        ids = torch.tensor([self.edge_types_map[et] for et in edge_types],
+                           dtype=torch.long, device=self.k_rel.weight.device)
+        att, msg = (w.view(H, -1, d, d).index_select(1, ids).transpose(0, 1)
+                    .contiguous()
+                    for w in (self.k_rel.weight, self.v_rel.weight))
+        pri = torch.cat([self.p_rel['__'.join(et)] for et in edge_types] or
+                        [att.new_empty(0, H)])
+        return att, pri, msg
+
+    def forward(
+        self,
+        x_dict: Dict[NodeType, Tensor],
+        edge_index_dict: Dict[EdgeType, Adj],
+        edge_time_dict: Optional[Dict[EdgeType, Tensor]] = None,
+        return_attention_weights: bool = False,
+    ) -> Union[Dict[NodeType, Tensor],
+               Tuple[Dict[NodeType, Tensor], AttentionDict]]:
+        r"""Runs the layer.
+
+        Args:
+            x_dict (Dict[str, torch.Tensor]): Node features per node type.
+            edge_index_dict (Dict[Tuple[str, str, str], torch.Tensor]):
+                Per edge type a ``[2, E]`` (source, destination) index, a
+                torch sparse adjacency ``[num_dst, num_src]`` or a
+                ``torch_sparse.SparseTensor``; edge types of the metadata
+                may be missing.
+            edge_time_dict (Dict[Tuple[str, str, str], torch.Tensor],
+                optional): Relative time ``[E]`` in ``[0, max_len)`` of
+                every edge, for ``use_RTE=True``. (default: :obj:`None`)
+            return_attention_weights (bool, optional): Also return
+                ``(edge_index, alpha)`` per edge type, ``alpha [E, H]``.
+                (default: :obj:`False`)
+        """
+        F_, H = self.out_channels, self.heads
+        xs = self._node_features(x_dict)
+        edges = self._edges(xs, edge_index_dict, edge_time_dict)
+        if not xs:
+            return ({}, {}) if return_attention_weights else {}
+        # PyG's lazy initialisation fails on types without nodes: those
+        # wait for a call that has some
+        kqv = self.kqv_lin({
+            nt: x
+            for nt, x in xs.items()
+            if x.size(0) or self.kqv_lin.lins[nt].in_channels != -1
+        })
+        like = next(iter(kqv.values()), next(iter(xs.values())))
+        offset, start = {}, 0
+        for nt, x in xs.items():
+            offset[nt] = (start, x.size(0))
+            start += x.size(0)
+        N = start
+        k, q, v = torch.cat([
+            kqv[nt] if nt in kqv else like.new_empty(0, 3 * F_) for nt in xs
+        ]).view(N, 3, H, F_ // H).unbind(1)
+
+        device = q.device
+        src, dst, rel, times = [], [], [], []
+        for et, (ei, t) in edges.items():
+            src.append(ei[0] + offset[et[0]][0])
+            dst.append(ei[1] + offset[et[2]][0])
+            rel.append(torch.full_like(ei[0], len(rel)))
+            if self.use_RTE:
+                row = self.node_types.index(et[0]) * self.max_len
+                times.append(t + row)
+        empty = torch.empty(0, dtype=torch.long, device=device)
+        edge_index = torch.stack([torch.cat(src or [empty]),
+                                  torch.cat(dst or [empty])])
+        edge_type = torch.cat(rel or [empty])
+        rte = (self._rte_table(), torch.cat(times or [empty])) \
+            if self.use_RTE else None
+
+        att, pri, msg = self.relation_weights(list(edges))
+        backend = self.backend
+        if backend == 'auto':
+            backend = auto_backend(device, edge_type.numel())
+        if backend == 'vectorized':
+            agg, alpha = vectorized_attention(q, k, v, edge_index, edge_type,
+                                              att, pri, msg, rte)
+        else:
+            module = ultrafast if backend == 'ultrafast' else \
+                memory_efficient
+            chunk = edges_per_chunk(self.chunk_size, device,
+                                    module.CPU_CHUNK_SIZE)
+            agg, alpha = fused_attention(
+                q, k, v, edge_index, edge_type, att, pri, msg, chunk,
+                backend == 'memory_efficient', rte,
+                ([n for _, n in offset.values()],
+                 [list(offset).index(et[2]) for et in edges]))
+        agg = F.gelu(agg.to(q.dtype).reshape(N, F_))
+        a_dict = self.out_lin({
+            nt: a
+            for nt, a in zip(offset, agg.split([n for _, n in
+                                                 offset.values()]))
+            if nt in self.dst_node_types
+        })
+        out_dict = {}
+        for nt, out in a_dict.items():
+            out = self.drop(out)
+            if out.size(-1) == xs[nt].size(-1):
+                beta = self.skip[nt].sigmoid()
+                out = beta * out + (1 - beta) * xs[nt]
+            if self.norms is not None:
+                out = self.norms[nt](out)
+            out_dict[nt] = out
+        if not return_attention_weights:
+            return out_dict
+        alpha = alpha.to(q.dtype).split([ei.size(1) for ei, _ in
+                                         edges.values()])
+        return out_dict, {et: (ei, a) for (et, (ei, _)), a in
+                          zip(edges.items(), alpha)}
+
+    def _node_features(self, x_dict: Dict[NodeType, Tensor]
+                       ) -> Dict[NodeType, Tensor]:
+        """The metadata's node types present in ``x_dict``, in metadata
+        order (as PyG's layer orders them); other keys are ignored, as
+        there."""
+        if not isinstance(x_dict, dict):
+            raise TypeError(f"'x_dict' must be a dict of node features (got "
+                            f"{type(x_dict).__name__})")
+        xs = {nt: x_dict[nt] for nt in self.node_types if nt in x_dict}
+        device = None
+        for nt, x in xs.items():
+            V.check_tensor(f"x_dict['{nt}']", x, ndim=2)
+            size = self.kqv_lin.lins[nt].in_channels
+            if size != -1 and x.size(1) != size:
+                raise ValueError(f"x_dict['{nt}'] has {x.size(1)} "
+                                 f"features but in_channels['{nt}'] is "
+                                 f"{size}")
+            if device is not None and x.device != device:
+                raise ValueError(f"'x_dict' mixes devices ({device} and "
+                                 f"{x.device} for '{nt}')")
+            device = x.device
+        return xs
+
+    def _edges(self, xs: Dict[NodeType, Tensor],
+               edge_index_dict: Dict[EdgeType, Adj],
+               edge_time_dict: Optional[Dict[EdgeType, Tensor]]
+               ) -> Dict[EdgeType, Tuple[Tensor, Optional[Tensor]]]:
+        """``(edge_index [2, E], edge_time [E] or None)`` per edge type of
+        the call, checked against the metadata and the node counts."""
+        if not isinstance(edge_index_dict, dict):
+            raise TypeError(f"'edge_index_dict' must be a dict of edge "
+                            f"indices (got {type(edge_index_dict).__name__})")
+        if edge_time_dict is not None and not self.use_RTE:
+            raise ValueError("'edge_time_dict' is given but the layer was "
+                             "built with use_RTE=False")
+        out, checks = {}, []
+        for et, adj in edge_index_dict.items():
+            if et not in self.edge_types_map:
+                raise ValueError(f"'edge_index_dict' has edge type {et}, "
+                                 f"which is not in the metadata "
+                                 f"{self.edge_types}")
+            for nt in (et[0], et[2]):
+                if nt not in xs:
+                    raise ValueError(f"'edge_index_dict' has edge type {et} "
+                                     f"but 'x_dict' has no '{nt}'")
+            n_src, n_dst = xs[et[0]].size(0), xs[et[2]].size(0)
+            if is_sparse(adj):
+                if tuple(adj.size()) != (n_dst, n_src):
+                    raise ValueError(
+                        f"'edge_index_dict[{et}]' is a sparse adjacency of "
+                        f"size {tuple(adj.size())}, expected (num_dst, "
+                        f"num_src) = {(n_dst, n_src)}")
+                ei = to_edge_index(adj)[0].flip([0])
+            else:
+                V.check_tensor(f"edge_index_dict[{et}]", adj, ndim=2)
+                if adj.size(0) != 2 or adj.is_floating_point() or \
+                        adj.is_complex() or adj.dtype == torch.bool:
+                    raise ValueError(
+                        f"'edge_index_dict[{et}]' must be an integer tensor "
+                        f"of shape [2, num_edges] (got {adj.dtype} "
+                        f"{list(adj.shape)})")
+                ei = adj.long()
+                checks.append((
+                    f"'edge_index_dict[{et}]' has an index out of range of "
+                    f"its source type '{et[0]}' ({n_src} nodes) or "
+                    f"destination type '{et[2]}' ({n_dst} nodes)",
+                    ((ei[0] < 0) | (ei[0] >= n_src) | (ei[1] < 0) |
+                     (ei[1] >= n_dst)).any()))
+            t = None
+            if self.use_RTE:
+                t = self._edge_time(edge_time_dict, et, ei.size(1), checks)
+            out[et] = (ei, t)
+        if self.validate and checks and not V.is_compiling():
+            bad = torch.stack([flag for _, flag in checks]).tolist()
+            for (message, _), failed in zip(checks, bad):
+                if failed:
+                    raise ValueError(message)
+        return out
+
+    def _edge_time(self, edge_time_dict, et: EdgeType, num_edges: int,
+                   checks: List[Tuple[str, Tensor]]) -> Tensor:
+        if edge_time_dict is None or et not in edge_time_dict:
+            raise ValueError(f"'edge_time_dict' must hold the times of "
+                             f"edge type {et} (use_RTE=True)")
+        t = edge_time_dict[et]
+        V.check_tensor(f"edge_time_dict[{et}]", t, ndim=1)
+        if t.numel() != num_edges or t.is_floating_point():
+            raise ValueError(f"'edge_time_dict[{et}]' must be an integer "
+                             f"tensor of {num_edges} entries (got "
+                             f"{t.dtype} {list(t.shape)})")
+        t = t.long()
+        checks.append((f"'edge_time_dict[{et}]' must be in [0, max_len="
+                       f"{self.max_len})", ((t < 0) |
+                                            (t >= self.max_len)).any()))
+        return t
+
+    def _rte_table(self) -> Tensor:
+        """``W_k[t] lin(emb[p])`` and ``W_v[t] lin(emb[p])`` of every node
+        type ``t`` and time ``p``: ``[T * max_len, 2 F]``, row ``t * max_len
+        + p`` (RTE is added to the source's input, so by linearity to its
+        K and V)."""
+        F_ = self.out_channels
+        w = torch.stack([
+            torch.cat([lin.weight[:F_], lin.weight[2 * F_:]])
+            for lin in (self.kqv_lin.lins[nt] for nt in self.node_types)
+        ])
+        return torch.einsum('pi,toi->tpo', self.emb.table(), w).reshape(
+            -1, 2 * F_)
+
+    def __repr__(self) -> str:
+        extras = ''.join(
+            f', {name}={getattr(self, name)!r}'
+            for name, default in (('use_norm', False), ('use_RTE', False),
+                                  ('backend', 'auto'))
+            if getattr(self, name) != default)
+        return (f'{self.__class__.__name__}(-1, {self.out_channels}, '
+                f'heads={self.heads}{extras})')
