@@ -56,16 +56,48 @@ def test_movielens():
     assert 'PyG HGTConv: test RMSE' in out
 
 
-def test_notebook_executes():
+HAS_IMDB = all(importlib.util.find_spec(m) is not None
+               for m in ('graphdatascience', 'pandas', 'pyarrow'))
+NEEDS_IMDB = pytest.mark.skipif(
+    not HAS_IMDB, reason="needs 'pip install --no-deps graphdatascience' "
+    "and pandas, pyarrow")
+
+
+@NEEDS_IMDB
+def test_imdb_pyg_dropin(tmp_path):
+    out = run('examples/imdb_pyg_dropin.py', '--smoke', '--out',
+              str(tmp_path))
+    rows = [line for line in out.splitlines() if line.startswith('| ')]
+    pyg, ours = (row.split(' | ') for row in rows[-2:])
+    assert pyg[0] == '| PyG HGTConv' and ours[0].startswith('| ours')
+    # same initial weights, same data: the same loss, accuracy and F1
+    assert pyg[2:] == ours[2:]
+    gap = float(out.split('max loss difference over the epochs: ')[1]
+                .split()[0])
+    assert gap < 1e-4
+    assert (tmp_path / 'imdb_loss.png').stat().st_size > 1000
+
+
+@pytest.mark.parametrize('name', [
+    'quickstart', pytest.param('imdb_pyg_dropin', marks=NEEDS_IMDB)])
+def test_notebook_executes(name):
     nbformat = pytest.importorskip('nbformat')
     nbclient = pytest.importorskip('nbclient')
-    nb = nbformat.read(ROOT / 'examples/notebooks/quickstart.ipynb',
+    nb = nbformat.read(ROOT / f'examples/notebooks/{name}.ipynb',
                        as_version=4)
     assert all(not c.get('outputs') for c in nb.cells
                if c.cell_type == 'code'), 'stored with outputs'
     nbclient.NotebookClient(nb, timeout=300, kernel_name='python3',
                             resources={'metadata': {'path': str(ROOT)}}
                             ).execute()
+
+
+def test_pyg_dropin_benchmark_smoke():
+    out = run('benchmarks/pyg_dropin.py', '--smoke')
+    assert '| default |' in out and '| keep_freed_memory() |' in out
+    diff = float(out.split('max abs difference of the outputs ')[1]
+                 .split()[0])
+    assert diff < 1e-5
 
 
 @pytest.mark.parametrize('script', ['legacy', 'dense', 'sparse'])

@@ -97,6 +97,47 @@ def typed_linear_sorted(x: Tensor, sizes: List[int], weight: Tensor,
                                         bias.to(dtype), sizes)
 
 
+class _ConcatLinear(torch.autograd.Function):
+    """``cat([x_t @ w_t^T + b_t])`` with each product written straight into
+    its rows of one output (no concatenation copy), and likewise in
+    backward."""
+    @staticmethod
+    def forward(ctx, num: int, *args: Tensor) -> Tensor:
+        xs, ws, bs = args[:num], args[num:2 * num], args[2 * num:]
+        ctx.save_for_backward(*xs, *ws)
+        ctx.num = num
+        y = xs[0].new_empty(sum(x.size(0) for x in xs), ws[0].size(0))
+        for x, w, b, out in zip(xs, ws, bs,
+                                y.split([x.size(0) for x in xs])):
+            if x.size(0):
+                torch.addmm(b, x, w.t(), out=out)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        saved, num = ctx.saved_tensors, ctx.num
+        xs, ws = saved[:num], saved[num:]
+        dys = dy.contiguous().split([x.size(0) for x in xs])
+        dxs = [dyt @ w if ctx.needs_input_grad[1 + t] else None
+               for t, (dyt, w) in enumerate(zip(dys, ws))]
+        dws = [dyt.t() @ x for dyt, x in zip(dys, xs)]
+        dbs = [dyt.sum(0) for dyt in dys]
+        return (None, *dxs, *dws, *dbs)
+
+
+def concat_linear(xs: List[Tensor], weights: List[Tensor],
+                  biases: List[Tensor]) -> Tensor:
+    """``torch.cat([F.linear(x, w, b) for ...])`` for row blocks with their
+    own weights (input sizes may differ), without the concatenation copy;
+    autocast's dtype applies as to ``F.linear`` (eager only)."""
+    device = xs[0].device.type
+    dtype = torch.get_autocast_dtype(device) \
+        if torch.is_autocast_enabled(device) else xs[0].dtype
+    with torch.autocast(device, enabled=False):
+        return _ConcatLinear.apply(len(xs), *(t.to(dtype) for t in (
+            *xs, *weights, *biases)))
+
+
 def query_fold(relation_att: Tensor, relation_pri: Tensor) -> Tensor:
     """``mu[r, h] / sqrt(d) A[r, h]^T``, ``[R, H, d, d]``: the relation key
     transform and prior moved onto the query side, so that

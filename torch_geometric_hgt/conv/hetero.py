@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import LayerNorm, ModuleDict, Parameter
+from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.dense import HeteroDictLinear, HeteroLinear
 from torch_geometric.nn.inits import ones
@@ -17,6 +18,7 @@ from torch_geometric_hgt.conv import memory_efficient, ultrafast
 from torch_geometric_hgt.conv.base import check_chunk_size, edges_per_chunk
 from torch_geometric_hgt.conv.fused import fused_attention
 from torch_geometric_hgt.conv.vectorized import vectorized_attention
+from torch_geometric_hgt.ops import concat_linear
 from torch_geometric_hgt.params import RelTemporalEncoding
 
 #: ``backend=`` choices; ``'auto'`` picks one by :func:`auto_backend`
@@ -38,6 +40,11 @@ def auto_backend(device: torch.device, num_edges: int) -> str:
     if device.type == 'cuda' and num_edges <= CUDA_VECTORIZED_MAX_EDGES:
         return 'vectorized'
     return 'ultrafast'
+
+
+def lin_ready(lin: torch.nn.Module) -> bool:
+    """Whether a (possibly lazy) linear has its weights."""
+    return not isinstance(lin.weight, UninitializedParameter)
 
 
 def check_metadata(metadata) -> Tuple[List[NodeType], List[EdgeType]]:
@@ -268,22 +275,12 @@ class HGTConv(MessagePassing):
         edges = self._edges(xs, edge_index_dict, edge_time_dict)
         if not xs:
             return ({}, {}) if return_attention_weights else {}
-        # PyG's lazy initialisation fails on types without nodes: those
-        # wait for a call that has some
-        kqv = self.kqv_lin({
-            nt: x
-            for nt, x in xs.items()
-            if x.size(0) or self.kqv_lin.lins[nt].in_channels != -1
-        })
-        like = next(iter(kqv.values()), next(iter(xs.values())))
         offset, start = {}, 0
         for nt, x in xs.items():
             offset[nt] = (start, x.size(0))
             start += x.size(0)
         N = start
-        k, q, v = torch.cat([
-            kqv[nt] if nt in kqv else like.new_empty(0, 3 * F_) for nt in xs
-        ]).view(N, 3, H, F_ // H).unbind(1)
+        k, q, v = self._kqv(xs).view(N, 3, H, F_ // H).unbind(1)
 
         device = q.device
         src, dst, rel, times = [], [], [], []
@@ -340,6 +337,22 @@ class HGTConv(MessagePassing):
                                          edges.values()])
         return out_dict, {et: (ei, a) for (et, (ei, _)), a in
                           zip(edges.items(), alpha)}
+
+    def _kqv(self, xs: Dict[NodeType, Tensor]) -> Tensor:
+        """``kqv_lin`` of every type, rows in ``xs`` order: ``[N, 3 F]``."""
+        lins = [self.kqv_lin.lins[nt] for nt in xs]
+        if not all(lin_ready(lin) for lin in lins) or V.is_compiling():
+            # PyG's lazy initialisation fails on types without nodes: those
+            # wait for a call that has some
+            kqv = self.kqv_lin({nt: x for nt, x in xs.items() if x.size(0)
+                                or lin_ready(self.kqv_lin.lins[nt])})
+            like = next(iter(kqv.values()), next(iter(xs.values())))
+            return torch.cat([
+                kqv[nt] if nt in kqv else
+                like.new_empty(0, 3 * self.out_channels) for nt in xs
+            ])
+        return concat_linear(list(xs.values()), [lin.weight for lin in lins],
+                             [lin.bias for lin in lins])
 
     def _node_features(self, x_dict: Dict[NodeType, Tensor]
                        ) -> Dict[NodeType, Tensor]:
