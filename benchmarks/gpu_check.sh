@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU session: the CUDA tests, then the three benchmarks on
+# One prepared GPU session: the CUDA tests, then the four benchmarks on
 # CUDA (equality first, as always). Results land in benchmarks/out/*_cuda.*
 # (copied to OUTDIR as each finishes, if given); `python
 # benchmarks/report.py` then adds the CUDA tables.
@@ -17,3 +17,6 @@ for b in sparse dense legacy; do
         | grep -v 'it/s\]\|s/it\]' | tail -6
     if [ $# -ge 1 ]; then cp benchmarks/out/"$b"_cuda.* "$1"/; fi
 done
+echo "== pyg_dropin (10% of ogbn-mag)"
+$py benchmarks/pyg_dropin.py --device cuda --scale 0.1 --repeat 10 2>&1 | tail -6
+if [ $# -ge 1 ]; then cp benchmarks/out/pyg_dropin_cuda.json "$1"/; fi
