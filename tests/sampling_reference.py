@@ -32,10 +32,11 @@ class _Nodes:
 
 
 def neighbor_sample(edges, node_types, seed_type, seeds, num_neighbors,
-                    rng: random.Random):
+                    rng: random.Random, nbrs=None):
     """Uniform neighbour sampling; returns ``(n_id, {et: [(src local, dst
-    local, e_id)]})``."""
-    nbrs = in_neighbors(edges)
+    local, e_id)]})``. ``nbrs``: :func:`in_neighbors` of ``edges``, if
+    built already."""
+    nbrs = nbrs or in_neighbors(edges)
     nodes = {nt: _Nodes() for nt in node_types}
     for s in seeds:
         nodes[seed_type].add(s)
@@ -81,11 +82,12 @@ def _draw(budget: Dict[int, float], k: int, rng: random.Random) -> List[int]:
 
 
 def hgt_sample(edges, node_types, seed_type, seeds, num_samples,
-               rng: random.Random, max_neighbors: Optional[int] = None
-               ) -> Tuple[dict, dict]:
+               rng: random.Random, max_neighbors: Optional[int] = None,
+               nbrs=None) -> Tuple[dict, dict]:
     """HGSampling; returns ``(n_id, {et: [(src local, dst local, e_id)]})``
-    of the induced subgraph."""
-    nbrs = in_neighbors(edges)
+    of the induced subgraph. ``nbrs``: :func:`in_neighbors` of ``edges``,
+    if built already."""
+    nbrs = nbrs or in_neighbors(edges)
     nodes = {nt: _Nodes() for nt in node_types}
     budget = {nt: defaultdict(float) for nt in node_types}
     for s in seeds:
@@ -120,8 +122,9 @@ def hgt_sample(edges, node_types, seed_type, seeds, num_samples,
         for nt, vs in new.items():
             add_budget(nt, vs)
     out = {}
-    for et, pairs in edges.items():
-        src, dst = nodes[et[0]].local, nodes[et[2]].local
-        out[et] = [(src[s], dst[d], e) for e, (s, d) in enumerate(pairs)
-                   if s in src and d in dst]
+    for et in edges:
+        src = nodes[et[0]].local
+        out[et] = [(src[s], i, e)
+                   for i, d in enumerate(nodes[et[2]].order)
+                   for s, e in nbrs[et].get(d, []) if s in src]
     return {nt: n.order for nt, n in nodes.items()}, out

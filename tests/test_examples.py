@@ -48,6 +48,27 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
     assert torch.allclose(single, double, atol=1e-5)
 
 
+def test_ddp_minibatch_two_ranks_equal_one_process(tmp_path):
+    script = 'examples/ddp_minibatch.py'
+    one, two = tmp_path / 'one.pt', tmp_path / 'two.pt'
+    run(script, '--smoke', '--world', '2', '--save', str(one))
+    run('-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+        script, '--smoke', '--save', str(two),
+        env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    # each rank sampled its own shard; DDP averaged the gradients: the
+    # same updates as one process averaging the same batches' losses
+    assert torch.allclose(torch.load(one), torch.load(two), atol=1e-5)
+
+
+@pytest.mark.parametrize('loader', ['hgt', 'neighbor'])
+def test_mag_minibatch(loader):
+    out = run('examples/mag_minibatch.py', '--smoke', '--loader', loader)
+    assert f'{loader} loader: sampling' in out
+    acc = float(out.split('test accuracy ')[1].split()[0])
+    # well above chance (1/16) after two epochs
+    assert acc > 0.3
+
+
 @pytest.mark.skipif(importlib.util.find_spec('recbole') is None,
                     reason="needs 'pip install --no-deps recbole'")
 def test_movielens():
@@ -98,6 +119,13 @@ def test_pyg_dropin_benchmark_smoke():
     diff = float(out.split('max abs difference of the outputs ')[1]
                  .split()[0])
     assert diff < 1e-5
+
+
+def test_sampling_benchmark_smoke():
+    out = run('benchmarks/sampling.py', '--smoke')
+    rows = [line for line in out.splitlines()
+            if line.startswith(('| neighbor |', '| hgt |'))]
+    assert len(rows) == 2
 
 
 @pytest.mark.parametrize('script', ['legacy', 'dense', 'sparse'])

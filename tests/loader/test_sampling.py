@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from torch_geometric_hgt.loader.sampling import (
-    NodeSet, first_occurrence, uniform_without_replacement,
+    NodeSet, uniform_without_replacement,
     weighted_without_replacement)
 
 
@@ -78,8 +78,8 @@ def test_node_set_relabels_in_first_appearance_order():
     assert s.n_id().tolist() == [4, 2, 4, 7, 9, 1]
     assert s.local(torch.tensor([4, 2, 7, 9, 1, 0])).tolist() == \
         [0, 1, 3, 4, 5, -1]
+    # a second call sees the first's nodes as sampled
+    new, first = s.add(torch.tensor([1, 0, 0, 4]))
+    assert new.tolist() == [0] and first.tolist() == [1]
 
 
-def test_first_occurrence():
-    uniq, first = first_occurrence(torch.tensor([5, 3, 5, 1, 3]))
-    assert uniq.tolist() == [1, 3, 5] and first.tolist() == [3, 1, 0]

@@ -70,12 +70,16 @@ class NodeSet:
                                 device=device)
         self.parts: List[Tensor] = []
         self.size = 0
+        # first position of each id in the call's candidates; reset after
+        # each call, so a call costs O(candidates), not O(num_nodes)
+        self.first = torch.full((num_nodes, ), FAR, dtype=torch.long,
+                                device=device)
 
     def add_seeds(self, seeds: Tensor):
         """Seeds first, as given (a repeated seed keeps every position; its
         global id maps to the first)."""
-        uniq, first = first_occurrence(seeds)
-        self.assoc[uniq] = first
+        pos = torch.arange(seeds.numel(), device=seeds.device)
+        self.assoc.scatter_reduce_(0, seeds, pos, 'amin', include_self=False)
         self.parts.append(seeds)
         self.size = seeds.numel()
 
@@ -83,10 +87,12 @@ class NodeSet:
         """Appends the nodes of ``cand`` not sampled yet, each once, in
         order of first appearance. Returns them and the position in
         ``cand`` where each first appears."""
-        uniq, first = first_occurrence(cand)
-        fresh = self.assoc[uniq] < 0
-        first, order = first[fresh].sort()
-        new = uniq[fresh][order]
+        pos = torch.arange(cand.numel(), device=cand.device)
+        self.first.scatter_reduce_(0, cand, pos, 'amin')
+        first = ((self.first[cand] == pos) &
+                 (self.assoc[cand] < 0)).nonzero().view(-1)
+        self.first[cand] = FAR
+        new = cand[first]
         self.assoc[new] = torch.arange(self.size, self.size + new.numel(),
                                        device=new.device)
         self.parts.append(new)
@@ -101,12 +107,7 @@ class NodeSet:
             self.assoc.new_empty(0)
 
 
-def first_occurrence(ids: Tensor) -> Tuple[Tensor, Tensor]:
-    """Distinct values of ``ids`` and the first position of each."""
-    uniq, inverse = torch.unique(ids, return_inverse=True)
-    first = torch.full_like(uniq, ids.numel()).scatter_reduce_(
-        0, inverse, torch.arange(ids.numel(), device=ids.device), 'amin')
-    return uniq, first
+FAR = torch.iinfo(torch.long).max
 
 
 class Sample(NamedTuple):
