@@ -114,7 +114,7 @@ def two_threads():
 def dense_backend(request, monkeypatch):
     """Runs a test with the C kernels of the dense backward and with the
     torch code that stands in for them."""
-    from torch_geometric_hgt.dense import native
+    from torch_geometric_hgt import native
     if request.param == 'torch':
         monkeypatch.setattr(native, 'library', lambda: None)
     elif native.library() is None:

@@ -5,6 +5,10 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+#: scores above the row's largest by more than this are capped before
+#: ``exp`` (the dense layers' softmax; e^80 is far inside float32's range)
+EXP_CAP = 80.0
+
 try:  # optional accelerator
     import torch_scatter  # noqa: F401
     HAS_TORCH_SCATTER = True
@@ -147,30 +151,18 @@ def query_fold(relation_att: Tensor, relation_pri: Tensor) -> Tensor:
     return (relation_att * scale).transpose(-1, -2)
 
 
-def fold_relations(x: Tensor, w: Tensor) -> Tensor:
-    """``x[..., h] @ w[r, h]`` for every relation: ``x [..., H, d]``,
-    ``w [R, H, d, e]`` -> ``[..., R, H, e]`` (batched over heads)."""
-    return torch.einsum('...hd,rhde->...rhe', x, w.to(x.dtype))
-
-
-def sum_relations(u: Tensor, w: Tensor) -> Tensor:
-    """``sum_r u[..., r, h] @ w[r, h]``: ``u [..., R, H, d]``,
-    ``w [R, H, d, e]`` -> ``[..., H, e]`` (batched over heads)."""
-    return torch.einsum('...rhd,rhde->...he', u, w.to(u.dtype))
-
-
 def fold_relations_by_head(x: Tensor, w: Tensor) -> Tensor:
-    """:func:`fold_relations` into head-major rows: ``x [N, H, d]``,
-    ``w [R, H, d, e]`` -> ``[H, N R, e]`` (row ``n R + r``), one batched
-    GEMM with no output permutation."""
+    """``x[n, h] @ w[r, h]`` for every relation, in head-major rows: ``x
+    [N, H, d]``, ``w [R, H, d, e]`` -> ``[H, N R, e]`` (row ``n R + r``),
+    one batched GEMM with no output permutation."""
     R, H, d, e = w.shape
     w = w.to(x.dtype).permute(1, 2, 0, 3).reshape(H, d, R * e)
     return torch.bmm(x.transpose(0, 1), w).view(H, -1, e)
 
 
 def sum_relations_by_head(u: Tensor, w: Tensor) -> Tensor:
-    """:func:`sum_relations` from head-major rows: ``u [H, N R, d]`` (row
-    ``n R + r``), ``w [R, H, d, e]`` -> ``[N, H, e]``."""
+    """``sum_r u[n, r, h] @ w[r, h]`` from head-major rows: ``u [H, N R,
+    d]`` (row ``n R + r``), ``w [R, H, d, e]`` -> ``[N, H, e]``."""
     R, H, d, e = w.shape
     w = w.to(u.dtype).transpose(0, 1).reshape(H, R * d, e)
     return torch.bmm(u.view(H, -1, R * d), w).transpose(0, 1)
@@ -214,3 +206,58 @@ def segment_softmax(score: Tensor, index: Tensor, dim_size: int,
     den = scatter_sum(e, index, dim_size)
     alpha = e / den.index_select(0, index)
     return alpha.to(out_dtype or score.dtype)
+
+
+#: splitmix64's constants (as signed 64-bit integers for torch)
+_GOLDEN, _MIX1, _MIX2 = (c - 2**64 for c in (
+    0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+
+
+def _shift_right(z: Tensor, k: int) -> Tensor:
+    """Logical (unsigned) right shift of int64 ``z``."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def hashed_keep(n: int, seed: int, threshold: int,
+                device: torch.device) -> Tensor:
+    """``n`` keep flags from splitmix64 of ``seed`` and each pair's index:
+    entry ``2i`` keeps where the hash's low 32 bits reach ``threshold``,
+    ``2i + 1`` where its high 32 bits do. The same bits as the C kernels'
+    ``dropout_mask`` (``csrc/soft_update.c``), on any device."""
+    i = torch.arange((n + 1) // 2, dtype=torch.long, device=device)
+    seed = seed - 2**64 if seed >= 2**63 else seed
+    z = i * _GOLDEN + seed  # int64 arithmetic wraps, as uint64's does
+    z = (z ^ _shift_right(z, 30)) * _MIX1
+    z = (z ^ _shift_right(z, 27)) * _MIX2
+    z = z ^ _shift_right(z, 31)
+    halves = torch.stack([z & 0xFFFFFFFF, _shift_right(z, 32)], 1)
+    return (halves >= threshold).view(-1)[:n]
+
+
+def dropout_keep(shape: Tuple[int, ...], p: float, device: torch.device,
+                 out: Optional[Tensor] = None) -> Tensor:
+    """A bool keep mask of ``shape``, ``True`` with probability ``1 - p``
+    (to 2^-32), from a hash of a seed drawn from torch's default generator
+    (so ``torch.manual_seed`` fixes it) and each entry's index: the same
+    mask on every device and with or without the C kernels (which draw it
+    several times faster on CPU)."""
+    from torch_geometric_hgt import native
+    seed = int(torch.randint(2**63 - 1, ()))
+    threshold = min(round(p * 2**32), 2**32)
+    if torch.device(device).type == 'cpu' and native.is_available() and \
+            (out is None or out.is_contiguous()):
+        return native.dropout_mask(shape, seed, threshold, out)
+    keep = hashed_keep(math.prod(shape), seed, threshold,
+                       torch.device(device)).view(shape)
+    return keep if out is None else out.copy_(keep)
+
+
+def dropout_scale(p: float) -> float:
+    """What kept entries are multiplied by."""
+    return 1 / (1 - p)
+
+
+def dropout_factor(keep: Tensor, p: float, dtype: torch.dtype) -> Tensor:
+    """The factor a :func:`dropout_keep` mask multiplies by (the scale in
+    ``dtype``'s precision, as the C kernels of the dense layer use it)."""
+    return keep.to(dtype) * dropout_scale(p)

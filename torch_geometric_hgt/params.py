@@ -9,33 +9,7 @@ from torch import Tensor
 from torch.nn import LayerNorm, Linear, ModuleList, Parameter
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.ops import query_fold
-
-
-def dropout_keep(shape: Tuple[int, ...], p: float, device: torch.device,
-                 out: Optional[Tensor] = None) -> Tensor:
-    """A bool keep mask of ``shape`` (keep with probability ``1 - p``). On
-    CPU drawn by the C kernels where they build (several times faster than
-    torch's generator), else by comparing uniform draws (faster than
-    ``bernoulli_``). The soft update's shared masks and the dense
-    hand-written backward draw through this, so both draw the same masks
-    from the same seed."""
-    from torch_geometric_hgt.dense import native  # dense imports this
-    if torch.device(device).type == 'cpu' and native.library() is not None \
-            and (out is None or out.is_contiguous()):
-        return native.dropout_mask(shape, p, out)
-    return torch.ge(torch.rand(shape, device=device), p, out=out)
-
-
-def dropout_scale(p: float) -> float:
-    """What kept entries are multiplied by."""
-    return 1 / (1 - p)
-
-
-def dropout_factor(keep: Tensor, p: float, dtype: torch.dtype) -> Tensor:
-    """The factor a :func:`dropout_keep` mask multiplies by (the scale in
-    ``dtype``'s precision, as the C kernels of the dense layer use it)."""
-    return keep.to(dtype) * dropout_scale(p)
+from torch_geometric_hgt.ops import dropout_factor, dropout_keep, query_fold
 
 
 class RelTemporalEncoding(torch.nn.Module):

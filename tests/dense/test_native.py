@@ -6,8 +6,9 @@ from conftest import randomize_
 from test_dense_conv import R, soft_graph
 
 from torch_geometric_hgt import DenseHGTConv
-from torch_geometric_hgt.dense import fused, native
-from torch_geometric_hgt.params import dropout_keep
+from torch_geometric_hgt import native
+from torch_geometric_hgt.dense import fused
+from torch_geometric_hgt.ops import dropout_keep
 
 T = 3
 
@@ -19,6 +20,7 @@ needs_library = pytest.mark.skipif(native.library() is None,
 def fresh_library(monkeypatch, tmp_path):
     """An empty kernel cache and a library looked up anew."""
     monkeypatch.setenv('TORCH_GEOMETRIC_HGT_CACHE', str(tmp_path))
+    monkeypatch.delenv('TORCH_GEOMETRIC_HGT_NATIVE', raising=False)
     native._library.cache_clear()
     yield
     native._library.cache_clear()
@@ -146,7 +148,7 @@ def test_usable_only_for_cpu_float32_and_float64():
 @needs_library
 @pytest.mark.parametrize('p', [0.0, 0.2, 0.5, 1.0])
 def test_dropout_mask_keeps_one_minus_p(p):
-    keep = native.dropout_mask((1000, 1, 1000), p)
+    keep = dropout_keep((1000, 1, 1000), p, 'cpu')
     assert keep.dtype == torch.bool and keep.shape == (1000, 1, 1000)
     # 10^6 draws: the standard error of the rate is at most 5e-4
     assert abs(keep.float().mean().item() - (1 - p)) < 5e-3
@@ -159,12 +161,12 @@ def test_dropout_mask_is_seeded_and_split_independent():
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         torch.manual_seed(3)
-        masks.append(native.dropout_mask((4001, 3), 0.3))
+        masks.append(dropout_keep((4001, 3), 0.3, 'cpu'))
         torch.set_num_threads(before)
     assert torch.equal(masks[0], masks[1]) and torch.equal(masks[1],
                                                            masks[2])
     out = torch.empty(4001, 3, dtype=torch.bool)
-    assert native.dropout_mask((4001, 3), 0.3, out=out) is out
+    assert dropout_keep((4001, 3), 0.3, 'cpu', out=out) is out
     assert not torch.equal(out, masks[0])  # the generator moved on
 
 

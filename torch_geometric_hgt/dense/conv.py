@@ -5,8 +5,9 @@ from torch import Tensor
 
 from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.chunking import chunked
-from torch_geometric_hgt.dense.fused import (EXP_CAP, dense_layer,
+from torch_geometric_hgt.dense.fused import (dense_layer,
                                              edge_weights, supported)
+from torch_geometric_hgt.ops import EXP_CAP
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
 
@@ -68,7 +69,7 @@ class DenseHGTConv(HGTParameters):
             On CPU its per-type soft update, and for 8-node graphs with
             a head size that is a multiple of 8 its per-graph attention,
             run in C kernels compiled on first use
-            (:mod:`~torch_geometric_hgt.dense.native`; torch code where
+            (:mod:`~torch_geometric_hgt.native`; torch code where
             no C compiler is found, or with
             ``TORCH_GEOMETRIC_HGT_NATIVE=0``). bfloat16/float16, autocast
             and ``torch.compile`` always checkpoint, differentiating the

@@ -7,7 +7,7 @@ checkpointing recomputes every GEMM of the forward. On CPU the per-type
 soft update (dropout, gate, LayerNorm, type mixture), the typed input's
 backward and, for 8-node graphs, the per-graph attention with its
 per-head products run in the C kernels of
-:mod:`~torch_geometric_hgt.dense.native` where they build, else in the
+:mod:`~torch_geometric_hgt.native` where they build, else in the
 torch code here. The backward writes the input's gradient
 into the K/Q/V rows it has finished with. On CPU, chunks run on worker
 threads of one intra-op thread each
@@ -19,15 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torch_geometric_hgt.dense import native
+from torch_geometric_hgt import native
 from torch_geometric_hgt.dense.chunking import (chunk_slices,
                                                 resolve_chunk_size,
                                                 run_workers)
-from torch_geometric_hgt.params import (dropout_factor, dropout_keep,
-                                        dropout_scale)
+from torch_geometric_hgt.ops import (EXP_CAP, dropout_factor,
+                                     dropout_keep, dropout_scale)
 
 #: cap on exponents of non-edges (adj = 0), which contribute 0 anyway
-EXP_CAP = 80.0
 
 
 @dataclass(frozen=True)

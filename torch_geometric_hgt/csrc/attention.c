@@ -24,8 +24,10 @@
 #include "kernels.h"
 
 #define L 8
-/* as fused.EXP_CAP */
-#define EXP_CAP 80
+/* the exponent cap, passed by native.py from ops.EXP_CAP */
+#ifndef EXP_CAP
+#error "build with -DEXP_CAP=<ops.EXP_CAP>"
+#endif
 
 typedef real vec __attribute__((vector_size(L * sizeof(real))));
 typedef real uvec __attribute__((vector_size(L * sizeof(real)),

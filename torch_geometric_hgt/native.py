@@ -5,22 +5,31 @@ passes over memory, and the per-graph attention of 8-node graphs
 (``attention.c``), which keeps a graph's scores, softmax and sums over
 sources in registers where torch runs ~25 batched operations over
 ``[H, b, 8, 8, R]`` tensors, and with them the per-head products with
-the relation weights (as batched BLAS products they wrote and read four
-``[H, n, R d]`` tensors per chunk, and the attention took ~1.5x as
-long). Compiled on first use with the system C compiler (about two
-seconds, no torch headers) into a per-user cache and called through
-``ctypes``. Built with OpenMP where the compiler has it,
-they run on the OpenMP runtime torch has loaded, on
-``torch.get_num_threads()`` threads.
-Without a compiler, on CUDA, or with ``TORCH_GEOMETRIC_HGT_NATIVE=0``, the
-torch code in :mod:`torch_geometric_hgt.dense.fused` runs instead, and for
-the attention also for graphs of other sizes or head sizes that are not a
-multiple of 8; tests check that both agree."""
+the relation weights.
+
+Built on first use with the system C compiler (about two seconds, no
+torch headers) into a per-user cache and called through ``ctypes``:
+
+- for the CPU the compiler reports as ``-march=native``; the cache key
+  holds the compiler's own list of what that target defines, so a shared
+  cache never hands one machine another's instructions (any
+  architecture); a compiler without ``-march=native`` builds portable code;
+- with OpenMP only against the OpenMP runtime torch has loaded (linked by
+  its path), so no second runtime enters the process; else single-threaded;
+- a failed build is remembered in the cache (no retry in every process),
+  the compiler runs under a timeout, and a missing compiler warns once.
+
+Without the kernels (no compiler, CUDA, half precision, graphs of other
+sizes, ``TORCH_GEOMETRIC_HGT_NATIVE=0`` or :func:`enabled`) the torch code
+in :mod:`torch_geometric_hgt.dense.fused` runs; tests check both agree,
+and dropout masks are the same bits either way
+(:func:`torch_geometric_hgt.ops.dropout_keep`)."""
+import contextlib
 import ctypes
 import functools
 import hashlib
 import os
-import platform
+import re
 import shutil
 import subprocess
 import sysconfig
@@ -28,18 +37,21 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-_SOURCES = [Path(__file__).with_name(f) for f in
+from torch_geometric_hgt.ops import EXP_CAP
+
+_SOURCES = [Path(__file__).parent / 'csrc' / f for f in
             ('kernels.h', 'soft_update.c', 'attention.c')]
 #: reassociation lets the compiler vectorize the sums; no finite-math, so
 #: NaN and inf propagate as in torch
-_FLAGS = ['-O3', '-march=native', '-fPIC', '-shared', '-fno-math-errno',
-          '-fno-trapping-math', '-fno-signed-zeros', '-fassociative-math',
-          '-ffp-contract=fast']
+_FLAGS = ['-O3', '-fPIC', '-fno-math-errno', '-fno-trapping-math',
+          '-fno-signed-zeros', '-fassociative-math', '-ffp-contract=fast']
+#: seconds one compiler call may take
+COMPILER_TIMEOUT = 300.0
 #: rows per thread below which fewer threads run
 _MIN_ROWS = 256
 #: graph size and feature multiple of the attention kernels (vector lanes)
@@ -53,21 +65,72 @@ def _compiler() -> Optional[str]:
     return shutil.which(cc.split()[0])
 
 
-def _cpu_key() -> str:
-    """What ``-march=native`` depends on."""
+def _run_compiler(args: List[str]) -> subprocess.CompletedProcess:
+    """``args`` under :data:`COMPILER_TIMEOUT`; a timeout reads as a
+    failed run."""
     try:
-        with open('/proc/cpuinfo') as f:
-            flags = next((ln for ln in f if ln.startswith('flags')), '')
+        return subprocess.run(args, capture_output=True, text=True,
+                              timeout=COMPILER_TIMEOUT,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(
+            args, 1, '', f'{args[0]} ran over {COMPILER_TIMEOUT:.0f} s')
+
+
+@functools.lru_cache(maxsize=None)
+def _target(cc: str) -> Tuple[List[str], str]:
+    """``(flags, key)``: ``-march=native`` and the macros the compiler
+    defines for it (what the built code may use), or no target flag and
+    ``'portable'`` where the compiler has no ``-march=native``."""
+    run = _run_compiler([cc, '-march=native', '-E', '-dM', '-x', 'c',
+                         os.devnull])
+    if run.returncode != 0:
+        return [], 'portable'
+    return ['-march=native'], '\n'.join(sorted(run.stdout.splitlines()))
+
+
+def openmp_runtimes() -> List[str]:
+    """Paths of the OpenMP runtimes mapped into this process (torch's,
+    normally; read from ``/proc/self/maps``, so empty where there is
+    none)."""
+    try:
+        with open('/proc/self/maps') as f:
+            paths = {line.split()[-1] for line in f if '/' in line}
     except OSError:
-        flags = ''
-    return platform.machine() + platform.processor() + flags
+        return []
+    return sorted(p for p in paths
+                  if re.match(r'lib(g|i|i5|)omp[-.\w]*\.so', Path(p).name))
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get('TORCH_GEOMETRIC_HGT_CACHE') or \
-        Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / \
-        'torch_geometric_hgt'
-    return Path(root)
+def _cache_dirs() -> Iterator[Path]:
+    """Where the kernels may be built, best first:
+    ``TORCH_GEOMETRIC_HGT_CACHE``, ``$XDG_CACHE_HOME`` (if set and not
+    empty), ``~/.cache`` (if there is a home), a per-user folder in the
+    temporary directory."""
+    explicit = os.environ.get('TORCH_GEOMETRIC_HGT_CACHE')
+    if explicit:
+        yield Path(explicit)
+    xdg = os.environ.get('XDG_CACHE_HOME')
+    if xdg and Path(xdg).is_absolute():
+        yield Path(xdg) / 'torch_geometric_hgt'
+    try:
+        yield Path.home() / '.cache' / 'torch_geometric_hgt'
+    except RuntimeError:  # no HOME and no password entry
+        pass
+    uid = os.getuid() if hasattr(os, 'getuid') else 'user'
+    yield Path(tempfile.gettempdir()) / f'torch_geometric_hgt-{uid}'
+
+
+def _writable_cache() -> Path:
+    errors = []
+    for path in _cache_dirs():
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path):
+                return path
+        except OSError as e:
+            errors.append(f'{path}: {e}')
+    raise OSError('no writable cache folder: ' + '; '.join(errors))
 
 
 _REALS = {torch.float32: ('float', ctypes.c_float),
@@ -75,28 +138,45 @@ _REALS = {torch.float32: ('float', ctypes.c_float),
 
 
 def _build(cc: str, real: str) -> Path:
-    """The library for ``real``, built with OpenMP if ``cc`` can."""
+    """The library for ``real``: with OpenMP against torch's runtime where
+    the compiler can, else without. A variant that failed is skipped
+    (its error is kept beside the library's name)."""
+    march, target = _target(cc)
+    runtimes = openmp_runtimes()
+    variants = [(['-fopenmp'], runtimes[:1])] if len(runtimes) == 1 else []
+    variants.append(([], []))
+    cache = _writable_cache()
     errors = []
-    for openmp in (['-fopenmp'], []):
-        flags = [*_FLAGS, *openmp, f'-Dreal={real}',
-                 f'-DREAL_BYTES={4 if real == "float" else 8}']
+    for openmp, link in variants:
+        flags = [*_FLAGS, *march, *openmp, f'-Dreal={real}',
+                 f'-DREAL_BYTES={4 if real == "float" else 8}',
+                 f'-DEXP_CAP={EXP_CAP:g}']
         key = hashlib.sha256('\0'.join(
-            [*(f.read_text() for f in _SOURCES), cc, _cpu_key(),
-             *flags]).encode())
-        target = _cache_dir() / f'dense_kernels_{key.hexdigest()[:16]}.so'
-        if target.exists():
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
+            [*(f.read_text() for f in _SOURCES), cc, target, *flags,
+             *link]).encode()).hexdigest()[:16]
+        target_so = cache / f'dense_kernels_{key}.so'
+        failed = target_so.with_suffix('.failed')
+        if target_so.exists():
+            return target_so
+        if failed.exists():
+            errors.append(failed.read_text())
+            continue
         # build aside and rename: racing processes see a whole file or none
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            so = Path(tmp) / target.name
-            run = subprocess.run([cc, *flags, '-o', str(so),
-                                  *(str(f) for f in _SOURCES[1:]), '-lm'],
-                                 capture_output=True, text=True)
-            if run.returncode == 0:
-                os.replace(so, target)
-                return target
-            errors.append(run.stderr.strip())
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            so = Path(tmp) / target_so.name
+            objs = [str(Path(tmp) / f'{src.stem}.o') for src in _SOURCES[1:]]
+            runs = [_run_compiler([cc, *flags, '-c', str(src), '-o', obj])
+                    for src, obj in zip(_SOURCES[1:], objs)]
+            if all(r.returncode == 0 for r in runs):
+                # link the runtime torch has loaded by its path, not -lgomp
+                runs.append(_run_compiler([cc, '-shared', '-o', str(so),
+                                           *objs, *link, '-lm']))
+            if all(r.returncode == 0 for r in runs):
+                os.replace(so, target_so)
+                return target_so
+            error = next(r.stderr.strip() for r in runs if r.returncode)
+            errors.append(error)
+            failed.write_text(error)
     raise OSError('\n'.join(errors))
 
 
@@ -119,14 +199,43 @@ def _load(cc: str, real: str, c_real) -> ctypes.CDLL:
 
 
 _LIBRARY_LOCK = threading.Lock()
+_ENABLED = [True]
 
 
 def library() -> Optional[Dict[torch.dtype, ctypes.CDLL]]:
     """The compiled kernels per dtype, or ``None`` where they are switched
     off or cannot be built (warns once why). Threads that ask at once (the
     dense layer's chunk workers, say) wait for one build."""
+    if not _ENABLED[0]:
+        return None
     with _LIBRARY_LOCK:
         return _library()
+
+
+def is_available() -> bool:
+    """Whether the kernels run (switched on, and built or buildable here;
+    builds them if need be)."""
+    return library() is not None
+
+
+@contextlib.contextmanager
+def enabled(flag: bool) -> Iterator[None]:
+    """Switches the kernels on or off for the ``with`` block, in every
+    thread (``TORCH_GEOMETRIC_HGT_NATIVE=0`` switches them off for the
+    process). Results agree either way to float round-off, and dropout
+    draws the same masks.
+
+    Example::
+
+        with native.enabled(False):
+            out = layer(x, P, adj, E, mask)  # the torch code
+    """
+    before = _ENABLED[0]
+    _ENABLED[0] = bool(flag)
+    try:
+        yield
+    finally:
+        _ENABLED[0] = before
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,6 +244,9 @@ def _library() -> Optional[Dict[torch.dtype, ctypes.CDLL]]:
         return None
     cc = _compiler()
     if cc is None:
+        warnings.warn("torch_geometric_hgt: no C compiler found (set CC to "
+                      "one), so the dense layer runs its torch code; the "
+                      "results are the same, the C kernels only faster")
         return None
     try:
         return {dtype: _load(cc, *real) for dtype, real in _REALS.items()}
@@ -266,15 +378,13 @@ def typed_backward(dzv: Tensor, x: Tensor, P: Tensor, dkqv: Tensor,
                    _p(dP), _p(dx))
 
 
-def dropout_mask(shape: Tuple[int, ...], p: float,
+def dropout_mask(shape: Tuple[int, ...], seed: int, threshold: int,
                  out: Optional[Tensor] = None) -> Tensor:
-    """A bool mask of ``shape`` on CPU, ``True`` with probability ``1 - p``
-    (to 2^-32), from a hash of a seed drawn from torch's default generator
-    (so ``torch.manual_seed`` fixes it) and each entry's index; ``out``:
-    contiguous bool."""
+    """A bool mask of ``shape`` on CPU: entry ``k`` is ``True`` where its
+    32 bits of splitmix64(``seed``, ``k // 2``) reach ``threshold``
+    (:func:`torch_geometric_hgt.ops.hashed_keep` draws the same bits in
+    torch); ``out``: contiguous bool."""
     keep = torch.empty(shape, dtype=torch.bool) if out is None else out
-    seed = int(torch.randint(2**63 - 1, ()))
-    threshold = min(round(p * 2**32), 2**32)
     _run('dropout_mask', torch.float32, keep.numel(), seed, threshold,
          _p(keep.view(torch.uint8)))
     return keep
