@@ -112,7 +112,7 @@ def test_repr_names_the_configuration():
 @pytest.mark.parametrize('cls,kwargs,shown', [
     (CONVS['ultrafast'], dict(chunk_size=64), "chunk_size=64"),
     (CONVS['memory_efficient'], dict(checkpoint=True),
-     "chunk_size=None, checkpoint=True"),
+     "chunk_size='auto', checkpoint=True"),
     (DenseHGTConv, dict(chunk_size=8), "chunk_size=8, checkpoint=False"),
     (DifferentiableDenseHGTConv, dict(), "chunk_size='auto'"),
 ])

@@ -42,7 +42,7 @@ def compare(layer, ref, args, atol=1e-4):
 
 
 @pytest.mark.parametrize('cls', FUSED)
-@pytest.mark.parametrize('chunk_size', [1, 7, 10**6])
+@pytest.mark.parametrize('chunk_size', [1, 7, 10**6, 'auto', None])
 @pytest.mark.parametrize('kind', ['random', 'repeated', 'no_in_edges'])
 def test_any_chunk_size_gives_the_same_result(cls, chunk_size, kind):
     x, node_type, edge_index, edge_type, edge_time = make_graph(kind)

@@ -1,4 +1,4 @@
-from typing import Optional, Tuple, Union
+from typing import Tuple, Union
 
 import torch
 from torch import Tensor
@@ -14,18 +14,26 @@ from torch_geometric_hgt.params import HGTParameters
 CUDA_CHUNK_SIZE = 262144
 
 
-def check_chunk_size(chunk_size: Optional[int]) -> None:
-    if chunk_size is None:
+#: what ``chunk_size`` takes, in the sparse and the dense layers alike: a
+#: positive int, ``'auto'`` (the device's default) or ``None`` (one chunk)
+ChunkSize = Union[int, str, None]
+
+
+def check_chunk_size(chunk_size: ChunkSize) -> None:
+    if chunk_size is None or chunk_size == 'auto':
         return
     if not V.is_positive_int(chunk_size):
-        raise ValueError(f"'chunk_size' must be an int >= 1 or None (got "
-                         f"{chunk_size!r})")
+        raise ValueError(f"'chunk_size' must be an int >= 1, 'auto' or None "
+                         f"(got {chunk_size!r})")
 
 
-def edges_per_chunk(chunk_size: Optional[int], device: torch.device,
-                    cpu_default: int) -> int:
-    """``chunk_size``, or where it is :obj:`None` the device's default."""
-    if chunk_size is not None:
+def edges_per_chunk(chunk_size: ChunkSize, device: torch.device,
+                    cpu_default: int, num_edges: int) -> int:
+    """``chunk_size``; for ``'auto'`` the device's default, for
+    :obj:`None` all ``num_edges`` in one chunk."""
+    if chunk_size is None:
+        return max(num_edges, 1)
+    if chunk_size != 'auto':
         return chunk_size
     return CUDA_CHUNK_SIZE if device.type == 'cuda' else cpu_default
 

@@ -15,7 +15,8 @@ from torch_geometric.utils import is_sparse, to_edge_index
 
 from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.conv import memory_efficient, ultrafast
-from torch_geometric_hgt.conv.base import check_chunk_size, edges_per_chunk
+from torch_geometric_hgt.conv.base import (ChunkSize, check_chunk_size,
+                                           edges_per_chunk)
 from torch_geometric_hgt.conv.fused import fused_attention
 from torch_geometric_hgt.conv.vectorized import vectorized_attention
 from torch_geometric_hgt.ops import concat_linear
@@ -122,9 +123,10 @@ class HGTConv(MessagePassing):
             (bounded edge memory), ``'vectorized'`` (plain torch ops) or
             ``'auto'`` (:func:`auto_backend`); all give the same result.
             (default: :obj:`'auto'`)
-        chunk_size (int, optional): Edges per chunk of the edge operator
-            (speed only); :obj:`None` takes the backend's default for the
-            input's device. (default: :obj:`None`)
+        chunk_size (int, str or None, optional): Edges per chunk of the
+            edge operator (speed only); :obj:`"auto"` takes the backend's
+            default for the input's device, :obj:`None` one chunk.
+            (default: :obj:`"auto"`)
         validate (bool, optional): Check the inputs (one host sync for all
             edge index ranges). (default: :obj:`True`)
         **kwargs (optional): Additional arguments of
@@ -145,7 +147,7 @@ class HGTConv(MessagePassing):
                  out_channels: int, metadata: Metadata, heads: int = 1, *,
                  use_norm: bool = False, dropout: float = 0.0,
                  use_RTE: bool = False, max_len: int = 240,
-                 backend: str = 'auto', chunk_size: Optional[int] = None,
+                 backend: str = 'auto', chunk_size: ChunkSize = 'auto',
                  validate: bool = True, **kwargs):
         super().__init__(aggr='add', node_dim=0, **kwargs)
         V.check_positive_int('out_channels', out_channels)
@@ -309,7 +311,7 @@ class HGTConv(MessagePassing):
             module = ultrafast if backend == 'ultrafast' else \
                 memory_efficient
             chunk = edges_per_chunk(self.chunk_size, device,
-                                    module.CPU_CHUNK_SIZE)
+                                    module.CPU_CHUNK_SIZE, edge_type.numel())
             agg, alpha = fused_attention(
                 q, k, v, edge_index, edge_type, att, pri, msg, chunk,
                 backend == 'memory_efficient', rte,

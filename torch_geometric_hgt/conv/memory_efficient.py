@@ -4,12 +4,13 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
-from torch_geometric_hgt.conv.base import (SparseHGTConv, check_chunk_size,
+from torch_geometric_hgt.conv.base import (ChunkSize, SparseHGTConv,
+                                           check_chunk_size,
                                           edges_per_chunk)
 from torch_geometric_hgt.conv.fused import fused_forward
 from torch_geometric_hgt.conv.target_chunks import target_chunked_forward
 
-#: edges per chunk on CPU for ``chunk_size=None``: memory first (32768 was
+#: edges per chunk on CPU for ``chunk_size='auto'``: memory first (32768 was
 #: ~15% faster for ~90 MB more at 100k nodes / 1M edges)
 CPU_CHUNK_SIZE = 16384
 
@@ -42,13 +43,14 @@ class MemoryEfficientHGTConv(SparseHGTConv):
 
     Args:
         as :class:`~torch_geometric_hgt.params.HGTParameters`, and
-        chunk_size (int, optional): Edges per chunk (and at most this many
-            targets); any value ``>= 1`` gives the same result. Smaller
-            saves memory, larger saves time. :obj:`None` picks it by the
-            input's device: :obj:`16384` on CPU, :obj:`262144` on CUDA
-            (where the launches per chunk, not its arithmetic, set the
-            time: ~8x faster at 100k nodes / 1M edges on an H200, about
-            twice the peak memory there). (default: :obj:`None`)
+        chunk_size (int, str or None, optional): Edges per chunk (and at
+            most this many targets); any value gives the same result.
+            Smaller saves memory, larger saves time. :obj:`None` runs one
+            chunk; :obj:`"auto"` picks it by the input's device:
+            :obj:`16384` on CPU, :obj:`262144` on CUDA (where the launches
+            per chunk, not its arithmetic, set the time: ~8x faster at 100k
+            nodes / 1M edges on an H200, about twice the peak memory
+            there). (default: :obj:`"auto"`)
         checkpoint (bool, optional): Keep only the inputs for backward
             (recompute the attention weights). (default: :obj:`False`)
 
@@ -60,7 +62,7 @@ class MemoryEfficientHGTConv(SparseHGTConv):
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True, use_RTE: bool = False,
                  max_len: int = 240, validate: bool = True,
-                 chunk_size: Optional[int] = None,
+                 chunk_size: ChunkSize = 'auto',
                  checkpoint: bool = False):
         super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
                          dropout, use_norm, use_RTE, max_len, validate)
@@ -74,7 +76,8 @@ class MemoryEfficientHGTConv(SparseHGTConv):
                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
         args = (self, x, node_type, edge_index, edge_type, edge_time,
-                edges_per_chunk(self.chunk_size, x.device, CPU_CHUNK_SIZE))
+                edges_per_chunk(self.chunk_size, x.device, CPU_CHUNK_SIZE,
+                                edge_type.numel()))
         if not torch.compiler.is_compiling():
             out, att = target_chunked_forward(*args, self.checkpoint,
                                               return_attention_weights)

@@ -3,10 +3,11 @@ from typing import Optional, Tuple, Union
 from torch import Tensor
 
 from torch_geometric_hgt.conv.fused import fused_forward
-from torch_geometric_hgt.conv.base import (SparseHGTConv, check_chunk_size,
+from torch_geometric_hgt.conv.base import (ChunkSize, SparseHGTConv,
+                                           check_chunk_size,
                                           edges_per_chunk)
 
-#: edges per chunk on CPU for ``chunk_size=None``: the edge operator's
+#: edges per chunk on CPU for ``chunk_size='auto'``: the edge operator's
 #: temporaries stay cache-sized
 CPU_CHUNK_SIZE = 32768
 
@@ -31,11 +32,12 @@ class UltraFastHGTConv(SparseHGTConv):
 
     Args:
         as :class:`~torch_geometric_hgt.params.HGTParameters`, and
-        chunk_size (int, optional): Edges per chunk of the edge operator
-            (speed tuning only; any value gives the same result).
-            :obj:`None` picks it by the input's device: :obj:`32768` on
-            CPU (cache-sized), :obj:`262144` on CUDA (fewer launches).
-            (default: :obj:`None`)
+        chunk_size (int, str or None, optional): Edges per chunk of the
+            edge operator (speed tuning only; any value gives the same
+            result). :obj:`"auto"` picks it by the input's device:
+            :obj:`32768` on CPU (cache-sized), :obj:`262144` on CUDA (fewer
+            launches); :obj:`None` runs all edges as one chunk.
+            (default: :obj:`"auto"`)
 
     Shapes: as :class:`LoopHGTConv`.
     """
@@ -45,7 +47,7 @@ class UltraFastHGTConv(SparseHGTConv):
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True, use_RTE: bool = False,
                  max_len: int = 240, validate: bool = True,
-                 chunk_size: Optional[int] = None):
+                 chunk_size: ChunkSize = 'auto'):
         super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
                          dropout, use_norm, use_RTE, max_len, validate)
         check_chunk_size(chunk_size)
@@ -59,5 +61,6 @@ class UltraFastHGTConv(SparseHGTConv):
         out, att = fused_forward(self, x, node_type, edge_index, edge_type,
                                  edge_time,
                                  edges_per_chunk(self.chunk_size, x.device,
-                                                 CPU_CHUNK_SIZE))
+                                                 CPU_CHUNK_SIZE,
+                                                 edge_type.numel()))
         return self._result(out, att, return_attention_weights)
