@@ -156,7 +156,7 @@ def main():
     configs = [(impl, B) for B in sizes
                for impl in ('loop', 'dense', 'sparse')] + \
         [('model', sizes[-1])]
-    bar = tqdm(total=len(configs) + 3, desc='dense benchmark')
+    bar = tqdm(total=len(configs) + 3, desc='dense benchmark', disable=None)
     bar.set_postfix_str('equality')
     diffs = check_equal(args.device)
     print(f'max abs differences: {diffs}')

@@ -114,7 +114,7 @@ def main():
         else int(args.chunk_size)
     chunk = None if chunk == 'None' else chunk
     from tqdm import tqdm
-    steps = tqdm(total=3, desc='legacy benchmark')
+    steps = tqdm(total=3, desc='legacy benchmark', disable=None)
     steps.set_postfix_str('equality')
     diffs = check_equal(args.device)
     worst = max(diffs.values())

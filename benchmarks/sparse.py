@@ -161,7 +161,8 @@ def main():
         configs.append((tuple(int(v) for v in args.huge.split(':')),
                         'memory_efficient'))
     from tqdm import tqdm
-    bar = tqdm(total=len(sizes) + 1 + len(configs), desc='sparse benchmark')
+    bar = tqdm(total=len(sizes) + 1 + len(configs), desc='sparse benchmark',
+               disable=None)
     bar.set_postfix_str('calibration')
     cal = calibrate(args.device)
     bar.update()

@@ -143,7 +143,8 @@ def main():
     for epoch in range(args.critic_epochs):
         perm = torch.randperm(n_train, generator=g)
         for i in tqdm(range(0, n_train, args.batch_size),
-                      desc=f'critic epoch {epoch + 1}', leave=False):
+                      desc=f'critic epoch {epoch + 1}', leave=False,
+                      disable=None):
             idx = perm[i:i + args.batch_size]
             real = hard_graph(P[idx], adj[idx], E[idx], mask[idx])
             fake = hard_graph(*corrupt(P[idx], adj[idx], E[idx], mask[idx],
@@ -173,7 +174,8 @@ def main():
     for epoch in range(args.epochs):
         perm = torch.randperm(n_train, generator=g)
         bar = tqdm(range(0, n_train, args.batch_size),
-                   desc=f'GraphVAE epoch {epoch + 1}', leave=False)
+                   desc=f'GraphVAE epoch {epoch + 1}', leave=False,
+                   disable=None)
         for i in bar:
             idx = perm[i:i + args.batch_size]
             mu, logvar = vae.encode(P[idx], adj[idx], E[idx])

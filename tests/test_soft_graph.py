@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torch_geometric_hgt import (SoftGraph, gumbel_softmax,
+from torch_geometric_hgt import (SoftGraph, gumbel_softmax_sample,
                                  soft_graph_from_logits)
 
 
@@ -113,4 +113,15 @@ def test_bad_logits():
         soft_graph_from_logits({'adj_logits': a, 'edge_logits': e,
                                 'node_logits': n}, e)
     with pytest.raises(ValueError, match="'logits' contains NaN"):
-        gumbel_softmax(torch.full((2, 3), float('nan')))
+        gumbel_softmax_sample(torch.full((2, 3), float('nan')))
+
+
+def test_old_gumbel_softmax_name_warns_and_agrees():
+    from torch_geometric_hgt import gumbel_softmax
+    x = torch.randn(4, 5)
+    with pytest.warns(FutureWarning, match='gumbel_softmax_sample'):
+        old = gumbel_softmax(x, 0.5,
+                             generator=torch.Generator().manual_seed(0))
+    new = gumbel_softmax_sample(x, 0.5,
+                                generator=torch.Generator().manual_seed(0))
+    assert torch.equal(old, new)

@@ -9,8 +9,9 @@ from torch_geometric_hgt.dense import (DenseHGTConv, LoopDenseHGTConv,
                                        LoopDifferentiableDenseHGTConv)
 from torch_geometric_hgt.models import (HGT, DenseHGT, DifferentiableHGT,
                                         OptimizedDifferentiableHGT)
-from torch_geometric_hgt.soft_graph import (SoftGraph, gumbel_softmax,
-                                            soft_graph_from_logits)
+from torch_geometric_hgt.soft_graph import (  # noqa: F401 (deprecated name)
+    SoftGraph, gumbel_softmax,
+    gumbel_softmax_sample, soft_graph_from_logits)
 from torch_geometric_hgt.convert import (batch_to_dense, dense_to_batch,
                                          dense_to_hetero,
                                          convert_graphvae_to_differentiable,
@@ -35,7 +36,7 @@ __all__ = [
     'DifferentiableHGT',
     'OptimizedDifferentiableHGT',
     'SoftGraph',
-    'gumbel_softmax',
+    'gumbel_softmax_sample',
     'soft_graph_from_logits',
     'dense_to_batch',
     'batch_to_dense',

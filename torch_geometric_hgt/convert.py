@@ -8,7 +8,8 @@ from torch_geometric.data import Batch, HeteroData
 from torch_geometric.utils import to_dense_batch
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.soft_graph import SoftGraph, gumbel_softmax
+from torch_geometric_hgt.soft_graph import (SoftGraph,
+                                            gumbel_softmax_sample)
 
 DecoderOutput = Union[object, Tuple[Tensor, Tensor, Tensor]]
 
@@ -58,10 +59,10 @@ def convert_graphvae_to_differentiable(
     adj, edge, node = decoder_logits(decoder)
     return {
         'adj_matrix': torch.sigmoid(adj),
-        'edge_types': gumbel_softmax(edge, temperature, hard,
-                                     use_gumbel_softmax, generator),
-        'node_types': gumbel_softmax(node, temperature, hard,
-                                     use_gumbel_softmax, generator),
+        'edge_types': gumbel_softmax_sample(edge, temperature, hard,
+                                            use_gumbel_softmax, generator),
+        'node_types': gumbel_softmax_sample(node, temperature, hard,
+                                            use_gumbel_softmax, generator),
         'family_features': None,
         'batch_size': adj.size(0),
         'max_nodes': adj.size(1),

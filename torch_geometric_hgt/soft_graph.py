@@ -1,4 +1,5 @@
 """Soft (probabilistic) graphs and the GraphVAE logits that produce them."""
+import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Dict, Optional, Tuple, Union
 
@@ -9,9 +10,10 @@ from torch import Tensor
 from torch_geometric_hgt import validation as V
 
 
-def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False,
-                   gumbel: bool = True,
-                   generator: Optional[torch.Generator] = None) -> Tensor:
+def gumbel_softmax_sample(logits: Tensor, tau: float = 1.0,
+                          hard: bool = False, gumbel: bool = True,
+                          generator: Optional[torch.Generator] = None
+                          ) -> Tensor:
     """Softmax of ``(logits + g) / tau`` over the last dimension, with
     Gumbel noise ``g`` drawn from ``generator`` (``gumbel=False``: no
     noise). ``hard=True`` returns one-hot rows in the forward pass and the
@@ -30,6 +32,14 @@ def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False,
         return y
     one_hot = F.one_hot(y.argmax(-1), y.size(-1)).to(y.dtype)
     return one_hot - y.detach() + y
+
+
+def gumbel_softmax(*args, **kwargs) -> Tensor:
+    """Deprecated name of :func:`gumbel_softmax_sample` (it shadowed
+    :func:`torch.nn.functional.gumbel_softmax`)."""
+    warnings.warn("torch_geometric_hgt.gumbel_softmax is now "
+                  "gumbel_softmax_sample", FutureWarning, stacklevel=2)
+    return gumbel_softmax_sample(*args, **kwargs)
 
 
 @dataclass
@@ -212,8 +222,10 @@ def soft_graph_from_logits(adj_logits: Union[Tensor, Dict[str, Tensor]],
                              dtype=adj_logits.dtype)
     adj = torch.sigmoid(adj_logits) * off_diag
     adj = adj * exist.unsqueeze(-1) * exist.unsqueeze(-2)
-    node_types = gumbel_softmax(node_logits, tau, hard, gumbel, generator)
-    edge_types = gumbel_softmax(edge_logits, tau, hard, gumbel, generator)
+    node_types = gumbel_softmax_sample(node_logits, tau, hard, gumbel,
+                                       generator)
+    edge_types = gumbel_softmax_sample(edge_logits, tau, hard, gumbel,
+                                       generator)
     node_mask = None
     if hard:
         node_mask = exist > 0.5
