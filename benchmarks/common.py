@@ -130,7 +130,8 @@ _MALLOC: List[bool] = [False]
 
 def parse_args(parser, child: Callable[[dict], dict]):
     """Adds the options every benchmark has (``--device``, ``--threads``,
-    ``--smoke``, ``--default-malloc``, the hidden ``--child``) and parses.
+    ``--smoke``, ``--keep-freed-memory``, the hidden ``--child``) and
+    parses.
     In a child process (:func:`run_child`) runs ``child`` on its JSON
     config, prints the result and exits; else sets the thread count and
     returns the args."""
@@ -138,14 +139,16 @@ def parse_args(parser, child: Callable[[dict], dict]):
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--smoke', action='store_true',
                         help='tiny sizes, seconds (CI)')
-    parser.add_argument('--default-malloc', action='store_true',
-                        help="leave glibc malloc as it is (default: "
-                        "keep_freed_memory(), for every implementation)")
+    parser.add_argument('--keep-freed-memory', action='store_true',
+                        help="call keep_freed_memory() first, for every "
+                        "implementation (default: process settings as a "
+                        "user gets them)")
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args()
     _CHILD[:] = [child]
-    _CHILD_FLAGS[:] = ['--default-malloc'] if args.default_malloc else []
-    if not args.default_malloc:
+    _CHILD_FLAGS[:] = ['--keep-freed-memory'] if args.keep_freed_memory \
+        else []
+    if args.keep_freed_memory:
         _MALLOC[:] = [keep_freed_memory()]
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
