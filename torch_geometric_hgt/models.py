@@ -11,7 +11,7 @@ from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.conv import CONVS
 from torch_geometric_hgt.dense.chunking import chunked
 from torch_geometric_hgt.dense.conv import DenseHGTConv
-from torch_geometric_hgt.dense.fused import dense_layer, supported
+from torch_geometric_hgt.dense.function import supported
 from torch_geometric_hgt.dense.legacy import DifferentiableDenseHGTConv
 from torch_geometric_hgt.ops import typed_linear
 from torch_geometric_hgt.soft_graph import SoftGraph
@@ -336,5 +336,5 @@ class DenseHGT(_SoftGraphStack):
         h = self._project(P) if x is None else x
         for layer in self.layers:
             h = layer.chunk(h, P, adj, E, node_mask) if chunk_size is None \
-                else dense_layer(layer, h, P, adj, E, node_mask, chunk_size)
+                else layer.chunks(h, P, adj, E, node_mask, chunk_size)
         return h

@@ -21,7 +21,7 @@ torch headers) into a per-user cache and called through ``ctypes``:
 
 Without the kernels (no compiler, CUDA, half precision, graphs of other
 sizes, ``TORCH_GEOMETRIC_HGT_NATIVE=0`` or :func:`enabled`) the torch code
-in :mod:`torch_geometric_hgt.dense.fused` runs; tests check both agree,
+in :mod:`torch_geometric_hgt.dense.math` runs; tests check both agree,
 and dropout masks are the same bits either way
 (:func:`torch_geometric_hgt.ops.dropout_keep`)."""
 import contextlib

@@ -16,6 +16,19 @@ except ImportError:  # pragma: no cover - depends on the environment
     HAS_TORCH_SCATTER = False
 
 
+def accumulation_dtype(t: Tensor) -> torch.dtype:
+    """Where sums and softmax run: float32 for half types, else ``t``'s
+    dtype."""
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+def chunk_ranges(n: int, chunk: int) -> List[Tuple[int, int]]:
+    """``[start, end)`` of consecutive chunks of ``chunk`` items out of
+    ``n``."""
+    chunk = max(int(chunk), 1)
+    return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+
+
 def typed_linear(x: Tensor, node_type: Tensor, weight: Tensor,
                  bias: Tensor) -> Tensor:
     """``weight[node_type[n]] @ x[n] + bias[node_type[n]]`` for every row.

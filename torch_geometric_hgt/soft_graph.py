@@ -94,16 +94,6 @@ class SoftGraph:
             adj = adj * m.unsqueeze(-1) * m.unsqueeze(-2)
         return replace(self, node_types=nt, adj=adj, edge_types=et)
 
-    def as_dict(self) -> Dict[str, Tensor]:
-        """The dict the users' models read (``'node_types'``,
-        ``'adj_matrix'``, ``'edge_types'`` and the optional fields)."""
-        out = {'node_types': self.node_types, 'adj_matrix': self.adj,
-               'edge_types': self.edge_types}
-        for key in ('node_mask', 'x', 'node_exist'):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        return out
-
     @classmethod
     def from_any(cls, graph: Union['SoftGraph', Dict[str, Tensor]]
                  ) -> 'SoftGraph':

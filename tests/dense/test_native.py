@@ -7,7 +7,8 @@ from test_dense_conv import R, soft_graph
 
 from torch_geometric_hgt import DenseHGTConv
 from torch_geometric_hgt import native
-from torch_geometric_hgt.dense import fused
+from torch_geometric_hgt.dense import chunk, kernels
+from torch_geometric_hgt.dense import math as dense_math
 from torch_geometric_hgt.ops import dropout_keep
 
 T = 3
@@ -31,8 +32,8 @@ def update_case(n, dtype, use_norm, skip, dropout):
     layer = randomize_(DenseHGTConv(in_dim, 8, T, 2, 2, dropout=0.3,
                                     use_norm=use_norm)).to(dtype)
     with torch.no_grad():
-        w = fused.layer_weights(layer)
-    s = fused.Sizes(in_dim, 8, T, 2, 2, 0.3 if dropout else 0., 1e-5)
+        w = dense_math.layer_weights(layer)
+    s = dense_math.Sizes(in_dim, 8, T, 2, 2, 0.3 if dropout else 0., 1e-5)
     agg, x = torch.randn(n, 8, dtype=dtype), torch.randn(n, in_dim,
                                                          dtype=dtype)
     P = torch.randn(n, T, dtype=dtype).softmax(-1)
@@ -50,17 +51,17 @@ def update_case(n, dtype, use_norm, skip, dropout):
 def test_update_kernels_match_torch(n, dtype, use_norm, skip, dropout):
     agg, x, P, keep, w, s = update_case(n, dtype, use_norm, skip, dropout)
     tol = dict(atol=1e-5 if dtype == torch.float32 else 1e-12, rtol=1e-5)
-    want = fused._update_forward(agg, x, P, keep, w, s)
-    got = fused._native_update_forward(agg, x, P, keep, w, s, None, None)
+    want = dense_math.update_forward(agg, x, P, keep, w, s)
+    got = kernels.update_forward(agg, x, P, keep, w, s, None, None)
     for g, e in zip(got, want):
         assert (g is None) == (e is None)
         if e is not None:
             assert g.shape == e.shape and torch.allclose(g, e, **tol)
 
-    saved = fused.Saved(None, None, got[1], got[2], keep)
+    saved = dense_math.Saved(None, None, got[1], got[2], keep)
     grad = torch.randn(n, 8, dtype=dtype)
-    want = fused._update_backward(grad, agg, x, P, saved, w, s, True)
-    got = fused._native_update_backward(grad, agg, x, P, saved, w, s, True)
+    want = dense_math.update_backward(grad, agg, x, P, saved, w, s, True)
+    got = kernels.update_backward(grad, agg, x, P, saved, w, s, True)
     flat = [*want[:4], *want[4]], [*got[:4], *got[4]]
     for e, g in zip(*flat):
         assert (g is None) == (e is None)
@@ -93,10 +94,10 @@ def test_typed_backward_matches_torch(n, with_dx):
 @needs_library
 def test_same_inputs_give_bitwise_same_gradients():
     agg, x, P, keep, w, s = update_case(700, torch.float32, True, True, True)
-    out = fused._native_update_forward(agg, x, P, keep, w, s, None, None)
-    saved = fused.Saved(None, None, out[1], out[2], keep)
+    out = kernels.update_forward(agg, x, P, keep, w, s, None, None)
+    saved = dense_math.Saved(None, None, out[1], out[2], keep)
     grad = torch.randn(700, 8)
-    runs = [fused._native_update_backward(grad, agg, x, P, saved, w, s, True)
+    runs = [kernels.update_backward(grad, agg, x, P, saved, w, s, True)
             for _ in range(2)]
     for a, b in zip([*runs[0][:4], *runs[0][4]], [*runs[1][:4], *runs[1][4]]):
         assert torch.equal(a, b)
@@ -180,16 +181,16 @@ def spy(fn, calls):
 
 def attention_case(kind, dtype, d, b):
     """A chunk of ``b`` 8-node graphs, heads of size ``d``, the layer's
-    weights and their transposes for :func:`fused.chunk_backward`."""
+    weights and their transposes for :func:`chunk.chunk_backward`."""
     H = 2
     layer = randomize_(DenseHGTConv(8, H * d, T, R, H)).to(dtype)
     x, P, adj, E, mask = soft_graph(kind, B=b, N=8)
     if kind == 'extreme':  # scores beyond the exponent's cap and underflow
         x = x * 40
     with torch.no_grad():
-        w = fused.layer_weights(layer)
-    s = fused.Sizes(8, H * d, T, R, H, 0., 1e-5)
-    wt = fused.transposed_weights(w, T)
+        w = dense_math.layer_weights(layer)
+    s = dense_math.Sizes(8, H * d, T, R, H, 0., 1e-5)
+    wt = dense_math.transposed_weights(w, T)
     inputs = [t.to(dtype) for t in (x, P, adj, E)]
     return inputs, mask, w, s, wt
 
@@ -199,11 +200,12 @@ def chunk_results(inputs, mask, w, s, wt, dtype=None):
     given (inputs and weights cast, the same output gradient)."""
     if dtype is not None:
         inputs = [t.to(dtype) for t in inputs]
-        w = fused.Weights(*[None if t is None else t.to(dtype) for t in w])
+        w = dense_math.Weights(*[None if t is None else t.to(dtype)
+                                 for t in w])
         wt = tuple(t.to(dtype) for t in wt)
-    out, saved = fused.chunk_forward(*inputs, mask, w, s, None)
+    out, saved = chunk.chunk_forward(*inputs, mask, w, s, None)
     grad = torch.randn(out.shape).to(out.dtype)
-    got, got_w = fused.chunk_backward(grad, *inputs, mask, w, s, saved,
+    got, got_w = chunk.chunk_backward(grad, *inputs, mask, w, s, saved,
                                       [True] * 4, wt)
     return [out, saved.expo, *got, *[t for t in got_w if t is not None]]
 

@@ -20,15 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def _acc(t: Tensor) -> torch.dtype:
-    """Accumulation dtype: float32 for half types, else the input's."""
-    return torch.promote_types(t.dtype, torch.float32)
-
-
-def _chunks(E: int, chunk: int):
-    chunk = max(int(chunk), 1)
-    return [(s, min(s + chunk, E)) for s in range(0, E, chunk)]
+from torch_geometric_hgt.ops import accumulation_dtype, chunk_ranges
 
 
 def _offsets(index: Tensor, size: int) -> Tensor:
@@ -57,7 +49,7 @@ def _dots(a: Tensor, ia: Tensor, b: Tensor, ib: Tensor, bt: Tensor,
           it: Tensor, chunk: int) -> Tensor:
     """``out[h, e] = a[h, ia_e] . (b[h, ib_e] (+ bt[h, it_e]))``."""
     out = a.new_empty(a.size(0), ia.numel())
-    for s, t in _chunks(ia.numel(), chunk):
+    for s, t in chunk_ranges(ia.numel(), chunk):
         for h in range(a.size(0)):
             b_e = b[h].index_select(0, ib[s:t])
             if bt.numel():
@@ -111,7 +103,7 @@ def edge_attention_fwd(qr: Tensor, k: Tensor, v: Tensor, kt: Tensor,
                        vt: Tensor, src: Tensor, dst: Tensor, pair: Tensor,
                        trow: Tensor, num_nodes: int,
                        chunk: int) -> Tuple[Tensor, Tensor]:
-    acc, out_dtype = _acc(k), v.dtype
+    acc, out_dtype = accumulation_dtype(k), v.dtype
     qr, k, v, kt, vt = (t.to(acc) for t in (qr, k, v, kt, vt))
     alpha = attention_weights(qr, k, kt, src, dst, pair, trow, num_nodes,
                               chunk)
@@ -122,7 +114,7 @@ def edge_attention_fwd(qr: Tensor, k: Tensor, v: Tensor, kt: Tensor,
 @edge_attention_fwd.register_fake
 def _(qr, k, v, kt, vt, src, dst, pair, trow, num_nodes, chunk):
     return (qr.new_empty(qr.shape, dtype=v.dtype),
-            k.new_empty((k.size(0), src.size(0)), dtype=_acc(k)))
+            k.new_empty((k.size(0), src.size(0)), dtype=accumulation_dtype(k)))
 
 
 def _times(times: Optional[Tuple[Tensor, Tensor]], trow: Tensor,
@@ -197,7 +189,7 @@ def edge_attention_bwd(du: Tensor, alpha: Tensor, qr: Tensor, k: Tensor,
                        dst: Tensor, pair: Tensor, trow: Tensor,
                        num_nodes: int, chunk: int
                        ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    acc = _acc(k)
+    acc = accumulation_dtype(k)
     dtypes = [t.dtype for t in (qr, k, v, kt, vt)]
     grads = attention_backward(*(t.to(acc).contiguous()
                                  for t in (du, alpha, qr, k, v, kt, vt)),

@@ -20,7 +20,7 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
-from torch_geometric_hgt.conv.edge_attention import _acc, _chunks
+from torch_geometric_hgt.ops import accumulation_dtype, chunk_ranges
 from torch_geometric_hgt.ops import segment_max, type_order
 
 
@@ -28,7 +28,7 @@ def _gather(table: Tensor, idx: Tensor, tt: Tensor, trow: Tensor) -> Tensor:
     out = table.index_select(0, idx)
     if tt.numel():
         out = out + tt.index_select(0, trow)
-    return out.to(_acc(out))
+    return out.to(accumulation_dtype(out))
 
 
 class _Chunk:
@@ -72,7 +72,7 @@ class _Chunk:
 
 def _pair_chunks(key: Tensor, src: Tensor, trow: Tensor, chunk: int,
                  R: int):
-    for a, b in _chunks(key.numel(), chunk):
+    for a, b in chunk_ranges(key.numel(), chunk):
         yield a, b, _Chunk(key, src, trow, a, b, R)
 
 
@@ -95,7 +95,7 @@ def relation_attention_fwd(q: Tensor, k: Tensor, v: Tensor, kt: Tensor,
                            num_nodes: int, chunk: int
                            ) -> Tuple[Tensor, Tensor]:
     E, (R, H, d, _) = src.numel(), att.shape
-    acc = _acc(k)
+    acc = accumulation_dtype(k)
     q, k, v, kt, vt = (t.to(acc) for t in (q, k, v, kt, vt))
     att_t = att.to(acc).transpose(-1, -2)
     msg = msg.to(acc)
@@ -122,8 +122,9 @@ def relation_attention_fwd(q: Tensor, k: Tensor, v: Tensor, kt: Tensor,
 
 @relation_attention_fwd.register_fake
 def _(q, k, v, kt, vt, att, pri, msg, src, key, trow, num_nodes, chunk):
-    return (k.new_empty((num_nodes, ) + tuple(k.shape[1:]), dtype=_acc(k)),
-            k.new_empty((src.size(0), k.size(1)), dtype=_acc(k)))
+    acc = accumulation_dtype(k)
+    return (k.new_empty((num_nodes, ) + tuple(k.shape[1:]), dtype=acc),
+            k.new_empty((src.size(0), k.size(1)), dtype=acc))
 
 
 @torch.library.custom_op('torch_geometric_hgt::relation_attention_bwd',
@@ -135,7 +136,7 @@ def relation_attention_bwd(d_agg: Tensor, alpha: Tensor, q: Tensor,
                            key: Tensor, trow: Tensor, num_nodes: int,
                            chunk: int) -> List[Tensor]:
     E, (R, H, d, _) = src.numel(), att.shape
-    acc = _acc(k)
+    acc = accumulation_dtype(k)
     d_agg = d_agg.to(acc)
     q, k, v, kt, vt = (t.to(acc) for t in (q, k, v, kt, vt))
     att_a, msg_a = att.to(acc), msg.to(acc)

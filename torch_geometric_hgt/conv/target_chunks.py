@@ -25,13 +25,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from torch_geometric_hgt.conv.edge_attention import (_acc, aggregate,
+from torch_geometric_hgt.conv.edge_attention import (aggregate,
                                                      attention_weights,
                                                      edge_attention_fwd,
                                                      key_backward,
                                                      score_backward,
                                                      value_backward)
-from torch_geometric_hgt.ops import (fold_relations_by_head,
+from torch_geometric_hgt.ops import (accumulation_dtype,
+                                     fold_relations_by_head,
                                      sum_relations_by_head, type_order,
                                      typed_linear_sorted)
 from torch_geometric_hgt.params import HGTParameters
@@ -121,7 +122,8 @@ def _project(p: HGTParameters, plan: _Plan, x: Tensor, w: Tensor,
     H, d, D = p.n_heads, p.d_k, p.out_dim
     w = torch.cat([w[:, i * D:(i + 1) * D] for i in parts], 1)
     b = torch.cat([b[:, i * D:(i + 1) * D] for i in parts], 1)
-    out = x.new_empty(len(parts), H, x.size(0), d, dtype=_acc(x))
+    out = x.new_empty(len(parts), H, x.size(0), d,
+                      dtype=accumulation_dtype(x))
     for t, (a, z) in enumerate(plan.type_bounds):
         if z > a:
             x_t = x.index_select(0, plan.perm_n[a:z])
@@ -183,7 +185,8 @@ class _TargetChunked(torch.autograd.Function):
                 checkpoint: bool, x: Tensor, kt: Tensor, vt: Tensor,
                 *weights: Tensor) -> Tuple[Tensor, Tensor]:
         w, b, w_fold, msg, w_a, b_a, skip, *norm = weights
-        N, E, R, acc = x.size(0), plan.key.numel(), p.num_relations, _acc(x)
+        N, E, R = x.size(0), plan.key.numel(), p.num_relations
+        acc = accumulation_dtype(x)
         ctx.p, ctx.plan, ctx.chunk = p, plan, chunk
         ctx.state = ForwardState(x.device)
         kv = _project(p, plan, x, w, b, (0, 2))
@@ -218,7 +221,7 @@ class _TargetChunked(torch.autograd.Function):
         p, plan, chunk = ctx.p, ctx.plan, ctx.chunk
         x, kt, vt, *weights = (t.detach() for t in ctx.saved_tensors)
         alpha = None if ctx.checkpoint else weights.pop()
-        R, D, acc = p.num_relations, p.out_dim, _acc(x)
+        R, D, acc = p.num_relations, p.out_dim, accumulation_dtype(x)
         leaves = [t.detach().requires_grad_() for t in weights]
         w, b, w_fold, msg, w_a, b_a, skip, *norm = leaves
         d_weights = [torch.zeros_like(t) for t in weights]
@@ -300,10 +303,10 @@ def target_chunked_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
                  attention)
     H, d = p.n_heads, p.d_k
     if p.use_RTE:
-        kt, vt = p.rte_kv_table().to(_acc(x)).view(-1, 2, H, d).permute(
-            1, 2, 0, 3)
+        kt, vt = p.rte_kv_table().to(accumulation_dtype(x)).view(
+            -1, 2, H, d).permute(1, 2, 0, 3)
     else:
-        kt = vt = x.new_empty(H, 0, d, dtype=_acc(x))
+        kt = vt = x.new_empty(H, 0, d, dtype=accumulation_dtype(x))
     norm = p.norm_weight() or ()
     out, alpha = _TargetChunked.apply(p, plan, chunk, checkpoint, x,
                                       kt.contiguous(),

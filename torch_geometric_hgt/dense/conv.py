@@ -5,8 +5,8 @@ from torch import Tensor
 
 from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.chunking import chunked
-from torch_geometric_hgt.dense.fused import (dense_layer,
-                                             edge_weights, supported)
+from torch_geometric_hgt.dense.function import dense_layer, supported
+from torch_geometric_hgt.dense.math import edge_weights
 from torch_geometric_hgt.ops import EXP_CAP
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
@@ -111,10 +111,21 @@ class DenseHGTConv(HGTParameters):
                 ) -> Tensor:
         self.check_dense(x, node_types, adj, edge_types, node_mask)
         inputs = (x, node_types, adj, edge_types, node_mask)
-        if self.checkpoint or not supported(self, x):
+        if self.checkpoint:
             return chunked(self.chunk, inputs, self.chunk_size,
                            self.parameters())
-        return dense_layer(self, *inputs, self.chunk_size)
+        return self.chunks(*inputs, self.chunk_size)
+
+    def chunks(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
+               node_mask: Optional[Tensor],
+               chunk_size: Union[int, str, None]) -> Tensor:
+        """The layer over chunks of ``chunk_size`` graphs, unvalidated: the
+        hand-written backward where supported, else autograd through
+        checkpointed chunks."""
+        if supported(self, x):
+            return dense_layer(self, x, P, adj, E, node_mask, chunk_size)
+        return chunked(self.chunk, (x, P, adj, E, node_mask), chunk_size,
+                       self.parameters())
 
     def chunk(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
               node_mask: Optional[Tensor]) -> Tensor:

@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from torch_geometric_hgt.dense.conv import DenseHGTConv
-from torch_geometric_hgt.dense.fused import edge_weights
+from torch_geometric_hgt.dense.math import edge_weights
 
 
 class LoopDenseHGTConv(DenseHGTConv):

@@ -1,5 +1,6 @@
-"""The hand-written dense backward (dense/fused.py) against autograd through
-the plain forward, what it keeps, and which path each call takes."""
+"""The hand-written dense backward (dense/function.py, chunk.py, math.py)
+against autograd through the plain forward, what it keeps, and which path
+each call takes."""
 import threading
 
 import pytest
@@ -8,9 +9,9 @@ from conftest import randomize_
 from test_dense_conv import KINDS, R, T, run_with_grads, soft_graph
 
 from torch_geometric_hgt import DenseHGT, DenseHGTConv
-from torch_geometric_hgt.dense import chunking, fused
+from torch_geometric_hgt.dense import chunk, chunking
 from torch_geometric_hgt.dense.chunking import chunked
-from torch_geometric_hgt.dense.fused import dense_layer, supported
+from torch_geometric_hgt.dense.function import dense_layer, supported
 
 # (use_norm, in, out, heads): in == out has the skip gate; head size 8
 # at 8 nodes per graph runs the attention kernels
@@ -159,13 +160,13 @@ def test_chunks_on_two_workers_match_one_and_repeat_bitwise(
     inputs = [t.clone().requires_grad_() for t in (x, P, adj, E)]
     weight = torch.randn(7, 8, 16)
     threads = set()
-    chunk_forward = fused.chunk_forward
+    chunk_forward = chunk.chunk_forward
 
     def spy(*args):
         threads.add(threading.get_ident())
         return chunk_forward(*args)
 
-    monkeypatch.setattr(fused, 'chunk_forward', spy)
+    monkeypatch.setattr(chunk, 'chunk_forward', spy)
     runs = []
     for workers in (2, 2, 1):
         monkeypatch.setattr(chunking, 'chunk_workers',
