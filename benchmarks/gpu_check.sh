@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU session: the CUDA tests, then the four benchmarks on
+# One prepared GPU run: the CUDA tests, then the five benchmarks on
 # CUDA (equality first, as always). Results land in benchmarks/out/*_cuda.*
 # (copied to OUTDIR as each finishes, if given); `python
 # benchmarks/report.py` then adds the CUDA tables.
@@ -20,3 +20,6 @@ done
 echo "== pyg_dropin (10% of ogbn-mag)"
 $py benchmarks/pyg_dropin.py --device cuda --scale 0.1 --repeat 10 2>&1 | tail -6
 if [ $# -ge 1 ]; then cp benchmarks/out/pyg_dropin_cuda.json "$1"/; fi
+echo "== sampling (1M nodes / 10M edges, graph and sampler on the GPU)"
+$py benchmarks/sampling.py --device cuda --reference-batches 0 2>&1 | tail -5
+if [ $# -ge 1 ]; then cp benchmarks/out/sampling_cuda.json "$1"/; fi
