@@ -194,7 +194,7 @@ def test_memory_efficient_refuses_double_backward():
 
 
 @pytest.mark.parametrize('cls', FUSED)
-@pytest.mark.parametrize('chunk_size', [0, -3, 2.5, 'auto', True])
+@pytest.mark.parametrize('chunk_size', [0, -3, 2.5, 'big', True])
 def test_bad_chunk_size(cls, chunk_size):
     with pytest.raises(ValueError, match="'chunk_size' must be an int"):
         cls(8, 8, 4, 3, 2, chunk_size=chunk_size)
@@ -203,7 +203,7 @@ def test_bad_chunk_size(cls, chunk_size):
 @pytest.mark.parametrize('cls,forward', [
     (UltraFastHGTConv, 'fused_forward'),
     (MemoryEfficientHGTConv, 'target_chunked_forward')])
-@pytest.mark.parametrize('chunk_size', [None, 5])
+@pytest.mark.parametrize('chunk_size', ['auto', None, 5])
 def test_chunk_size_default_depends_on_the_device(
         cls, forward, chunk_size, monkeypatch):
     seen = []
@@ -213,10 +213,15 @@ def test_chunk_size_default_depends_on_the_device(
     monkeypatch.setattr(module, forward,
                         lambda *a, **k: seen.append(a[6]) or real(*a, **k))
     layer = cls(8, 8, 4, 3, 2, chunk_size=chunk_size)
-    layer(*make_graph('random')[:4])
-    assert seen == [chunk_size or cpu_default]
-    cuda = edges_per_chunk(chunk_size, torch.device('cuda'), cpu_default)
-    assert cuda == (chunk_size or CUDA_CHUNK_SIZE)
+    graph = make_graph('random')
+    layer(*graph[:4])
+    # 'auto': the device's size; None: all edges in one chunk
+    E = graph[3].numel()
+    want = {'auto': (cpu_default, CUDA_CHUNK_SIZE), None: (E, E),
+            5: (5, 5)}[chunk_size]
+    assert seen == [want[0]]
+    cuda = edges_per_chunk(chunk_size, torch.device('cuda'), cpu_default, E)
+    assert cuda == want[1]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
