@@ -63,8 +63,8 @@ class LazyNeighbors(dict):
 
 def reference_inputs(data):
     graph = graph_of(data)
-    return {et: LazyNeighbors(c.colptr.tolist(), c.row.tolist(),
-                              c.perm.tolist())
+    return {et: LazyNeighbors(c.colptr.tolist(), c.edges[:, 0].tolist(),
+                              c.edges[:, 1].tolist())
             for et, c in graph.csc.items()}
 
 

@@ -13,15 +13,15 @@ from torch_geometric.typing import EdgeType, NodeType
 class CSC(NamedTuple):
     """In-edges of one edge type, grouped by destination.
 
-    ``row[colptr[v]:colptr[v + 1]]`` are the sources of destination ``v``
-    and ``perm`` the same edges' positions in ``edge_index`` (``e_id``).
+    ``edges[colptr[v]:colptr[v + 1]]`` are the in-edges of destination
+    ``v``, each as (source, position in ``edge_index``, i.e. ``e_id``): one
+    row, so a sampler reads both with one gather.
     With node times, each group is sorted by source time, and ``key``
     (``v * num_times + rank of the source's time``) is ascending overall,
     so one :func:`torch.searchsorted` finds every group's time bound.
     """
     colptr: Tensor
-    row: Tensor
-    perm: Tensor
+    edges: Tensor  # [E, 2]
     key: Optional[Tensor]
 
 
@@ -109,7 +109,7 @@ def build_graph(data: HeteroData, time_attr: Optional[str] = None) -> Graph:
         colptr = torch.zeros(n_dst + 1, dtype=torch.long, device=ei.device)
         torch.cumsum(torch.bincount(ei[1], minlength=n_dst), 0,
                      out=colptr[1:])
-        csc[et] = CSC(colptr, ei[0][perm], perm,
+        csc[et] = CSC(colptr, torch.stack([ei[0][perm], perm], 1),
                       order if time is not None else None)
     return Graph(num_nodes, csc, time, times)
 
@@ -119,10 +119,8 @@ def segments(start: Tensor, count: Tensor) -> Tuple[Tensor, Tensor]:
     concatenated, and the ``i`` each belongs to."""
     owner = torch.repeat_interleave(
         torch.arange(count.numel(), device=count.device), count)
-    first = torch.cumsum(count, 0) - count
-    pos = torch.arange(owner.numel(), device=count.device) - first[owner] \
-        + start[owner]
-    return pos, owner
+    shift = (start - torch.cumsum(count, 0) + count).index_select(0, owner)
+    return torch.arange(owner.numel(), device=count.device) + shift, owner
 
 
 def eligible(graph: Graph, et: EdgeType, nodes: Tensor,
@@ -131,9 +129,9 @@ def eligible(graph: Graph, et: EdgeType, nodes: Tensor,
     type ``et`` whose source time is at most ``bound`` (all of them without
     times): they are the first ``count`` of each group."""
     csc = graph.csc[et]
-    start = csc.colptr[nodes]
+    start = csc.colptr.index_select(0, nodes)
     if bound is None or csc.key is None:
-        return start, csc.colptr[nodes + 1] - start
+        return start, csc.colptr.index_select(0, nodes + 1) - start
     rank = torch.searchsorted(graph.times, bound, right=True) - 1
     end = torch.searchsorted(csc.key, nodes * graph.times.numel() + rank,
                              right=True)

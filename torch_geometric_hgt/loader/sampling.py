@@ -26,21 +26,24 @@ def uniform_without_replacement(count: Tensor, k: int,
     if k < 0:
         return segments(torch.zeros_like(count), count)
     small = count <= k
-    offset, owner = segments(torch.zeros_like(count[small]), count[small])
-    owner = small.nonzero().view(-1)[owner]
+    few = small.nonzero().view(-1)
+    n = count.index_select(0, few)
+    offset, owner = segments(torch.zeros_like(n), n)
+    owner = few.index_select(0, owner)
     big = (~small).nonzero().view(-1)
     if big.numel() == 0 or k == 0:
         return offset, owner
-    n = count[big]
-    chosen = torch.empty(big.numel(), k, dtype=torch.long,
-                         device=count.device)
-    for i in range(k):
-        top = n - k + i
-        u = torch.rand(big.numel(), dtype=torch.float64, device=count.device,
-                       generator=generator)
-        draw = torch.minimum((u * (top + 1)).long(), top)
-        taken = (chosen[:, :i] == draw.unsqueeze(1)).any(1)
-        chosen[:, i] = torch.where(taken, top, draw)
+    n = count.index_select(0, big)
+    # step i of Floyd's algorithm draws uniformly from [0, n - k + i]
+    top = (n - k).unsqueeze(1) + torch.arange(k, device=count.device)
+    u = torch.rand(big.numel(), k, dtype=torch.float64, device=count.device,
+                   generator=generator)
+    draw = torch.minimum((u * (top + 1)).long(), top)
+    chosen = torch.empty_like(draw)
+    chosen[:, 0] = draw[:, 0]
+    for i in range(1, k):
+        taken = (chosen[:, :i] == draw[:, i:i + 1]).any(1)
+        chosen[:, i] = torch.where(taken, top[:, i], draw[:, i])
     return (torch.cat([offset, chosen.view(-1)]),
             torch.cat([owner, big.repeat_interleave(k)]))
 
@@ -89,18 +92,18 @@ class NodeSet:
         ``cand`` where each first appears."""
         pos = torch.arange(cand.numel(), device=cand.device)
         self.first.scatter_reduce_(0, cand, pos, 'amin')
-        first = ((self.first[cand] == pos) &
-                 (self.assoc[cand] < 0)).nonzero().view(-1)
-        self.first[cand] = FAR
-        new = cand[first]
-        self.assoc[new] = torch.arange(self.size, self.size + new.numel(),
-                                       device=new.device)
+        first = ((self.first.index_select(0, cand) == pos) &
+                 (self.assoc.index_select(0, cand) < 0)).nonzero().view(-1)
+        self.first.index_fill_(0, cand, FAR)
+        new = cand.index_select(0, first)
+        self.assoc.index_copy_(0, new, torch.arange(
+            self.size, self.size + new.numel(), device=new.device))
         self.parts.append(new)
         self.size += new.numel()
         return new, first
 
     def local(self, ids: Tensor) -> Tensor:
-        return self.assoc[ids]
+        return self.assoc.index_select(0, ids)
 
     def n_id(self) -> Tensor:
         return torch.cat(self.parts) if self.parts else \
@@ -190,10 +193,11 @@ def neighbor_sample(graph: Graph, seed_type: NodeType, seeds: Tensor,
             nodes, local, bound = frontier[et[2]]
             start, count = eligible(graph, et, nodes, bound)
             offset, owner = uniform_without_replacement(count, k, generator)
-            pos = start[owner] + offset
+            pos = start.index_select(0, owner) + offset
+            src, e = csc.edges.index_select(0, pos).unbind(1)
             found.setdefault(et[0], []).append(
-                (et, csc.row[pos], local[owner], csc.perm[pos],
-                 None if bound is None else bound[owner]))
+                (et, src, local.index_select(0, owner), e,
+                 None if bound is None else bound.index_select(0, owner)))
         frontier = {}
         for nt, items in found.items():
             cand = torch.cat([item[1] for item in items])
@@ -201,7 +205,8 @@ def neighbor_sample(graph: Graph, seed_type: NodeType, seeds: Tensor,
             state.counts[nt].append(new.numel())
             bound = None
             if state.temporal:
-                bound = torch.cat([item[4] for item in items])[first]
+                bound = torch.cat([item[4] for item in items]).index_select(
+                    0, first)
                 state.times[nt].append(bound)
             frontier[nt] = (new, state.sets[nt].local(new), bound)
             for et, src, dst_local, e, _ in items:
@@ -254,7 +259,8 @@ def hgt_sample(graph: Graph, seed_type: NodeType, seeds: Tensor,
             start, count = eligible(graph, et, nodes, bound)
             offset, owner = uniform_without_replacement(count, cap,
                                                         generator)
-            nbr = csc.row[start[owner] + offset]
+            nbr = csc.edges[:, 0].index_select(
+                0, start.index_select(0, owner) + offset)
             share = count if cap < 0 else count.clamp_max(cap)
             weight = 1.0 / share[owner].double()
             keep = state.sets[et[0]].local(nbr) < 0
@@ -290,9 +296,10 @@ def hgt_sample(graph: Graph, seed_type: NodeType, seeds: Tensor,
         dst = state.sets[et[2]].n_id()
         start, count = eligible(graph, et, dst, state.seed_time(et[2]))
         pos, owner = segments(start, count)
-        src = state.sets[et[0]].local(csc.row[pos])
+        src, e = csc.edges.index_select(0, pos).unbind(1)
+        src = state.sets[et[0]].local(src)
         keep = src >= 0
         edge_index[et] = torch.stack([src[keep], owner[keep]])
-        e_id[et] = csc.perm[pos][keep]
+        e_id[et] = e[keep]
     return state.sample(edge_index, e_id,
                         {et: [e.numel()] for et, e in e_id.items()})
