@@ -48,6 +48,16 @@ class HGT(torch.nn.Module):
         use_RTE (bool, optional): Relative temporal encoding.
             (default: :obj:`False`)
         **conv_kwargs: Passed to every convolution (e.g. ``chunk_size``).
+
+    Shapes:
+        - **input:** ``x`` :math:`(N, F_{in})` (or one
+          :math:`(N_t, F_{in,t})` per type, nodes ordered by type),
+          ``node_type`` :math:`(N)`, ``edge_index`` :math:`(2, E)`,
+          ``edge_type`` :math:`(E)`, optional ``edge_time`` :math:`(E)`;
+          or a :class:`~torch_geometric.data.HeteroData` for
+          :meth:`forward_hetero`
+        - **output:** :math:`(N, F_{hid})` (:meth:`forward_hetero`: one
+          :math:`(N_t, F_{hid})` per node type)
     """
     def __init__(self, in_dim: Union[int, Sequence[int]], hidden_dim: int,
                  num_types: int, num_relations: int, n_heads: int = 4,
@@ -224,9 +234,11 @@ class DifferentiableHGT(_SoftGraphStack):
             on CUDA (fewer launches), ``None`` = one chunk.
             (default: :obj:`'auto'`)
 
-    ``forward(hgt_data)`` reads the dict keys ``'node_types'`` ``[B, N, T]``,
-    ``'adj_matrix'`` ``[B, N, N]`` (row = target) and ``'edge_types'``
-    ``[B, N, N, R]`` and returns ``[B, N, out_dim]``.
+    Shapes:
+        - **input:** ``forward(hgt_data)``, a dict with ``'node_types'``
+          :math:`(B, N, T)`, ``'adj_matrix'`` :math:`(B, N, N)` (row =
+          target) and ``'edge_types'`` :math:`(B, N, N, R)`
+        - **output:** :math:`(B, N, F_{out})`
     """
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int,
                  num_node_types: int, num_relations: int, n_heads: int = 4,
@@ -292,10 +304,13 @@ class DenseHGT(_SoftGraphStack):
             checkpoint.
             (default: :obj:`False`)
 
-    ``forward(graph)`` takes a :class:`SoftGraph` or the users' dict
-    (``'node_types'``, ``'adj_matrix'``, ``'edge_types'``, optional
-    ``'node_mask'``, ``'x'``) and returns ``[B, N, out_dim]`` (0 at padded
-    nodes).
+    Shapes:
+        - **input:** ``forward(graph)``, a :class:`SoftGraph` or the users'
+          dict: ``'node_types'`` :math:`(B, N, T)`, ``'adj_matrix'``
+          :math:`(B, N, N)`, ``'edge_types'`` :math:`(B, N, N, R)`,
+          optional ``'node_mask'`` :math:`(B, N)` and ``'x'`` :math:`(B, N,
+          F_{in})`
+        - **output:** :math:`(B, N, F_{out})`, 0 at padded nodes
     """
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int,
                  num_node_types: int, num_relations: int, n_heads: int = 4,

@@ -23,6 +23,11 @@ class RelTemporalEncoding(torch.nn.Module):
         n_hid (int): Feature size :math:`D`.
         max_len (int, optional): Number of distinct relative times.
             (default: :obj:`240`)
+
+    Shapes:
+        - **input:** features ``x`` :math:`(E, D)`, relative times ``t``
+          :math:`(E)` in ``[0, max_len)``
+        - **output:** :math:`(E, D)`
     """
     def __init__(self, n_hid: int, max_len: int = 240):
         super().__init__()
