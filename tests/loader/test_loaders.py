@@ -150,6 +150,23 @@ def assert_same_frequencies(a, b, draws):
     assert ((a - b).abs() <= slack).all(), (a - b).abs().max()
 
 
+def assert_matches_reference(loader, reference, draws):
+    """Per node type, each node's inclusion frequency over ``draws``
+    batches of ``loader`` matches that over as many ``reference()`` draws
+    (``{node type: n_id list}``)."""
+    ours = {nt: [] for nt in NODES}
+    theirs = {nt: [] for nt in NODES}
+    for _ in range(draws):
+        batch = next(iter(loader))
+        n_id = reference()
+        for nt in NODES:
+            ours[nt].append(batch[nt].n_id.tolist())
+            theirs[nt].append(n_id[nt])
+    for nt, n in NODES.items():
+        assert_same_frequencies(inclusion(ours[nt], n),
+                                inclusion(theirs[nt], n), draws)
+
+
 @pytest.mark.parametrize('max_neighbors', [None, 2])
 def test_hgt_inclusion_frequencies_match_reference(max_neighbors):
     data = make_graph()
@@ -162,19 +179,9 @@ def test_hgt_inclusion_frequencies_match_reference(max_neighbors):
                        batch_size=3, max_neighbors=max_neighbors,
                        generator=torch.Generator().manual_seed(3))
     rng = random.Random(3)
-    ours = {nt: [] for nt in NODES}
-    theirs = {nt: [] for nt in NODES}
-    for _ in range(draws):
-        batch = next(iter(loader))
-        n_id, _ = ref.hgt_sample(edges, list(NODES), 'paper', seeds, num,
-                                 rng, max_neighbors)
-        for nt in NODES:
-            ours[nt].append(batch[nt].n_id.tolist())
-            theirs[nt].append(n_id[nt])
-    for nt, n in NODES.items():
-        assert_same_frequencies(inclusion(ours[nt], n),
-                                inclusion(theirs[nt], n), draws)
-
+    assert_matches_reference(loader, lambda: ref.hgt_sample(
+        edges, list(NODES), 'paper', seeds, num, rng, max_neighbors)[0],
+        draws)
 
 def test_neighbor_edge_frequency_is_fanout_over_degree():
     data = make_graph()
@@ -201,19 +208,8 @@ def test_neighbor_two_hop_frequencies_match_reference():
                             batch_size=2,
                             generator=torch.Generator().manual_seed(5))
     rng = random.Random(5)
-    ours = {nt: [] for nt in NODES}
-    theirs = {nt: [] for nt in NODES}
-    for _ in range(draws):
-        batch = next(iter(loader))
-        n_id, _ = ref.neighbor_sample(edges, list(NODES), 'paper', [0, 1],
-                                      fanout, rng)
-        for nt in NODES:
-            ours[nt].append(batch[nt].n_id.tolist())
-            theirs[nt].append(n_id[nt])
-    for nt, n in NODES.items():
-        assert_same_frequencies(inclusion(ours[nt], n),
-                                inclusion(theirs[nt], n), draws)
-
+    assert_matches_reference(loader, lambda: ref.neighbor_sample(
+        edges, list(NODES), 'paper', [0, 1], fanout, rng)[0], draws)
 
 @pytest.mark.parametrize('kind', list(LOADERS))
 def test_everything_sampled_equals_reference_exactly(kind):
