@@ -200,26 +200,24 @@ def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     return out.index_add_(0, index, src)
 
 
-def segment_max(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
-    """Row-wise max of ``src [E, H]`` per ``index``; ``-inf`` where empty.
-    No gradient (used only to stabilise the softmax)."""
-    src = src.detach()
-    out = src.new_full((dim_size, ) + src.shape[1:], float('-inf'))
-    idx = index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
-    return out.scatter_reduce_(0, idx, src, 'amax', include_self=True)
-
-
 def segment_softmax(score: Tensor, index: Tensor, dim_size: int,
+                    dim: int = 0,
                     out_dtype: Optional[torch.dtype] = None) -> Tensor:
-    """Softmax of ``score [E, H]`` over the edges that share ``index``,
-    accumulated in float32 whatever the input dtype."""
-    s = score.float()
-    m = segment_max(s, index, dim_size)
-    e = torch.exp(s - m.index_select(0, index))
-    den = scatter_sum(e, index, dim_size)
-    alpha = e / den.index_select(0, index)
-    return alpha.to(out_dtype or score.dtype)
-
+    """Softmax of ``score`` over the entries that share ``index`` along
+    ``dim`` (the other dimensions are independent, e.g. heads), in
+    :func:`accumulation_dtype`: the segment's max (a constant for the
+    gradient) is subtracted before ``exp``. Every sparse backend's softmax
+    over a target's in-edges is this one."""
+    s = score.to(accumulation_dtype(score))
+    shape = list(s.shape)
+    shape[dim] = dim_size
+    idx = index.view([-1 if i == dim else 1 for i in range(s.dim())])
+    top = s.new_full(shape, float('-inf')).scatter_reduce_(
+        dim, idx.expand_as(s), s.detach(), 'amax', include_self=True)
+    alpha = torch.exp(s - top.index_select(dim, index))
+    den = s.new_zeros(shape).index_add_(dim, index, alpha)
+    return (alpha / den.index_select(dim, index)).to(out_dtype or
+                                                     score.dtype)
 
 #: splitmix64's constants (as signed 64-bit integers for torch)
 _GOLDEN, _MIX1, _MIX2 = (c - 2**64 for c in (

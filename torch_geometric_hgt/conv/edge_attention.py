@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torch_geometric_hgt.ops import accumulation_dtype, chunk_ranges
+from torch_geometric_hgt.ops import (accumulation_dtype, chunk_ranges,
+                                     segment_softmax)
 
 
 def _offsets(index: Tensor, size: int) -> Tensor:
@@ -88,13 +89,8 @@ def attention_weights(qr: Tensor, k: Tensor, kt: Tensor, src: Tensor,
                       dst: Tensor, pair: Tensor, trow: Tensor,
                       num_nodes: int, chunk: int) -> Tensor:
     """``alpha [H, E]``: the scores' softmax over each target's edges."""
-    score = _dots(qr, pair, k, src, kt, trow, chunk)
-    idx = dst.expand_as(score)
-    top = score.new_full((score.size(0), num_nodes), float('-inf'))
-    top.scatter_reduce_(1, idx, score, 'amax')
-    alpha = torch.exp(score - top.index_select(1, dst))
-    den = score.new_zeros(top.shape).index_add_(1, dst, alpha)
-    return alpha / den.index_select(1, dst)
+    return segment_softmax(_dots(qr, pair, k, src, kt, trow, chunk), dst,
+                           num_nodes, dim=1)
 
 
 @torch.library.custom_op('torch_geometric_hgt::edge_attention_fwd',

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from torch_geometric_hgt.ops import accumulation_dtype, chunk_ranges
-from torch_geometric_hgt.ops import segment_max, type_order
+from torch_geometric_hgt.ops import segment_softmax, type_order
 
 
 def _gather(table: Tensor, idx: Tensor, tt: Tensor, trow: Tensor) -> Tensor:
@@ -107,10 +107,7 @@ def relation_attention_fwd(q: Tensor, k: Tensor, v: Tensor, kt: Tensor,
         k_e = _gather(k, c.src, kt, c.trow)
         score[a:b] = ((qa * s.unsqueeze(-1)).index_select(0, c.pair)
                       * k_e).sum(-1)
-    top = segment_max(score, dst, num_nodes)
-    alpha = torch.exp(score - top.index_select(0, dst))
-    den = torch.zeros(num_nodes, H, device=k.device, dtype=acc)
-    alpha /= den.index_add_(0, dst, alpha).index_select(0, dst)
+    alpha = segment_softmax(score, dst, num_nodes)
     agg = torch.zeros(num_nodes, H, d, device=k.device, dtype=acc)
     for a, b, c in _pair_chunks(key, src, trow, chunk, R):
         v_e = _gather(v, c.src, vt, c.trow) * alpha[a:b].unsqueeze(-1)
