@@ -1,8 +1,9 @@
 """Small tensor kernels shared by the backends."""
 import math
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 #: scores above the row's largest by more than this are capped before
@@ -272,3 +273,74 @@ def dropout_factor(keep: Tensor, p: float, dtype: torch.dtype) -> Tensor:
     """The factor a :func:`dropout_keep` mask multiplies by (the scale in
     ``dtype``'s precision, as the C kernels of the dense layer use it)."""
     return keep.to(dtype) * dropout_scale(p)
+
+
+# The typed update of every layer, given its parameter module ``p``
+# (:class:`~torch_geometric_hgt.HGTParameters`): output map, dropout, skip
+# gate and LayerNorm per node type. The dense layers' hand-written forms
+# (dense/math.py and the C kernels) are tested against update_soft.
+
+def gate_and_norm(p, y: Tensor, x: Tensor, node_type: Tensor,
+                  skip: Tensor,
+                  norm: Optional[Sequence[Tensor]]) -> Tensor:
+    """Dropout, skip gate (only when ``in_dim == out_dim``) and
+    LayerNorm of layer ``p``'s update ``y`` for hard types: each row takes its
+    type's ``skip [T]`` logit and ``norm`` affine rows (``[T, out]``
+    weight and bias, or ``None`` without norm)."""
+    # index_select, not w[node_type]: the latter's backward accumulates
+    # rows in threads on CPU, in an order that varies between runs
+    y = p.drop(y)
+    if p.in_dim == p.out_dim:
+        alpha = torch.sigmoid(skip.index_select(0, node_type))[:, None]
+        y = alpha * y + (1 - alpha) * x
+    if norm is not None:
+        weight, bias = (w.index_select(0, node_type) for w in norm)
+        y = F.layer_norm(y, (p.out_dim, ), eps=p.norms[0].eps)
+        y = y * weight + bias
+    return y
+
+
+def update_as_type(p, agg: Tensor, x: Tensor, t: int) -> Tensor:
+    """The update with every row taken as node type ``t``, written
+    plainly: the loop references' building block."""
+    y = p.drop(p.a_linears[t](F.gelu(agg)))
+    if p.in_dim == p.out_dim:
+        alpha = torch.sigmoid(p.skip[t])
+        y = alpha * y + (1 - alpha) * x
+    if p.use_norm:
+        y = p.norms[t](y)
+    return y
+
+
+def update_hard(p, x: Tensor, node_type: Tensor, a_out: Tensor) -> Tensor:
+    """The update for hard node types, given
+    ``a_out = W_a[type] gelu(agg) + b_a[type]`` per row."""
+    return gate_and_norm(p, a_out, x, node_type, p.skip, p.norm_weight())
+
+
+def update_soft(p, agg: Tensor, x: Tensor, P: Tensor,
+                dropout_per_type: bool = True) -> Tensor:
+    """``sum_t P[..., t] * update_t(agg, x)`` for soft node types:
+    ``agg [..., out_dim]``, ``x [..., in_dim]``, ``P [..., T]``. In
+    training, dropout draws one mask per type, or with
+    ``dropout_per_type=False`` one mask shared by all types (6x fewer
+    random draws; for one-hot types the same distribution)."""
+    w, b, keep_x = p.gated_a_weight()
+    T, D = w.size(0), p.out_dim
+    y = F.linear(F.gelu(agg), w.reshape(T * D, -1),
+                 b.reshape(-1)).unflatten(-1, (T, D))
+    if dropout_per_type:
+        y = p.drop(y)
+    elif p.training and p.drop.p > 0:
+        keep = dropout_keep(y.shape[:-2] + (1, D), p.drop.p, y.device)
+        y = y * dropout_factor(keep, p.drop.p, y.dtype)
+    if keep_x is not None:
+        y = torch.addcmul(y, x.unsqueeze(-2), keep_x.unsqueeze(-1))
+    norm = p.norm_weight()
+    if norm is not None:
+        y = torch.addcmul(norm[1], F.layer_norm(y, (D, ),
+                                                eps=p.norms[0].eps),
+                          norm[0])
+    # a product and a sum, not einsum: that becomes one tiny matmul
+    # per node, with a copy each
+    return (y * P.unsqueeze(-1).to(y.dtype)).sum(-2)

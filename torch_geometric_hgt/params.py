@@ -1,15 +1,14 @@
 """The one parameter module every HGT layer shares (pyHGT's state_dict
 layout)."""
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import LayerNorm, Linear, ModuleList, Parameter
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.ops import dropout_factor, dropout_keep, query_fold
+from torch_geometric_hgt.ops import query_fold
 
 
 class RelTemporalEncoding(torch.nn.Module):
@@ -208,70 +207,6 @@ class HGTParameters(torch.nn.Module):
             return None
         return (torch.stack([n.weight for n in self.norms]),
                 torch.stack([n.bias for n in self.norms]))
-
-    def gate_and_norm(self, y: Tensor, x: Tensor, node_type: Tensor,
-                      skip: Tensor,
-                      norm: Optional[Sequence[Tensor]]) -> Tensor:
-        """Dropout, skip gate (only when ``in_dim == out_dim``) and
-        LayerNorm of the update ``y`` for hard types: each row takes its
-        type's ``skip [T]`` logit and ``norm`` affine rows (``[T, out]``
-        weight and bias, or ``None`` without norm)."""
-        # index_select, not w[node_type]: the latter's backward accumulates
-        # rows in threads on CPU, in an order that varies between runs
-        y = self.drop(y)
-        if self.in_dim == self.out_dim:
-            alpha = torch.sigmoid(skip.index_select(0, node_type))[:, None]
-            y = alpha * y + (1 - alpha) * x
-        if norm is not None:
-            weight, bias = (w.index_select(0, node_type) for w in norm)
-            y = F.layer_norm(y, (self.out_dim, ), eps=self.norms[0].eps)
-            y = y * weight + bias
-        return y
-
-    def update_as_type(self, agg: Tensor, x: Tensor, t: int) -> Tensor:
-        """The update with every row taken as node type ``t``, written
-        plainly: the loop references' building block."""
-        y = self.drop(self.a_linears[t](F.gelu(agg)))
-        if self.in_dim == self.out_dim:
-            alpha = torch.sigmoid(self.skip[t])
-            y = alpha * y + (1 - alpha) * x
-        if self.use_norm:
-            y = self.norms[t](y)
-        return y
-
-    def update_hard(self, x: Tensor, node_type: Tensor,
-                    a_out: Tensor) -> Tensor:
-        """The update for hard node types, given
-        ``a_out = W_a[type] gelu(agg) + b_a[type]`` per row."""
-        return self.gate_and_norm(a_out, x, node_type, self.skip,
-                                  self.norm_weight())
-
-    def update_soft(self, agg: Tensor, x: Tensor, P: Tensor,
-                    dropout_per_type: bool = True) -> Tensor:
-        """``sum_t P[..., t] * update_t(agg, x)`` for soft node types:
-        ``agg [..., out_dim]``, ``x [..., in_dim]``, ``P [..., T]``. In
-        training, dropout draws one mask per type, or with
-        ``dropout_per_type=False`` one mask shared by all types (6x fewer
-        random draws; for one-hot types the same distribution)."""
-        w, b, keep_x = self.gated_a_weight()
-        T, D = w.size(0), self.out_dim
-        y = F.linear(F.gelu(agg), w.reshape(T * D, -1),
-                     b.reshape(-1)).unflatten(-1, (T, D))
-        if dropout_per_type:
-            y = self.drop(y)
-        elif self.training and self.drop.p > 0:
-            keep = dropout_keep(y.shape[:-2] + (1, D), self.drop.p, y.device)
-            y = y * dropout_factor(keep, self.drop.p, y.dtype)
-        if keep_x is not None:
-            y = torch.addcmul(y, x.unsqueeze(-2), keep_x.unsqueeze(-1))
-        norm = self.norm_weight()
-        if norm is not None:
-            y = torch.addcmul(norm[1], F.layer_norm(y, (D, ),
-                                                    eps=self.norms[0].eps),
-                              norm[0])
-        # a product and a sum, not einsum: that becomes one tiny matmul
-        # per node, with a copy each
-        return (y * P.unsqueeze(-1).to(y.dtype)).sum(-2)
 
     def check_sparse(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
                      edge_type: Tensor, edge_time: Optional[Tensor]):

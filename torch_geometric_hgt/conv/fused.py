@@ -13,7 +13,7 @@ from torch_geometric_hgt.conv.relation_attention import relation_attention
 from torch_geometric_hgt.ops import (fold_relations_by_head, query_fold,
                                      relation_matmul, sum_relations_by_head,
                                      type_order, typed_linear,
-                                     typed_linear_sorted)
+                                     typed_linear_sorted, update_hard)
 from torch_geometric_hgt.params import HGTParameters
 
 
@@ -51,7 +51,7 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
                                p.relation_msg, chunk, fold_per_chunk, rte)
     if fold_per_chunk:  # accumulated in float32
         agg = agg.to(x.dtype)
-    out = p.update_hard(x, node_type, lin(F.gelu(agg.reshape(N, D)),
+    out = update_hard(p, x, node_type, lin(F.gelu(agg.reshape(N, D)),
                                           *p.a_weight()))
     if rank is not None:
         out = out.index_select(0, rank)

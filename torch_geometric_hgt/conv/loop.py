@@ -5,6 +5,7 @@ from torch import Tensor
 from torch_geometric.utils import softmax
 
 from torch_geometric_hgt.conv.base import SparseHGTConv
+from torch_geometric_hgt.ops import update_as_type
 
 
 class LoopHGTConv(SparseHGTConv):
@@ -92,6 +93,7 @@ class LoopHGTConv(SparseHGTConv):
         for target_type in range(self.num_types):
             idx = node_type == target_type
             if bool(idx.any()):
-                res[idx] = self.update_as_type(
-                    aggr_out[idx], node_inp[idx], target_type).to(res.dtype)
+                res[idx] = update_as_type(self, aggr_out[idx],
+                                          node_inp[idx],
+                                          target_type).to(res.dtype)
         return res

@@ -32,7 +32,7 @@ from torch_geometric_hgt.conv.edge_attention import (aggregate,
                                                      score_backward,
                                                      value_backward)
 from torch_geometric_hgt.ops import (accumulation_dtype,
-                                     fold_relations_by_head,
+                                     fold_relations_by_head, gate_and_norm,
                                      sum_relations_by_head, type_order,
                                      typed_linear_sorted)
 from torch_geometric_hgt.params import HGTParameters
@@ -112,7 +112,7 @@ def _update(p: HGTParameters, x: Tensor, node_type: Tensor, u: Tensor,
     """The chunk's output from its per-pair sums ``u [H, n R, d]``."""
     agg = sum_relations_by_head(u, msg).reshape(x.size(0), p.out_dim)
     y = typed_linear_sorted(F.gelu(agg.to(x.dtype)), sizes, w_a, b_a)
-    return p.gate_and_norm(y, x, node_type, skip, norm or None)
+    return gate_and_norm(p, y, x, node_type, skip, norm or None)
 
 
 def _project(p: HGTParameters, plan: _Plan, x: Tensor, w: Tensor,

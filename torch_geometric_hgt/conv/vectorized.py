@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from torch_geometric_hgt.ops import (query_fold, scatter_sum, segment_softmax,
-                                     typed_linear)
+                                     typed_linear, update_hard)
 from torch_geometric_hgt.conv.base import SparseHGTConv
 
 
@@ -45,7 +45,7 @@ class VectorizedHGTConv(SparseHGTConv):
                                           self.relation_msg, rte)
         a_out = typed_linear(F.gelu(agg.reshape(N, D)), node_type,
                              *self.a_weight())
-        out = self.update_hard(x, node_type, a_out)
+        out = update_hard(self, x, node_type, a_out)
         return self._result(out, alpha, return_attention_weights)
 
 

@@ -7,7 +7,7 @@ from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.chunking import chunked
 from torch_geometric_hgt.dense.function import dense_layer, supported
 from torch_geometric_hgt.dense.math import edge_weights
-from torch_geometric_hgt.ops import EXP_CAP
+from torch_geometric_hgt.ops import EXP_CAP, update_soft
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
 
@@ -172,7 +172,7 @@ class DenseHGTConv(HGTParameters):
         w_m = self.relation_msg.to(u.dtype).transpose(0, 1)
         agg = torch.bmm(u.view(H, B * N, R * d), w_m.reshape(H, R * d, d))
         agg = agg.transpose(0, 1).reshape(B, N, H * d)
-        out = self.update_soft(agg, x, P, dropout_per_type=False)
+        out = update_soft(self, agg, x, P, dropout_per_type=False)
         if node_mask is not None:
             out = out * node_mask.unsqueeze(-1).to(out.dtype)
         return out
