@@ -177,7 +177,11 @@ def to_hetero_data(data: HeteroData, sample: Sample, input_type: NodeType,
 
 class SeedLoader(DataLoader):
     """A :class:`torch.utils.data.DataLoader` over batches of seed nodes
-    whose collate function samples a subgraph around each batch."""
+    whose collate function samples a subgraph around each batch; a
+    subclass defines :meth:`sample`."""
+
+    #: whether batches carry ``num_sampled_nodes`` / ``num_sampled_edges``
+    per_hop = False
 
     def __init__(self, data: HeteroData, input_nodes: InputNodes,
                  batch_size: int, shuffle: bool, drop_last: bool,
@@ -212,6 +216,9 @@ class SeedLoader(DataLoader):
 
     def sample(self, seeds: Tensor, seed_time: Optional[Tensor],
                generator: torch.Generator) -> Sample:
+        """The subgraph around ``seeds`` (global ids of the input type,
+        with their times for temporal sampling), drawn from
+        ``generator``."""
         raise NotImplementedError
 
     def collate(self, key: Tuple[Tensor, int]) -> HeteroData:
@@ -220,15 +227,13 @@ class SeedLoader(DataLoader):
         positions = positions.to(device)
         generator = torch.Generator(device=device).manual_seed(seed)
         seed_time = None if self.input_time is None else \
-            self.input_time[positions]
-        sample = self.sample(self.input_nodes[positions], seed_time,
-                             generator)
+            self.input_time.index_select(0, positions)
+        sample = self.sample(self.input_nodes.index_select(0, positions),
+                             seed_time, generator)
         batch = to_hetero_data(self.data, sample, self.input_type,
                                positions, self.time_attr,
                                per_hop=self.per_hop)
         return batch if self.transform is None else self.transform(batch)
-
-    per_hop = False
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}()'

@@ -87,9 +87,6 @@ class NeighborLoader(SeedLoader):
         return neighbor_sample(self.graph, self.input_type, seeds,
                                self.num_neighbors, generator, seed_time)
 
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}()'
-
 
 def expand_num_neighbors(data: HeteroData, num_neighbors: NumNeighbors
                          ) -> Dict[EdgeType, List[int]]:
