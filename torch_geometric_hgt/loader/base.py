@@ -116,11 +116,27 @@ def check_sizes(name: str, sizes, least: int) -> list:
     return list(sizes)
 
 
-def check_hops(name: str, per_type: dict) -> None:
-    lengths = {len(v) for v in per_type.values()}
+def sizes_per_type(name: str, sizes, types: list, least: int) -> dict:
+    """``sizes`` (one list for every type, or a dict per type; types left
+    out get zeros) as a list of ints ``>= least`` per type of ``types``,
+    all of one length (the hops), or a clear error."""
+    if not isinstance(sizes, dict):
+        sizes = check_sizes(f"'{name}'", sizes, least)
+        return {t: sizes for t in types}
+    keys = {t: tuple(t) if isinstance(t, (tuple, list)) else t
+            for t in sizes}
+    unknown = [t for t in keys.values() if t not in types]
+    if unknown:
+        raise ValueError(f"'{name}' names types {unknown} that are not in "
+                         f"the graph {types}")
+    given = {keys[t]: check_sizes(f"{name}[{t!r}]", v, least)
+             for t, v in sizes.items()}
+    lengths = {len(v) for v in given.values()}
     if len(lengths) > 1:
         raise ValueError(f"'{name}' lists must all have one entry per hop "
                          f"(got lengths {sorted(lengths)})")
+    hops = lengths.pop() if lengths else 0
+    return {t: given.get(t, [0] * hops) for t in types}
 
 
 def edge_device(data: HeteroData) -> torch.device:

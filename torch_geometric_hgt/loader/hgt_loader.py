@@ -8,8 +8,8 @@ from torch_geometric.data import HeteroData
 from torch_geometric.typing import NodeType
 
 from torch_geometric_hgt.loader.base import (InputNodes, SeedLoader,
-                                             check_data, check_hops,
-                                             check_sizes)
+                                             check_data, check_sizes,
+                                             sizes_per_type)
 from torch_geometric_hgt.loader.sampling import Sample, hgt_sample
 
 NumSamples = Union[List[int], Dict[NodeType, List[int]]]
@@ -78,7 +78,8 @@ class HGTLoader(SeedLoader):
                  generator: Optional[torch.Generator] = None,
                  transform: Optional[Callable] = None, **kwargs):
         check_data(data)
-        self.num_samples = expand_num_samples(data, num_samples)
+        self.num_samples = sizes_per_type('num_samples', num_samples,
+                                          data.node_types, 0)
         if max_neighbors is not None:
             check_sizes("'max_neighbors'", [max_neighbors], 1)
         self.max_neighbors = max_neighbors
@@ -92,19 +93,3 @@ class HGTLoader(SeedLoader):
                           self.num_samples, self.max_neighbors, generator,
                           seed_time)
 
-
-def expand_num_samples(data: HeteroData, num_samples: NumSamples
-                       ) -> Dict[NodeType, List[int]]:
-    """``num_samples`` per node type of ``data``, checked."""
-    if isinstance(num_samples, dict):
-        unknown = [nt for nt in num_samples if nt not in data.node_types]
-        if unknown:
-            raise ValueError(f"'num_samples' names node types {unknown} "
-                             f"that are not in the graph {data.node_types}")
-        given = {nt: check_sizes(f"num_samples['{nt}']", v, 0)
-                 for nt, v in num_samples.items()}
-        check_hops('num_samples', given)
-        hops = len(next(iter(given.values()), []))
-        return {nt: given.get(nt, [0] * hops) for nt in data.node_types}
-    sizes = check_sizes("'num_samples'", num_samples, 0)
-    return {nt: sizes for nt in data.node_types}

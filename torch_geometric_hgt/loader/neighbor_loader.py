@@ -9,8 +9,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.typing import EdgeType
 
 from torch_geometric_hgt.loader.base import (InputNodes, SeedLoader,
-                                             check_data, check_hops,
-                                             check_sizes)
+                                             check_data, sizes_per_type)
 from torch_geometric_hgt.loader.sampling import Sample, neighbor_sample
 
 NumNeighbors = Union[List[int], Dict[EdgeType, List[int]]]
@@ -77,7 +76,8 @@ class NeighborLoader(SeedLoader):
                  generator: Optional[torch.Generator] = None,
                  transform: Optional[Callable] = None, **kwargs):
         check_data(data)
-        self.num_neighbors = expand_num_neighbors(data, num_neighbors)
+        self.num_neighbors = sizes_per_type('num_neighbors', num_neighbors,
+                                            data.edge_types, -1)
         super().__init__(data, input_nodes, batch_size, shuffle, drop_last,
                          generator, time_attr, input_time, transform,
                          **kwargs)
@@ -87,20 +87,3 @@ class NeighborLoader(SeedLoader):
         return neighbor_sample(self.graph, self.input_type, seeds,
                                self.num_neighbors, generator, seed_time)
 
-
-def expand_num_neighbors(data: HeteroData, num_neighbors: NumNeighbors
-                         ) -> Dict[EdgeType, List[int]]:
-    """``num_neighbors`` per edge type of ``data``, checked."""
-    if isinstance(num_neighbors, dict):
-        unknown = [et for et in num_neighbors if tuple(et) not in
-                   data.edge_types]
-        if unknown:
-            raise ValueError(f"'num_neighbors' names edge types {unknown} "
-                             f"that are not in the graph {data.edge_types}")
-        given = {tuple(et): check_sizes(f"num_neighbors[{et}]", v, -1)
-                 for et, v in num_neighbors.items()}
-        check_hops('num_neighbors', given)
-        hops = len(next(iter(given.values()), []))
-        return {et: given.get(et, [0] * hops) for et in data.edge_types}
-    sizes = check_sizes("'num_neighbors'", num_neighbors, -1)
-    return {et: sizes for et in data.edge_types}
