@@ -6,7 +6,7 @@ from torch import Tensor
 from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.chunking import chunked
 from torch_geometric_hgt.dense.function import dense_layer, supported
-from torch_geometric_hgt.dense.math import edge_weights
+from torch_geometric_hgt.dense import math as M
 from torch_geometric_hgt.ops import EXP_CAP, update_soft
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
@@ -137,28 +137,23 @@ class DenseHGTConv(HGTParameters):
 
     def _forward(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
                  node_mask: Optional[Tensor]) -> Tensor:
+        """The layer through autograd (half precision, autocast,
+        ``torch.compile``, checkpointing): the products of the
+        hand-written path (:mod:`~torch_geometric_hgt.dense.math`), with a
+        softmax that accumulates in float32 and keeps its graph."""
         B, N, _ = x.shape
         H, d = self.n_heads, self.d_k
+        w, s = M.layer_weights(self), M.layer_sizes(self)
+        P = P.to(x.dtype)
+        xf, Pf = x.reshape(B * N, -1), P.reshape(B * N, -1)
         # sum_t P_t (W_t x + b_t) as one GEMM of [P_t x_t..., P] against
         # stacked [W_t^T..., b]: no [B, N, T, 3F] output to reduce
-        w, b = self.kqv_weight()
-        P = P.to(x.dtype)
-        z = torch.cat([(P.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2), P],
-                      -1)
-        kqv = z @ torch.cat([w.transpose(1, 2).flatten(0, 1), b], 0)
-        # head-major [H, B N, d]: every product below is one bmm over
-        # heads (and graphs) with no permutation of its output
-        k, q, v = kqv.view(B * N, 3, H, d).permute(1, 2, 0, 3).unbind(0)
-        R = self.num_relations
-        w_q = self.query_fold_weight().to(q.dtype)
-        qa = torch.bmm(q, w_q.permute(1, 2, 0, 3).reshape(H, d, R * d))
-        # s[h b, j, i R + r] = k_j . (q_i A_r): sources first, the layout
-        # of adj and edge_types (and a faster bmm than targets first)
-        s = torch.bmm(k.reshape(H * B, N, d),
-                      qa.view(H * B, N * R, d).transpose(1, 2))
-        E = E.to(s.dtype)
-        score = (s.view(H, B, N, N, R) * E).sum(-1).float()  # [H, B, j, i]
-        a = edge_weights(adj.float(), node_mask)
+        kqv = torch.cat([M.typed_input(xf, Pf), Pf], -1) @ w.kqv
+        k, q, v = M.heads(kqv, H, d, B)
+        pair = M.pair_products(k, torch.bmm(q, w.query_fold.to(q.dtype)), s)
+        E = E.to(pair.dtype)
+        score = (pair.view(H, B, N, N, -1) * E).sum(-1).float()
+        a = M.edge_weights(adj.float(), node_mask)
         edge = a > 0
         top = score.masked_fill(~edge, float('-inf')).amax(-2, keepdim=True)
         top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
@@ -166,11 +161,9 @@ class DenseHGTConv(HGTParameters):
         den = e.sum(-2, keepdim=True)
         # targets without a positive adj: alpha = 0, no gradient
         alpha = torch.where(den > 0, e / den.clamp_min(1e-30),
-                            torch.zeros_like(e)).to(s.dtype)
-        coef = (alpha.unsqueeze(-1) * E).reshape(H * B, N, N * R)
-        u = torch.bmm(coef.transpose(1, 2), v.reshape(H * B, N, d))
-        w_m = self.relation_msg.to(u.dtype).transpose(0, 1)
-        agg = torch.bmm(u.view(H, B * N, R * d), w_m.reshape(H, R * d, d))
+                            torch.zeros_like(e)).to(pair.dtype)
+        agg = M.aggregate(alpha, E, v, w._replace(msg=w.msg.to(v.dtype)), B,
+                          s)[0]
         agg = agg.transpose(0, 1).reshape(B, N, H * d)
         out = update_soft(self, agg, x, P, dropout_per_type=False)
         if node_mask is not None:

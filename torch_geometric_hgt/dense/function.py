@@ -15,7 +15,7 @@ from torch_geometric_hgt.dense.chunking import (chunk_slices,
                                                 resolve_chunk_size,
                                                 run_workers)
 from torch_geometric_hgt.dense.math import (Saved, Sizes, Weights,
-                                            layer_weights,
+                                            layer_sizes, layer_weights,
                                             transposed_weights)
 
 
@@ -114,10 +114,7 @@ def dense_layer(layer, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     """``layer``'s forward (a :class:`DenseHGTConv`) over chunks of
     ``chunk_size`` graphs, differentiable through
     :class:`DenseLayerFunction`."""
-    s = Sizes(layer.in_dim, layer.out_dim, layer.num_types,
-              layer.num_relations, layer.n_heads,
-              layer.drop.p if layer.training else 0.0,
-              layer.norms[0].eps if layer.use_norm else 1e-5)
+    s = layer_sizes(layer)
     size = resolve_chunk_size(chunk_size, x.size(0), x.device)
     # (the per-graph products view them flat, the C kernels read them so)
     P, adj, E = (t.to(x.dtype).contiguous() for t in (P, adj, E))

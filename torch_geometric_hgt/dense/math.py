@@ -63,6 +63,15 @@ def layer_weights(layer) -> Weights:
                    keep_x, *(norm if norm is not None else (None, None)))
 
 
+def layer_sizes(layer) -> Sizes:
+    """The :class:`Sizes` of a :class:`~torch_geometric_hgt.DenseHGTConv`
+    in its current mode (dropout 0 in eval mode)."""
+    return Sizes(layer.in_dim, layer.out_dim, layer.num_types,
+                 layer.num_relations, layer.n_heads,
+                 layer.drop.p if layer.training else 0.0,
+                 layer.norms[0].eps if layer.use_norm else 1e-5)
+
+
 def typed_input(x: Tensor, P: Tensor) -> Tensor:
     """``[P_t x...]``: its product with the stacked weights plus ``P`` times
     the stacked biases is ``sum_t P_t (W_t x + b_t)``."""
@@ -96,7 +105,7 @@ def aggregate(alpha: Tensor, E: Tensor, v: Tensor, w: Weights, b: int,
     per-relation sums it goes through."""
     H, R, d = s.n_heads, s.num_relations, s.d
     N = alpha.size(-1)
-    coef = (alpha.unsqueeze(-1) * E).view(H * b, N, N * R)
+    coef = (alpha.unsqueeze(-1) * E).reshape(H * b, N, N * R)
     u = torch.bmm(coef.transpose(1, 2), v)  # [H b, N R, d]
     agg = torch.bmm(u.view(H, b * N, R * d), w.msg)  # [H, n, d]
     return agg, u, coef
