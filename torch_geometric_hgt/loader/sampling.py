@@ -154,12 +154,18 @@ class _State:
         return torch.cat(parts) if parts else \
             self.graph.time[nt].new_empty(0)
 
-    def sample(self, edge_index, e_id, edge_counts) -> Sample:
-        return Sample({nt: s.n_id() for nt, s in self.sets.items()},
-                      edge_index, e_id,
-                      {nt: self.seed_time(nt) for nt in self.sets}
-                      if self.temporal else None,
-                      self.counts, edge_counts)
+    def nodes(self) -> Tuple[Dict[NodeType, Tensor],
+                             Optional[Dict[NodeType, Tensor]]]:
+        """Every type's ``n_id`` and (temporal sampling) seed times, each
+        concatenated once."""
+        return ({nt: s.n_id() for nt, s in self.sets.items()},
+                {nt: self.seed_time(nt) for nt in self.sets}
+                if self.temporal else None)
+
+    def sample(self, edge_index, e_id, edge_counts, nodes=None) -> Sample:
+        n_id, times = self.nodes() if nodes is None else nodes
+        return Sample(n_id, edge_index, e_id, times, self.counts,
+                      edge_counts)
 
 
 def neighbor_sample(graph: Graph, seed_type: NodeType, seeds: Tensor,
@@ -291,10 +297,11 @@ def hgt_sample(graph: Graph, seed_type: NodeType, seeds: Tensor,
             if nt not in new:
                 state.counts[nt].append(0)
         add_budget(new)
+    n_id, times = nodes = state.nodes()
     edge_index, e_id = {}, {}
     for et, csc in graph.csc.items():
-        dst = state.sets[et[2]].n_id()
-        start, count = eligible(graph, et, dst, state.seed_time(et[2]))
+        start, count = eligible(graph, et, n_id[et[2]],
+                                None if times is None else times[et[2]])
         pos, owner = segments(start, count)
         src, e = csc.edges.index_select(0, pos).unbind(1)
         src = state.sets[et[0]].local(src)
@@ -302,4 +309,4 @@ def hgt_sample(graph: Graph, seed_type: NodeType, seeds: Tensor,
         edge_index[et] = torch.stack([src[keep], owner[keep]])
         e_id[et] = e[keep]
     return state.sample(edge_index, e_id,
-                        {et: [e.numel()] for et, e in e_id.items()})
+                        {et: [e.numel()] for et, e in e_id.items()}, nodes)
