@@ -220,6 +220,27 @@ def segment_softmax(score: Tensor, index: Tensor, dim_size: int,
     return (alpha / den.index_select(dim, index)).to(out_dtype or
                                                      score.dtype)
 
+def adjacency_softmax(score: Tensor, a: Tensor) -> Tensor:
+    """Softmax weights of a soft graph's edges, before the edge weights:
+    ``softmax_j`` of ``score [..., j, i]`` over the sources ``j`` with
+    ``a > 0``, weighted by ``a``, i.e. ``alpha = a * result``. Targets
+    without a positive ``a`` get 0 (and no gradient). The column max (a
+    constant for the gradient) is subtracted and exponents are capped at
+    :data:`EXP_CAP`. In place on fresh temporaries when ``score`` needs no
+    gradient. Every dense backend's softmax is this one (the C kernel
+    mirrors it)."""
+    top = score.detach().masked_fill(a <= 0, float('-inf')).amax(
+        -2, keepdim=True)
+    top = top.masked_fill_(torch.isinf(top), 0.)
+    if score.requires_grad or a.requires_grad:
+        expo = torch.exp((score - top).clamp(max=EXP_CAP))
+    else:
+        expo = (score - top).clamp_(max=EXP_CAP).exp_()
+    den = (a * expo).sum(-2, keepdim=True)
+    return torch.where(den > 0, expo / den.clamp(min=1e-30),
+                       torch.zeros_like(expo))
+
+
 #: splitmix64's constants (as signed 64-bit integers for torch)
 _GOLDEN, _MIX1, _MIX2 = (c - 2**64 for c in (
     0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
@@ -318,24 +339,48 @@ def update_hard(p, x: Tensor, node_type: Tensor, a_out: Tensor) -> Tensor:
     return gate_and_norm(p, a_out, x, node_type, p.skip, p.norm_weight())
 
 
+def soft_update_terms(h: Tensor, x: Tensor, weight: Tensor, bias: Tensor,
+                      keep_x: Optional[Tensor], keep: Optional[Tensor] = None,
+                      p: float = 0.0) -> Tensor:
+    """The gated update of every node type before the norm, ``[n, T,
+    out]``: ``drop(h W_t + b_t) + (1 - g_t) x`` for rows ``h = gelu(agg)
+    [n, out]`` and ``x [n, in]``, ``weight [out, T out]`` (gate folded in,
+    see :meth:`~torch_geometric_hgt.HGTParameters.gated_a_weight`), ``bias
+    [T out]``, ``keep_x [T]`` (``1 - g_t``; None without skip) and
+    ``keep`` a :func:`dropout_keep` mask of probability ``p`` broadcasting
+    to ``[n, T, out]`` (None: no dropout)."""
+    D = weight.size(0)
+    y = torch.addmm(bias, h, weight).view(h.size(0), bias.numel() // D, D)
+    if keep is not None:
+        y = y.mul_(dropout_factor(keep, p, y.dtype))
+    if keep_x is not None:
+        y = y.addcmul_(x.unsqueeze(1), keep_x.view(1, -1, 1).to(y.dtype))
+    return y
+
+
 def update_soft(p, agg: Tensor, x: Tensor, P: Tensor,
                 dropout_per_type: bool = True) -> Tensor:
     """``sum_t P[..., t] * update_t(agg, x)`` for soft node types:
     ``agg [..., out_dim]``, ``x [..., in_dim]``, ``P [..., T]``. In
-    training, dropout draws one mask per type, or with
-    ``dropout_per_type=False`` one mask shared by all types (6x fewer
-    random draws; for one-hot types the same distribution)."""
+    training, dropout draws one mask per type (torch's dropout), or with
+    ``dropout_per_type=False`` one :func:`dropout_keep` mask shared by all
+    types (6x fewer random draws; for one-hot types the same
+    distribution)."""
     w, b, keep_x = p.gated_a_weight()
-    T, D = w.size(0), p.out_dim
-    y = F.linear(F.gelu(agg), w.reshape(T * D, -1),
-                 b.reshape(-1)).unflatten(-1, (T, D))
+    T, D, lead = w.size(0), p.out_dim, agg.shape[:-1]
+    h = F.gelu(agg).reshape(-1, agg.size(-1))
+    x = x.reshape(h.size(0), -1)
+    weight, bias = w.flatten(0, 1).t(), b.flatten()
     if dropout_per_type:
-        y = p.drop(y)
-    elif p.training and p.drop.p > 0:
-        keep = dropout_keep(y.shape[:-2] + (1, D), p.drop.p, y.device)
-        y = y * dropout_factor(keep, p.drop.p, y.dtype)
-    if keep_x is not None:
-        y = torch.addcmul(y, x.unsqueeze(-2), keep_x.unsqueeze(-1))
+        y = p.drop(soft_update_terms(h, x, weight, bias, None))
+        if keep_x is not None:
+            y = torch.addcmul(y, x.unsqueeze(1),
+                              keep_x.view(1, -1, 1).to(y.dtype))
+    else:
+        keep = None
+        if p.training and p.drop.p > 0:
+            keep = dropout_keep((h.size(0), 1, D), p.drop.p, h.device)
+        y = soft_update_terms(h, x, weight, bias, keep_x, keep, p.drop.p)
     norm = p.norm_weight()
     if norm is not None:
         y = torch.addcmul(norm[1], F.layer_norm(y, (D, ),
@@ -343,4 +388,5 @@ def update_soft(p, agg: Tensor, x: Tensor, P: Tensor,
                           norm[0])
     # a product and a sum, not einsum: that becomes one tiny matmul
     # per node, with a copy each
-    return (y * P.unsqueeze(-1).to(y.dtype)).sum(-2)
+    P = P.reshape(-1, T, 1).to(y.dtype)
+    return (y * P).sum(-2).view(*lead, D)

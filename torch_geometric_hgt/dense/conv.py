@@ -7,7 +7,7 @@ from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.chunking import chunked
 from torch_geometric_hgt.dense.function import dense_layer, supported
 from torch_geometric_hgt.dense import math as M
-from torch_geometric_hgt.ops import EXP_CAP, update_soft
+from torch_geometric_hgt.ops import adjacency_softmax, update_soft
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
 
@@ -154,14 +154,7 @@ class DenseHGTConv(HGTParameters):
         E = E.to(pair.dtype)
         score = (pair.view(H, B, N, N, -1) * E).sum(-1).float()
         a = M.edge_weights(adj.float(), node_mask)
-        edge = a > 0
-        top = score.masked_fill(~edge, float('-inf')).amax(-2, keepdim=True)
-        top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
-        e = a * torch.exp((score - top.detach()).clamp(max=EXP_CAP))
-        den = e.sum(-2, keepdim=True)
-        # targets without a positive adj: alpha = 0, no gradient
-        alpha = torch.where(den > 0, e / den.clamp_min(1e-30),
-                            torch.zeros_like(e)).to(pair.dtype)
+        alpha = (a * adjacency_softmax(score, a)).to(pair.dtype)
         agg = M.aggregate(alpha, E, v, w._replace(msg=w.msg.to(v.dtype)), B,
                           s)[0]
         agg = agg.transpose(0, 1).reshape(B, N, H * d)

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torch_geometric_hgt.ops import EXP_CAP, dropout_factor
+from torch_geometric_hgt.ops import (adjacency_softmax, dropout_factor,
+                                     soft_update_terms)
 
 
 @dataclass(frozen=True)
@@ -128,27 +129,17 @@ def attend(kqv: Tensor, a: Tensor, E: Tensor, w: Weights, s: Sizes,
     k, q, v = heads(kqv, s.n_heads, s.d, b)
     pair = pair_products(k, torch.bmm(q, w.query_fold), s)
     score = (pair.view(s.n_heads, b, N, N, -1) * E).sum(-1)  # [H, b, j, i]
-    top = score.masked_fill(a <= 0, float('-inf')).amax(-2, keepdim=True)
-    top.masked_fill_(torch.isinf(top), 0.)
-    expo = (score - top).clamp_(max=EXP_CAP).exp_()
-    den = (a * expo).sum(-2, keepdim=True)
-    # targets without a positive adj: alpha = 0, no gradient
-    expo = torch.where(den > 0, expo / den.clamp(min=1e-30), 0.)
+    expo = adjacency_softmax(score, a)
     return expo, aggregate(a * expo, E, v, w, b, s)[0]
 
 
 def updated(agg: Tensor, x: Tensor, w: Weights, keep: Optional[Tensor],
             s: Sizes) -> Tuple[Tensor, Tensor]:
-    """``gelu(agg)`` and the gated update of every type ``[n, T, out]``
-    before the norm: dropout(W_t h + b_t) g_t + (1 - g_t) x."""
+    """``gelu(agg)`` and :func:`~torch_geometric_hgt.ops.soft_update_terms`
+    ``[n, T, out]`` of a chunk's rows with dropout mask ``keep``."""
     h = F.gelu(agg)
-    y = torch.addmm(w.out_bias, h, w.out).view(agg.size(0), s.num_types,
-                                               s.out_dim)
-    if keep is not None:
-        y.mul_(keep)
-    if w.keep_x is not None:
-        y.addcmul_(x.unsqueeze(1), w.keep_x.view(1, -1, 1))
-    return h, y
+    return h, soft_update_terms(h, x, w.out, w.out_bias, w.keep_x, keep,
+                                s.dropout)
 
 
 def update_forward(agg: Tensor, x: Tensor, P: Tensor,
@@ -156,8 +147,7 @@ def update_forward(agg: Tensor, x: Tensor, P: Tensor,
                    ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
     """``sum_t P_t (gamma_t LN(y_t) + beta_t)`` ``[n, out]`` of the gated
     updates ``y`` of :func:`updated`, and the norm's mean and rstd."""
-    _, y = updated(agg, x, w, None if keep is None else
-                    dropout_factor(keep, s.dropout, x.dtype), s)
+    _, y = updated(agg, x, w, keep, s)
     if w.gamma is None:
         return torch.bmm(P.unsqueeze(1), y).squeeze(1), None, None
     mean = y.mean(-1, keepdim=True)
@@ -180,9 +170,9 @@ def update_backward(g: Tensor, agg: Tensor, x: Tensor, P: Tensor,
     of ``out_bias, keep_x, gamma, beta`` (fields 4-7 of :class:`Weights`).
     """
     n, T, D = g.size(0), s.num_types, s.out_dim
+    h, y = updated(agg, x, w, saved.keep, s)
     keep = None if saved.keep is None else \
         dropout_factor(saved.keep, s.dropout, x.dtype)
-    h, y = updated(agg, x, w, keep, s)
     dP = torch.zeros_like(P)
     dgamma = dbeta = dkeep_x = dx = None
     if w.gamma is not None:
