@@ -185,7 +185,7 @@ def main():
             kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
             # the prior's samples, as soft graphs, scored by the critic
             zp = torch.randn(len(idx), vae.latent, generator=g)
-            soft = soft_graph_from_logits(*vae.decode(zp), tau=0.5,
+            soft = soft_graph_from_logits(*vae.decode(zp), temperature=0.5,
                                           generator=g)
             realism = F.binary_cross_entropy_with_logits(
                 critic(soft), torch.ones(len(idx)))

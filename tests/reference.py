@@ -38,13 +38,14 @@ def spec_sparse(p, x, node_type, edge_index, edge_type, edge_time=None):
             agg[n] = (a.unsqueeze(-1) * msg[m]).sum(0)
             att = att.index_put((m.nonzero().view(-1), ), a)
     agg = torch.stack(agg).view(N, -1)
-    return spec_update(p, agg, x, F.one_hot(node_type, p.num_types).to(x)), att
+    P = F.one_hot(node_type, p.num_node_types).to(x)
+    return spec_update(p, agg, x, P), att
 
 
 def spec_update(p, agg, x, P):
     """``sum_t P(t) * update_t(agg, x)`` per row (hard types: one-hot P)."""
     outs = []
-    for typ in range(p.num_types):
+    for typ in range(p.num_node_types):
         y = p.drop(p.a_linears[typ](F.gelu(agg)))
         if p.in_dim == p.out_dim:
             g = torch.sigmoid(p.skip[typ])
@@ -59,7 +60,7 @@ def spec_legacy(p, x, P, adj, E):
     """The legacy dense layer, pair by pair (row = target ``i``, column =
     source ``j``), expanding every (s, t, r) combination."""
     B, N, _ = x.shape
-    H, d, T, R = p.n_heads, p.d_k, p.num_types, p.num_relations
+    H, d, T, R = p.n_heads, p.d_k, p.num_node_types, p.num_relations
     outs = []
     for b in range(B):
         q = torch.stack([p.q_linears[t](x[b]) for t in range(T)])  # [T,N,F]
@@ -100,7 +101,7 @@ def spec_legacy(p, x, P, adj, E):
 def spec_dense(p, x, P, adj, E, node_mask=None):
     """The dense soft layer, pair by pair (``adj[b, j, i]``: edge j -> i)."""
     B, N, _ = x.shape
-    H, d, T, R = p.n_heads, p.d_k, p.num_types, p.num_relations
+    H, d, T, R = p.n_heads, p.d_k, p.num_node_types, p.num_relations
     if node_mask is None:
         node_mask = torch.ones(B, N, dtype=torch.bool)
     outs = []

@@ -105,7 +105,7 @@ def test_rte_adds_linear_of_embedding():
 
 def test_repr_names_the_configuration():
     r = repr(CONVS['vectorized'](8, 16, 3, 2, 4, use_norm=False))
-    assert r == ('VectorizedHGTConv(8, 16, num_types=3, num_relations=2, '
+    assert r == ('VectorizedHGTConv(8, 16, num_node_types=3, num_relations=2, '
                  'n_heads=4, use_norm=False, use_RTE=False)')
 
 
@@ -118,7 +118,7 @@ def test_repr_names_the_configuration():
 ])
 def test_repr_shows_the_backend_options(cls, kwargs, shown):
     r = repr(cls(8, 16, 3, 2, 4, **kwargs))
-    assert r.startswith(f'{cls.__name__}(8, 16, num_types=3, ')
+    assert r.startswith(f'{cls.__name__}(8, 16, num_node_types=3, ')
     assert r.endswith(f'use_RTE=False, {shown})')
 
 

@@ -31,7 +31,8 @@ def test_existence_enters_adjacency_on_both_ends():
 def test_dict_input_and_temperature():
     a, e, n = logits()
     g = soft_graph_from_logits({'adj_logits': a, 'edge_logits': e,
-                                'node_logits': n}, tau=0.5, gumbel=False)
+                                'node_logits': n}, temperature=0.5,
+                               gumbel=False)
     assert torch.allclose(g.edge_types, torch.softmax(e / 0.5, -1))
 
 
@@ -107,8 +108,8 @@ def test_bad_logits():
     a, e, n = logits()
     with pytest.raises(ValueError, match='logit shapes disagree'):
         soft_graph_from_logits(a, e[:, :3], n)
-    with pytest.raises(ValueError, match="'tau' must be positive"):
-        soft_graph_from_logits(a, e, n, tau=0)
+    with pytest.raises(ValueError, match="'temperature' must be positive"):
+        soft_graph_from_logits(a, e, n, temperature=0)
     with pytest.raises(ValueError, match='either as one dict'):
         soft_graph_from_logits({'adj_logits': a, 'edge_logits': e,
                                 'node_logits': n}, e)

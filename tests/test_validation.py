@@ -1,18 +1,26 @@
-"""Bad inputs raise clear errors that name the argument."""
+"""Bad inputs raise clear errors that name the argument; old argument
+names keep working (pyHGT's ``num_types`` and ``tau`` with a
+FutureWarning, the users' original layer without one)."""
+import warnings
+
 import pytest
 import torch
 from conftest import R, T, make_graph
 
+from torch_geometric_hgt import (DenseHGTConv, DifferentiableDenseHGTConv,
+                                 HGT, gumbel_softmax_sample,
+                                 soft_graph_from_logits)
 from torch_geometric_hgt.conv import CONVS
 
 
 @pytest.mark.parametrize('kwargs,match', [
     (dict(out_dim=10, n_heads=4), "'out_dim'.*divisible.*'n_heads'"),
-    (dict(num_types=0), "'num_types'"),
+    (dict(num_node_types=0), "'num_node_types'"),
     (dict(dropout=1.5), "'dropout'"),
 ])
 def test_bad_constructor(kwargs, match):
-    args = dict(in_dim=8, out_dim=8, num_types=T, num_relations=R, n_heads=2)
+    args = dict(in_dim=8, out_dim=8, num_node_types=T, num_relations=R,
+                n_heads=2)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         CONVS['vectorized'](**args)
@@ -104,3 +112,55 @@ def test_mismatched_devices(name):
     args['node_type'] = args['node_type'].to('meta')
     with pytest.raises(ValueError, match="'node_type' is on meta"):
         CONVS[name](8, 8, T, R, 2)(**args)
+
+
+LAYERS = [CONVS[name] for name in sorted(CONVS)] + [DenseHGTConv]
+
+
+@pytest.mark.parametrize('cls', LAYERS, ids=lambda c: c.__name__)
+def test_num_types_still_builds_the_same_layer(cls):
+    torch.manual_seed(0)
+    new = cls(8, 8, num_node_types=3, num_relations=2, n_heads=2)
+    torch.manual_seed(0)
+    with pytest.warns(FutureWarning, match="'num_types' is now "
+                                           "'num_node_types'"):
+        old = cls(8, 8, num_types=3, num_relations=2, n_heads=2)
+    assert old.num_node_types == old.num_types == 3
+    for (name, a), (_, b) in zip(new.state_dict().items(),
+                                 old.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_model_num_types():
+    with pytest.warns(FutureWarning):
+        model = HGT(8, 8, num_types=3, num_relations=2)
+    assert model.num_node_types == model.num_types == 3
+
+
+def test_users_original_layer_takes_num_types_silently():
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        layer = DifferentiableDenseHGTConv(8, 8, num_types=3,
+                                           num_relations=2, n_heads=2)
+    assert layer.num_node_types == 3
+
+
+def test_both_names_is_an_error():
+    with pytest.raises(TypeError, match="both 'num_types' and its new name"):
+        CONVS['vectorized'](8, 8, num_types=3, num_node_types=3,
+                            num_relations=2, n_heads=2)
+
+
+def test_tau_is_temperature():
+    logits = torch.randn(4, 5)
+    want = gumbel_softmax_sample(logits, temperature=0.5, gumbel=False)
+    with pytest.warns(FutureWarning, match="'tau' is now 'temperature'"):
+        got = gumbel_softmax_sample(logits, tau=0.5, gumbel=False)
+    assert torch.equal(got, want)
+    assert not torch.equal(want, gumbel_softmax_sample(logits, gumbel=False))
+    a, e, n = torch.randn(2, 3, 3), torch.randn(2, 3, 3, 2), \
+        torch.randn(2, 3, 4)
+    with pytest.warns(FutureWarning):
+        old = soft_graph_from_logits(a, e, n, tau=0.5, gumbel=False)
+    new = soft_graph_from_logits(a, e, n, temperature=0.5, gumbel=False)
+    assert torch.equal(old.node_types, new.node_types)

@@ -199,7 +199,8 @@ def dense_to_batch(graph: Union[SoftGraph, Dict[str, Tensor]],
     return out
 
 
-def batch_to_dense(batch: Batch, num_types: int, num_relations: int,
+@V.renamed_arguments({'num_types': 'num_node_types'})
+def batch_to_dense(batch: Batch, num_node_types: int, num_relations: int,
                    max_num_nodes: Optional[int] = None) -> SoftGraph:
     """A :class:`SoftGraph` with one-hot types and relations from a PyG
     batch (``node_type``, ``edge_index``, ``edge_type``, optional ``x``,
@@ -210,7 +211,7 @@ def batch_to_dense(batch: Batch, num_types: int, num_relations: int,
     for name in ('node_type', 'edge_index', 'edge_type'):
         if getattr(batch, name, None) is None:
             raise ValueError(f"'batch' has no '{name}'")
-    V.check_range('batch.node_type', batch.node_type, num_types,
+    V.check_range('batch.node_type', batch.node_type, num_node_types,
                   'node type ids')
     V.check_range('batch.edge_type', batch.edge_type, num_relations,
                   'relation ids')
@@ -225,9 +226,9 @@ def batch_to_dense(batch: Batch, num_types: int, num_relations: int,
                              f"than the largest graph ({largest} nodes)")
     # a Batch counts its graphs without nodes, which vec cannot show
     size = getattr(batch, 'num_graphs', None)
-    types, mask = to_dense_batch(F.one_hot(batch.node_type, num_types).float(),
-                                 vec, max_num_nodes=max_num_nodes,
-                                 batch_size=size)
+    types, mask = to_dense_batch(
+        F.one_hot(batch.node_type, num_node_types).float(), vec,
+        max_num_nodes=max_num_nodes, batch_size=size)
     B, N = mask.shape
     ptr = torch.cat([vec.new_zeros(1), mask.sum(1).cumsum(0)])
     src, dst = batch.edge_index

@@ -79,7 +79,7 @@ def to_pyg(layer, metadata: Optional[Metadata] = None,
     if layer.use_norm:
         raise ValueError("PyG's HGTConv has no LayerNorm: export a layer "
                          "built with use_norm=False")
-    T, R = layer.num_types, layer.num_relations
+    T, R = layer.num_node_types, layer.num_relations
     if metadata is None:
         names = [str(t) for t in range(T)]
         metadata = (names, [(str(s), str(r), str(t)) for s in range(T)

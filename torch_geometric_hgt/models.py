@@ -34,7 +34,7 @@ class HGT(torch.nn.Module):
         in_dim (int or Sequence[int]): Input feature size, or one per node
             type (then use :meth:`forward_hetero` or pass a list ``x``).
         hidden_dim (int): Hidden (and output) size.
-        num_types (int): Number of node types.
+        num_node_types (int): Number of node types.
         num_relations (int): Number of relations.
         n_heads (int, optional): Attention heads. (default: :obj:`4`)
         n_layers (int, optional): Number of convolutions. (default: :obj:`2`)
@@ -59,33 +59,39 @@ class HGT(torch.nn.Module):
         - **output:** :math:`(N, F_{hid})` (:meth:`forward_hetero`: one
           :math:`(N_t, F_{hid})` per node type)
     """
+    @V.renamed_arguments({'num_types': 'num_node_types'})
     def __init__(self, in_dim: Union[int, Sequence[int]], hidden_dim: int,
-                 num_types: int, num_relations: int, n_heads: int = 4,
+                 num_node_types: int, num_relations: int, n_heads: int = 4,
                  n_layers: int = 2, dropout: float = 0.2,
                  conv: str = 'ultrafast', prev_norm: bool = True,
                  last_norm: bool = True, use_RTE: bool = False,
                  **conv_kwargs):
         super().__init__()
-        in_dims = [in_dim] * num_types if isinstance(in_dim, int) \
+        in_dims = [in_dim] * num_node_types if isinstance(in_dim, int) \
             else list(in_dim)
-        if len(in_dims) != num_types:
+        if len(in_dims) != num_node_types:
             raise ValueError(f"'in_dim' lists {len(in_dims)} sizes for "
-                             f"{num_types} node types")
+                             f"{num_node_types} node types")
         if n_layers < 1:
             raise ValueError(f"'n_layers' must be >= 1 (got {n_layers})")
         self.in_dims = in_dims
         self.hidden_dim = hidden_dim
-        self.num_types = num_types
+        self.num_node_types = num_node_types
         self.conv_name = conv
         cls = conv_class(conv)
         self.adapt_ws = ModuleList([Linear(d, hidden_dim) for d in in_dims])
         self.drop = torch.nn.Dropout(dropout)
         self.gcs = ModuleList([
-            cls(hidden_dim, hidden_dim, num_types, num_relations, n_heads,
+            cls(hidden_dim, hidden_dim, num_node_types, num_relations, n_heads,
                 dropout=dropout,
                 use_norm=prev_norm if i < n_layers - 1 else last_norm,
                 use_RTE=use_RTE, **conv_kwargs) for i in range(n_layers)
         ])
+
+    @property
+    def num_types(self) -> int:
+        """pyHGT's name of :attr:`num_node_types`."""
+        return self.num_node_types
 
     def reset_parameters(self):
         for lin in self.adapt_ws:
@@ -118,22 +124,24 @@ class HGT(torch.nn.Module):
                       node_type: Tensor):
         """What the adapters read; the convolutions check the rest."""
         V.check_tensor('node_type', node_type, 1, 'long')
-        V.check_range('node_type', node_type, self.num_types, 'node type ids')
+        V.check_range('node_type', node_type, self.num_node_types,
+                      'node type ids')
         if isinstance(x, Tensor):
             V.check_tensor('x', x, 2, 'float')
             V.check_size('x', x, 1, self.in_dims[0], 'in_dim')
             V.check_size('x', x, 0, node_type.numel(), 'number of nodes')
             return
-        if len(x) != self.num_types:
+        if len(x) != self.num_node_types:
             raise ValueError(f"'x' must list one tensor per node type "
-                             f"({self.num_types}), got {len(x)}")
+                             f"({self.num_node_types}), got {len(x)}")
         for t, (xt, dim) in enumerate(zip(x, self.in_dims)):
             V.check_tensor(f'x[{t}]', xt, 2, 'float')
             V.check_size(f'x[{t}]', xt, 1, dim, f'in_dim of type {t}')
         if V.is_compiling():  # the per-type counts need a host sync
             return
         rows = [xt.size(0) for xt in x]
-        counts = torch.bincount(node_type, minlength=self.num_types).tolist()
+        counts = torch.bincount(node_type,
+                                minlength=self.num_node_types).tolist()
         if rows != counts or bool((node_type.diff() < 0).any()):
             raise ValueError(f"'x' lists {rows} rows per type, so "
                              f"'node_type' must hold them sorted by type; "
@@ -147,11 +155,11 @@ class HGT(torch.nn.Module):
         with ``use_RTE``, an ``edge_time`` attribute on every edge type) and
         returns a dict of ``[N_type, hidden_dim]`` outputs per node type."""
         R = self.gcs[0].num_relations
-        if len(data.node_types) != self.num_types or \
+        if len(data.node_types) != self.num_node_types or \
                 len(data.edge_types) > R:
             raise ValueError(f"'data' has {len(data.node_types)} node types "
                              f"and {len(data.edge_types)} edge types, the "
-                             f"model {self.num_types} and at most {R}")
+                             f"model {self.num_node_types} and at most {R}")
         for nt in data.node_types:
             if 'x' not in data[nt]:
                 raise ValueError(f"data[{nt!r}] has no 'x'")

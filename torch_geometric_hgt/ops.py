@@ -58,7 +58,7 @@ def group_apply(x: Tensor, group: Tensor, num_groups: int,
     return torch.empty_like(y).index_copy_(0, perm, y)
 
 
-def type_order(node_type: Tensor, num_types: int
+def type_order(node_type: Tensor, num_node_types: int
                ) -> Tuple[Tensor, Tensor, List[int]]:
     """``(perm, rank, sizes)``: ``node_type[perm]`` is sorted (stable),
     ``rank`` inverts ``perm`` and ``sizes`` counts each type. One host sync
@@ -67,7 +67,7 @@ def type_order(node_type: Tensor, num_types: int
     rank = torch.empty_like(perm)
     rank[perm] = torch.arange(perm.numel(), device=perm.device)
     return perm, rank, torch.bincount(node_type,
-                                      minlength=num_types).tolist()
+                                      minlength=num_node_types).tolist()
 
 
 class _SortedTypedLinear(torch.autograd.Function):

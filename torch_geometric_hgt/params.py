@@ -71,7 +71,8 @@ class HGTParameters(torch.nn.Module):
     Args:
         in_dim (int): Input feature size.
         out_dim (int): Output feature size, divisible by :obj:`n_heads`.
-        num_types (int): Number of node types :math:`T`.
+        num_node_types (int): Number of node types :math:`T` (pyHGT's
+            ``num_types=`` keyword still works, with a ``FutureWarning``).
         num_relations (int): Number of relations :math:`R`.
         n_heads (int): Number of attention heads :math:`H`.
         dropout (float, optional): Dropout on the output transform.
@@ -89,13 +90,14 @@ class HGTParameters(torch.nn.Module):
     #: constructor options of a backend shown by ``repr`` (its own attrs)
     repr_options: Tuple[str, ...] = ()
 
-    def __init__(self, in_dim: int, out_dim: int, num_types: int,
+    @V.renamed_arguments({'num_types': 'num_node_types'})
+    def __init__(self, in_dim: int, out_dim: int, num_node_types: int,
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True, use_RTE: bool = False,
                  max_len: int = 240, validate: bool = True, **kwargs):
         super().__init__(**kwargs)
         for name, value in (('in_dim', in_dim), ('out_dim', out_dim),
-                            ('num_types', num_types),
+                            ('num_node_types', num_node_types),
                             ('num_relations', num_relations),
                             ('n_heads', n_heads), ('max_len', max_len)):
             V.check_positive_int(name, value)
@@ -106,7 +108,7 @@ class HGTParameters(torch.nn.Module):
             raise ValueError(f"'dropout' must be in [0, 1) (got {dropout})")
         self.in_dim = in_dim
         self.out_dim = out_dim
-        self.num_types = num_types
+        self.num_node_types = num_node_types
         self.num_relations = num_relations
         self.n_heads = n_heads
         self.d_k = out_dim // n_heads
@@ -118,23 +120,29 @@ class HGTParameters(torch.nn.Module):
         self.att: Optional[Tensor] = None
 
         self.k_linears = ModuleList(
-            [Linear(in_dim, out_dim) for _ in range(num_types)])
+            [Linear(in_dim, out_dim) for _ in range(num_node_types)])
         self.q_linears = ModuleList(
-            [Linear(in_dim, out_dim) for _ in range(num_types)])
+            [Linear(in_dim, out_dim) for _ in range(num_node_types)])
         self.v_linears = ModuleList(
-            [Linear(in_dim, out_dim) for _ in range(num_types)])
+            [Linear(in_dim, out_dim) for _ in range(num_node_types)])
         self.a_linears = ModuleList(
-            [Linear(out_dim, out_dim) for _ in range(num_types)])
+            [Linear(out_dim, out_dim) for _ in range(num_node_types)])
         self.norms = ModuleList(
-            [LayerNorm(out_dim) for _ in range(num_types)] if use_norm else [])
+            [LayerNorm(out_dim) for _ in range(num_node_types)]
+            if use_norm else [])
         H, d = n_heads, self.d_k
         self.relation_pri = Parameter(torch.empty(num_relations, H))
         self.relation_att = Parameter(torch.empty(num_relations, H, d, d))
         self.relation_msg = Parameter(torch.empty(num_relations, H, d, d))
-        self.skip = Parameter(torch.empty(num_types))
+        self.skip = Parameter(torch.empty(num_node_types))
         self.drop = torch.nn.Dropout(dropout)
         self.emb = RelTemporalEncoding(in_dim, max_len) if use_RTE else None
         self.reset_parameters()
+
+    @property
+    def num_types(self) -> int:
+        """pyHGT's name of :attr:`num_node_types`."""
+        return self.num_node_types
 
     def reset_parameters(self):
         for lins in (self.k_linears, self.q_linears, self.v_linears,
@@ -186,7 +194,7 @@ class HGTParameters(torch.nn.Module):
             for k, v in zip(self.k_linears, self.v_linears)
         ])
         return torch.einsum('pi,toi->tpo', rte, w).reshape(
-            self.num_types * self.max_len, 2 * self.out_dim)
+            self.num_node_types * self.max_len, 2 * self.out_dim)
 
     def gated_a_weight(self) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """:meth:`a_weight` with the skip gate's ``sigmoid(skip_t)``
@@ -235,7 +243,8 @@ class HGTParameters(torch.nn.Module):
     def extra_repr_args(self) -> str:
         options = ''.join(f', {name}={getattr(self, name)!r}'
                           for name in self.repr_options)
-        return (f'{self.in_dim}, {self.out_dim}, num_types={self.num_types}, '
+        return (f'{self.in_dim}, {self.out_dim}, '
+                f'num_node_types={self.num_node_types}, '
                 f'num_relations={self.num_relations}, '
                 f'n_heads={self.n_heads}, use_norm={self.use_norm}, '
                 f'use_RTE={self.use_RTE}{options}')

@@ -10,16 +10,18 @@ from torch import Tensor
 from torch_geometric_hgt import validation as V
 
 
-def gumbel_softmax_sample(logits: Tensor, tau: float = 1.0,
+@V.renamed_arguments({'tau': 'temperature'})
+def gumbel_softmax_sample(logits: Tensor, temperature: float = 1.0,
                           hard: bool = False, gumbel: bool = True,
                           generator: Optional[torch.Generator] = None
                           ) -> Tensor:
-    """Softmax of ``(logits + g) / tau`` over the last dimension, with
+    """Softmax of ``(logits + g) / temperature`` over the last dimension, with
     Gumbel noise ``g`` drawn from ``generator`` (``gumbel=False``: no
     noise). ``hard=True`` returns one-hot rows in the forward pass and the
     soft gradients (straight-through)."""
-    if tau <= 0:
-        raise ValueError(f"'tau' must be positive (got {tau})")
+    if not temperature > 0:
+        raise ValueError(f"'temperature' must be positive "
+                         f"(got {temperature})")
     V.check_tensor('logits', logits, dtype='float')
     V.check_finite('logits', logits)
     if gumbel:
@@ -27,7 +29,7 @@ def gumbel_softmax_sample(logits: Tensor, tau: float = 1.0,
                        device=logits.device, dtype=torch.float32)
         g = -torch.log((-torch.log(u.clamp_min(1e-10))).clamp_min(1e-10))
         logits = logits + g.to(logits.dtype)
-    y = torch.softmax(logits / tau, dim=-1)
+    y = torch.softmax(logits / temperature, dim=-1)
     if not hard:
         return y
     one_hot = F.one_hot(y.argmax(-1), y.size(-1)).to(y.dtype)
@@ -157,10 +159,11 @@ def validate_soft_graph(node_types: Tensor, adj: Tensor, edge_types: Tensor,
     V.check_probabilities(n_edge, edge_types, True, pair_mask)
 
 
+@V.renamed_arguments({'tau': 'temperature'})
 def soft_graph_from_logits(adj_logits: Union[Tensor, Dict[str, Tensor]],
                            edge_logits: Optional[Tensor] = None,
                            node_logits: Optional[Tensor] = None,
-                           tau: float = 1.0, hard: bool = False,
+                           temperature: float = 1.0, hard: bool = False,
                            gumbel: bool = True,
                            generator: Optional[torch.Generator] = None,
                            x: Optional[Tensor] = None) -> SoftGraph:
@@ -172,7 +175,8 @@ def soft_graph_from_logits(adj_logits: Union[Tensor, Dict[str, Tensor]],
             ``'edge_logits'``, ``'node_logits'``.
         edge_logits: ``[B, N, N, R]`` relation logits.
         node_logits: ``[B, N, T]`` type logits.
-        tau (float, optional): Softmax temperature. (default: :obj:`1.0`)
+        temperature (float, optional): Softmax temperature (``tau=``
+            still works). (default: :obj:`1.0`)
         hard (bool, optional): Straight-through one-hot types, thresholded
             adjacency (``> 0.5``) and ``node_mask = exist > 0.5``; gradients
             are those of the soft values. (default: :obj:`False`)
@@ -212,9 +216,9 @@ def soft_graph_from_logits(adj_logits: Union[Tensor, Dict[str, Tensor]],
                              dtype=adj_logits.dtype)
     adj = torch.sigmoid(adj_logits) * off_diag
     adj = adj * exist.unsqueeze(-1) * exist.unsqueeze(-2)
-    node_types = gumbel_softmax_sample(node_logits, tau, hard, gumbel,
+    node_types = gumbel_softmax_sample(node_logits, temperature, hard, gumbel,
                                        generator)
-    edge_types = gumbel_softmax_sample(edge_logits, tau, hard, gumbel,
+    edge_types = gumbel_softmax_sample(edge_logits, temperature, hard, gumbel,
                                        generator)
     node_mask = None
     if hard:

@@ -1,7 +1,9 @@
 """Input checks with errors that name the argument. Checks that need a host
 sync (value ranges, NaN) are skipped while tracing under ``torch.compile``."""
+import functools
 import numbers
-from typing import Optional
+import warnings
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import Tensor
@@ -139,10 +141,34 @@ def check_sparse_inputs(layer, x: Tensor, node_type: Tensor,
     check_same_device(x=x, node_type=node_type, edge_index=edge_index,
                       edge_type=edge_type, edge_time=edge_time)
     check_matches_parameters('x', x, layer.skip)
-    check_range('node_type', node_type, layer.num_types, 'node type ids')
+    check_range('node_type', node_type, layer.num_node_types, 'node type ids')
     check_range('edge_index', edge_index, x.size(0), 'node indices')
     check_range('edge_type', edge_type, layer.num_relations, 'relation ids')
     if edge_time is not None:
         check_range('edge_time', edge_time, layer.max_len,
                     'relative times (max_len)')
     check_finite('x', x)
+
+
+def renamed_arguments(renames: Dict[str, str], warn: bool = True
+                      ) -> Callable[[Callable], Callable]:
+    """Decorator: keyword arguments under an old name (``renames`` maps
+    old to new) keep working, with a ``FutureWarning`` unless ``warn`` is
+    False (the users' original API, which stays as it was)."""
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            for old, new in renames.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise TypeError(f"{fn.__qualname__}() got both '{old}' "
+                                    f"and its new name '{new}'")
+                if warn:
+                    warnings.warn(f"{fn.__qualname__}: argument '{old}' is "
+                                  f"now '{new}'", FutureWarning,
+                                  stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+        return inner
+    return wrap

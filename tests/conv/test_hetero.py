@@ -306,7 +306,7 @@ def homogeneous(conv, x_dict, edge_index_dict, **kwargs):
     pyg.load_state_dict({k: v for k, v in conv.state_dict().items()
                          if not k.startswith(('norms.', 'emb.'))})
     loop = LoopHGTConv.from_pyg(pyg)
-    loop = LoopHGTConv(loop.in_dim, loop.out_dim, loop.num_types,
+    loop = LoopHGTConv(loop.in_dim, loop.out_dim, loop.num_node_types,
                        loop.num_relations, loop.n_heads, dropout=0.0,
                        **kwargs)
     state = LoopHGTConv.from_pyg(pyg).state_dict()

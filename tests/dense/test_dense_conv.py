@@ -162,7 +162,7 @@ def test_dense_model_stack(with_x):
 
 @pytest.mark.parametrize('case,match', [
     ('x_dim', "'x'.*in_dim"),
-    ('types_dim', "'node_types'.*num_types"),
+    ('types_dim', "'node_types'.*num_node_types"),
     ('rel_dim', "'edge_types'.*num_relations"),
     ('adj_shape', "'adj' must have shape"),
     ('nan', "'x' contains NaN"),

@@ -45,12 +45,14 @@ class SparseHGTConv(HGTParameters, MessagePassing):
 
     Args: as :class:`~torch_geometric_hgt.params.HGTParameters`.
     """
-    def __init__(self, in_dim: int, out_dim: int, num_types: int,
+    @V.renamed_arguments({'num_types': 'num_node_types'})
+    def __init__(self, in_dim: int, out_dim: int, num_node_types: int,
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True, use_RTE: bool = False,
                  max_len: int = 240, validate: bool = True):
-        super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
-                         dropout, use_norm, use_RTE, max_len, validate,
+        super().__init__(in_dim, out_dim, num_node_types, num_relations,
+                         n_heads, dropout, use_norm, use_RTE, max_len,
+                         validate,
                          aggr='add', node_dim=0)
 
     def _result(self, out: Tensor, att: Tensor,

@@ -33,7 +33,7 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
         def lin(inp: Tensor, w: Tensor, b: Tensor) -> Tensor:
             return typed_linear(inp, node_type, w, b)
     else:  # nodes sorted by type for the whole layer: one GEMM per type
-        perm_n, rank, sizes = type_order(node_type, p.num_types)
+        perm_n, rank, sizes = type_order(node_type, p.num_node_types)
         x, node_type = x.index_select(0, perm_n), node_type[perm_n]
         edge_index = rank[edge_index]
 

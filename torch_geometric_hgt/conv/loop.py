@@ -59,9 +59,9 @@ class LoopHGTConv(SparseHGTConv):
         E, H, d = edge_index_i.size(0), self.n_heads, self.d_k
         res_att = node_inp_i.new_zeros(E, H)
         res_msg = node_inp_i.new_zeros(E, H, d)
-        for source_type in range(self.num_types):
+        for source_type in range(self.num_node_types):
             sb = node_type_j == source_type
-            for target_type in range(self.num_types):
+            for target_type in range(self.num_node_types):
                 tb = (node_type_i == target_type) & sb
                 for relation_type in range(self.num_relations):
                     idx = (edge_type == relation_type) & tb
@@ -90,7 +90,7 @@ class LoopHGTConv(SparseHGTConv):
     def update(self, aggr_out: Tensor, node_inp: Tensor,
                node_type: Tensor) -> Tensor:
         res = aggr_out.new_zeros(aggr_out.size(0), self.out_dim)
-        for target_type in range(self.num_types):
+        for target_type in range(self.num_node_types):
             idx = node_type == target_type
             if bool(idx.any()):
                 res[idx] = update_as_type(self, aggr_out[idx],

@@ -46,7 +46,7 @@ class _Plan:
                  edge_index: Tensor, edge_type: Tensor,
                  edge_time: Optional[Tensor], chunk: int, keep_perm: bool):
         N, E, R = node_type.numel(), edge_type.numel(), p.num_relations
-        self.perm_n, rank, self.sizes = type_order(node_type, p.num_types)
+        self.perm_n, rank, self.sizes = type_order(node_type, p.num_node_types)
         self.node_type = node_type.index_select(0, self.perm_n)
         key = rank.index_select(0, edge_index[1]) * R + edge_type
         perm = torch.argsort(key)

@@ -2,6 +2,7 @@ from typing import Optional, Tuple, Union
 
 from torch import Tensor
 
+from torch_geometric_hgt.validation import renamed_arguments
 from torch_geometric_hgt.conv.fused import fused_forward
 from torch_geometric_hgt.conv.base import (ChunkSize, SparseHGTConv,
                                            check_chunk_size,
@@ -43,13 +44,15 @@ class UltraFastHGTConv(SparseHGTConv):
     """
     repr_options = ('chunk_size', )
 
-    def __init__(self, in_dim: int, out_dim: int, num_types: int,
+    @renamed_arguments({'num_types': 'num_node_types'})
+    def __init__(self, in_dim: int, out_dim: int, num_node_types: int,
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True, use_RTE: bool = False,
                  max_len: int = 240, validate: bool = True,
                  chunk_size: ChunkSize = 'auto'):
-        super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
-                         dropout, use_norm, use_RTE, max_len, validate)
+        super().__init__(in_dim, out_dim, num_node_types, num_relations,
+                         n_heads, dropout, use_norm, use_RTE, max_len,
+                         validate)
         check_chunk_size(chunk_size)
         self.chunk_size = chunk_size
 

@@ -23,7 +23,7 @@ def state_buffers(B: int, N: int, x: Tensor, s: Sizes, norm: bool
     """What the backward needs, for all ``B`` graphs: allocated once, so
     that the chunks' transients do not fragment the heap around it."""
     n = B * N
-    stats = [x.new_empty(n, s.num_types, 1) if norm else None
+    stats = [x.new_empty(n, s.num_node_types, 1) if norm else None
              for _ in range(2)]
     return Saved(x.new_empty(n, 3 * s.out_dim),
                  x.new_empty(s.n_heads, B, N, N), *stats,
@@ -63,7 +63,7 @@ def chunk_forward(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     ``keep``: the chunk's mask from :func:`dropout_masks` (``None``
     without dropout)."""
     b, N, _ = x.shape
-    n, H, d, T = b * N, s.n_heads, s.d, s.num_types
+    n, H, d, T = b * N, s.n_heads, s.d, s.num_node_types
     xf, Pf = x.reshape(n, -1), P.reshape(n, T)
     # (a contiguous [P_t x...] and the biases apart: 774-wide operands and
     # strided writes both run slow)
@@ -105,7 +105,7 @@ def chunk_backward(g: Tensor, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     fields of :class:`Weights`). ``wt``:
     :func:`~torch_geometric_hgt.dense.math.transposed_weights`."""
     b, N, _ = x.shape
-    n, H, d, T, R = b * N, s.n_heads, s.d, s.num_types, s.num_relations
+    n, H, d, T, R = b * N, s.n_heads, s.d, s.num_node_types, s.num_relations
     D = s.out_dim
     xf, Pf = x.reshape(n, -1), P.reshape(n, T)
     g = g.reshape(n, D)

@@ -49,7 +49,7 @@ class DenseHGTConv(HGTParameters):
     Same parameters and state_dict as the sparse layers.
 
     Args:
-        in_dim, out_dim, num_types, num_relations, n_heads, dropout,
+        in_dim, out_dim, num_node_types, num_relations, n_heads, dropout,
         use_norm: as :class:`~torch_geometric_hgt.params.HGTParameters`.
         chunk_size (int, str or None, optional): Graphs per chunk.
             ``'auto'`` = 256 on CPU, 4096 on CUDA (fewer launches),
@@ -84,13 +84,14 @@ class DenseHGTConv(HGTParameters):
     """
     repr_options = ('chunk_size', 'checkpoint')
 
-    def __init__(self, in_dim: int, out_dim: int, num_types: int,
+    @V.renamed_arguments({'num_types': 'num_node_types'})
+    def __init__(self, in_dim: int, out_dim: int, num_node_types: int,
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True,
                  chunk_size: Union[int, str, None] = 'auto',
                  checkpoint: bool = False, validate: bool = True):
-        super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
-                         dropout, use_norm, False, validate=validate)
+        super().__init__(in_dim, out_dim, num_node_types, num_relations,
+                         n_heads, dropout, use_norm, False, validate=validate)
         self.chunk_size = chunk_size
         self.checkpoint = checkpoint
 
@@ -101,8 +102,8 @@ class DenseHGTConv(HGTParameters):
         validate_soft_graph(node_types, adj, edge_types, node_mask, x)
         V.check_size('x', x, 2, self.in_dim, 'in_dim')
         V.check_matches_parameters('x', x, self.skip)
-        V.check_size('node_types', node_types, 2, self.num_types,
-                     'num_types')
+        V.check_size('node_types', node_types, 2, self.num_node_types,
+                     'num_node_types')
         V.check_size('edge_types', edge_types, 3, self.num_relations,
                      'num_relations')
 

@@ -73,7 +73,7 @@ class DenseLayerFunction(torch.autograd.Function):
         inputs = [x_grad_buffer(ctx.state, x) if need[0] else None,
                   *[torch.empty_like(t) if n else None
                     for t, n in zip((P, adj, E), need[1:])]]
-        wt = transposed_weights(w, ctx.s.num_types)
+        wt = transposed_weights(w, ctx.s.num_node_types)
 
         def work(parts: List[slice]) -> List[Optional[Tensor]]:
             dw = [None if t is None else torch.zeros_like(t) for t in w]

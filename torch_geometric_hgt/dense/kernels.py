@@ -17,7 +17,7 @@ def update_operands(h: Tensor, x: Tensor, P: Tensor,
     """The operands of the C kernels for ``h = gelu(agg)``: the output map
     without its bias (the kernels add it) and the rest of
     :func:`math.updated`."""
-    T = s.num_types
+    T = s.num_node_types
     Y = torch.mm(h, w.out).view(h.size(0), T, s.out_dim)
     return native.update(Y, w.out_bias.view(T, s.out_dim), keep,
                          dropout_scale(s.dropout), x, w.keep_x, P, w.gamma,

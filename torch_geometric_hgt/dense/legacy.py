@@ -17,7 +17,8 @@ GATE = 1e-6
 
 
 class _LegacyBase(HGTParameters):
-    def __init__(self, in_dim: int, out_dim: int, num_types: int,
+    @V.renamed_arguments({'num_types': 'num_node_types'}, warn=False)
+    def __init__(self, in_dim: int, out_dim: int, num_node_types: int,
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True, use_RTE: bool = False,
                  validate: bool = True):
@@ -25,8 +26,8 @@ class _LegacyBase(HGTParameters):
             raise ValueError("'use_RTE=True' is not supported: the original "
                              "DifferentiableDenseHGTConv never implemented "
                              "temporal encoding")
-        super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
-                         dropout, use_norm, False, validate=validate)
+        super().__init__(in_dim, out_dim, num_node_types, num_relations,
+                         n_heads, dropout, use_norm, False, validate=validate)
 
     def reset_parameters(self):
         super().reset_parameters()
@@ -49,7 +50,8 @@ class _LegacyBase(HGTParameters):
                              f" with [B, N] = {list(P.shape[:2])} "
                              f"(got {tuple(x.shape)})")
         V.check_size('node_features', x, 2, self.in_dim, 'in_dim')
-        V.check_size('node_types_soft', P, 2, self.num_types, 'num_types')
+        V.check_size('node_types_soft', P, 2, self.num_node_types,
+                     'num_node_types')
         V.check_size('edge_types_soft', E, 3, self.num_relations,
                      'num_relations')
         V.check_same_device(node_features=x, node_types_soft=P)
@@ -82,7 +84,7 @@ class DifferentiableDenseHGTConv(_LegacyBase):
     sizes). Cost :math:`O(B N^2 T R H d)`.
 
     Args:
-        in_dim, out_dim, num_types, num_relations, n_heads, dropout,
+        in_dim, out_dim, num_node_types, num_relations, n_heads, dropout,
         use_norm: as :class:`~torch_geometric_hgt.params.HGTParameters`.
         use_RTE (bool, optional): Must be :obj:`False` (the original has no
             temporal encoding). (default: :obj:`False`)
@@ -100,13 +102,14 @@ class DifferentiableDenseHGTConv(_LegacyBase):
     """
     repr_options = ('chunk_size', )
 
-    def __init__(self, in_dim: int, out_dim: int, num_types: int,
+    @V.renamed_arguments({'num_types': 'num_node_types'}, warn=False)
+    def __init__(self, in_dim: int, out_dim: int, num_node_types: int,
                  num_relations: int, n_heads: int, dropout: float = 0.2,
                  use_norm: bool = True, use_RTE: bool = False,
                  chunk_size: Union[int, str, None] = 'auto',
                  validate: bool = True):
-        super().__init__(in_dim, out_dim, num_types, num_relations, n_heads,
-                         dropout, use_norm, use_RTE, validate)
+        super().__init__(in_dim, out_dim, num_node_types, num_relations,
+                         n_heads, dropout, use_norm, use_RTE, validate)
         self.chunk_size = chunk_size
 
     def forward(self, node_features: Tensor, node_types_soft: Tensor,
@@ -121,7 +124,7 @@ class DifferentiableDenseHGTConv(_LegacyBase):
     def _forward(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor
                  ) -> Tensor:
         B, N, _ = x.shape
-        T, R, H, d = self.num_types, self.num_relations, self.n_heads, \
+        T, R, H, d = self.num_node_types, self.num_relations, self.n_heads, \
             self.d_k
         w, b = self.kqv_weight()
         kqv = F.linear(x, w.reshape(T * 3 * H * d, -1), b.reshape(-1))
@@ -174,11 +177,11 @@ class LoopDifferentiableDenseHGTConv(_LegacyBase):
         N, H, d = x.size(0), self.n_heads, self.d_k
         res_att = x.new_zeros(N, N, H)
         res_msg = x.new_zeros(N, N, H, d)
-        for t in range(self.num_types):
+        for t in range(self.num_node_types):
             if float(P[:, t].detach().sum()) < GATE:
                 continue
             q = self.q_linears[t](x).view(N, H, d)
-            for s in range(self.num_types):
+            for s in range(self.num_node_types):
                 if float(P[:, s].detach().sum()) < GATE:
                     continue
                 k = self.k_linears[s](x).view(N, H, d)
@@ -202,7 +205,7 @@ class LoopDifferentiableDenseHGTConv(_LegacyBase):
                 agg[i] = (w.unsqueeze(-1) * res_msg[i]).sum(0)
         agg = agg.view(N, H * d)
         out = x.new_zeros(N, self.out_dim)
-        for t in range(self.num_types):
+        for t in range(self.num_node_types):
             if float(P[:, t].detach().sum()) >= GATE:
                 out = out + P[:, t:t + 1] * update_as_type(self, agg, x, t)
         return out

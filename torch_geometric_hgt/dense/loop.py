@@ -35,7 +35,7 @@ class LoopDenseHGTConv(DenseHGTConv):
         adj = edge_weights(adj, mask)  # [j (source), i]
         score = x.new_zeros(N, N, H)  # [j, i, h]
         msg = x.new_zeros(N, N, H, d)
-        for s in range(self.num_types):
+        for s in range(self.num_node_types):
             k = self.k_linears[s](x).view(N, H, d)
             v = self.v_linears[s](x).view(N, H, d)
             for r in range(self.num_relations):
@@ -43,7 +43,7 @@ class LoopDenseHGTConv(DenseHGTConv):
                 vm = torch.einsum('jhd,hdf->jhf', v, self.relation_msg[r])
                 msg = msg + w_msg[..., None, None] * vm.unsqueeze(1)
                 ka = torch.einsum('jhd,hdf->jhf', k, self.relation_att[r])
-                for t in range(self.num_types):
+                for t in range(self.num_node_types):
                     q = self.q_linears[t](x).view(N, H, d)
                     c = P[:, s, None] * P[None, :, t] * E[:, :, r]
                     sc = (ka.unsqueeze(1) * q.unsqueeze(0)).sum(-1)
@@ -60,5 +60,5 @@ class LoopDenseHGTConv(DenseHGTConv):
                 agg[i] = (alpha.unsqueeze(-1) * msg[src, i]).sum(0)
         agg = agg.view(N, H * d)
         out = sum(P[:, t:t + 1] * update_as_type(self, agg, x, t)
-                  for t in range(self.num_types))
+                  for t in range(self.num_node_types))
         return out * m.unsqueeze(-1)

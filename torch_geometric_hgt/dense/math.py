@@ -19,7 +19,7 @@ from torch_geometric_hgt.ops import (adjacency_softmax, dropout_factor,
 class Sizes:
     in_dim: int
     out_dim: int
-    num_types: int
+    num_node_types: int
     num_relations: int
     n_heads: int
     dropout: float  # 0 in eval mode
@@ -67,7 +67,7 @@ def layer_weights(layer) -> Weights:
 def layer_sizes(layer) -> Sizes:
     """The :class:`Sizes` of a :class:`~torch_geometric_hgt.DenseHGTConv`
     in its current mode (dropout 0 in eval mode)."""
-    return Sizes(layer.in_dim, layer.out_dim, layer.num_types,
+    return Sizes(layer.in_dim, layer.out_dim, layer.num_node_types,
                  layer.num_relations, layer.n_heads,
                  layer.drop.p if layer.training else 0.0,
                  layer.norms[0].eps if layer.use_norm else 1e-5)
@@ -169,7 +169,7 @@ def update_backward(g: Tensor, agg: Tensor, x: Tensor, P: Tensor,
     ``dP``, the skip's share of ``dx`` (if ``need_dx``) and the gradients
     of ``out_bias, keep_x, gamma, beta`` (fields 4-7 of :class:`Weights`).
     """
-    n, T, D = g.size(0), s.num_types, s.out_dim
+    n, T, D = g.size(0), s.num_node_types, s.out_dim
     h, y = updated(agg, x, w, saved.keep, s)
     keep = None if saved.keep is None else \
         dropout_factor(saved.keep, s.dropout, x.dtype)
