@@ -24,30 +24,43 @@ from torch_geometric_hgt.ops import (accumulation_dtype, chunk_ranges,
                                      segment_softmax)
 
 
-def _offsets(index: Tensor, size: int) -> Tensor:
+def csr_offsets(index: Tensor, size: int) -> Tensor:
     """CSR offsets ``[size + 1]`` of the rows ``index`` falls into."""
     out = index.new_zeros(size + 1)
     torch.cumsum(torch.bincount(index, minlength=size), 0, out=out[1:])
     return out
 
 
-def _bags(table: Tensor, index: Tensor, offsets: Tensor,
-          weight: Tensor) -> Tensor:
+def bag_sums(table: Tensor, index: Tensor, offsets: Tensor, weight: Tensor,
+             out: Optional[Tensor] = None, chunk: int = 0) -> Tensor:
     """``out[h, b] = sum_{j in bag b} weight[h, j] table[h, index[j]]`` for
     ``table [H, rows, d]``, ``weight [H, n]``, bags given by ``offsets``:
-    one ``embedding_bag`` over the heads' rows laid end to end."""
+    one ``embedding_bag`` over the heads' rows laid end to end. With ``out
+    [H, bags, d]``, bags are summed ``chunk`` at a time into it (no
+    full-size temporary)."""
     H, rows, d = table.shape
     n, shift = index.numel(), torch.arange(H, device=index.device)
     index = (index + (shift * rows).unsqueeze(1)).view(-1)
     offsets = torch.cat([(offsets[:-1] + (shift * n).unsqueeze(1)).view(-1),
                          offsets.new_full((1, ), H * n)])
-    return F.embedding_bag(index, table.reshape(H * rows, d), offsets,
-                           mode='sum', per_sample_weights=weight.reshape(-1),
-                           include_last_offset=True).view(H, -1, d)
+    table, weight = table.reshape(H * rows, d), weight.reshape(-1)
+    if out is None:
+        return F.embedding_bag(index, table, offsets, mode='sum',
+                               per_sample_weights=weight,
+                               include_last_offset=True).view(H, -1, d)
+    bags, step = offsets.numel() - 1, max(chunk, 1)
+    starts = offsets[::step].tolist() + [H * n]
+    flat = out.view(bags, d)
+    for i, b in enumerate(range(0, bags, step)):
+        e, lo, hi = min(b + step, bags), starts[i], starts[i + 1]
+        flat[b:e] = F.embedding_bag(
+            index[lo:hi], table, offsets[b:e + 1] - lo, mode='sum',
+            per_sample_weights=weight[lo:hi], include_last_offset=True)
+    return out
 
 
-def _dots(a: Tensor, ia: Tensor, b: Tensor, ib: Tensor, bt: Tensor,
-          it: Tensor, chunk: int) -> Tensor:
+def gather_dots(a: Tensor, ia: Tensor, b: Tensor, ib: Tensor, bt: Tensor,
+                it: Tensor, chunk: int) -> Tensor:
     """``out[h, e] = a[h, ia_e] . (b[h, ib_e] (+ bt[h, it_e]))``."""
     out = a.new_empty(a.size(0), ia.numel())
     for s, t in chunk_ranges(ia.numel(), chunk):
@@ -62,26 +75,28 @@ def _dots(a: Tensor, ia: Tensor, b: Tensor, ib: Tensor, bt: Tensor,
 def sorted_rows(index: Tensor, size: int) -> Tuple[Tensor, Tensor]:
     """``(order, offsets)``: edges stably sorted by the table row ``index``
     they read, and the CSR offsets of a table with ``size`` rows."""
-    return torch.argsort(index, stable=True), _offsets(index, size)
+    return torch.argsort(index, stable=True), csr_offsets(index, size)
 
 
-def _by_rows(table: Tensor, pair: Tensor, rows: Tuple[Tensor, Tensor],
-             weight: Tensor) -> Tensor:
+def by_rows(table: Tensor, pair: Tensor, rows: Tuple[Tensor, Tensor],
+            weight: Tensor, out: Optional[Tensor] = None,
+            chunk: int = 0) -> Tensor:
     """Gradient of the key or value table the edges read: ``sum_e
-    weight_e table[pair_e]`` per table row, given :func:`sorted_rows`."""
+    weight_e table[pair_e]`` per table row, given :func:`sorted_rows`
+    (``out``, ``chunk``: as :func:`bag_sums`)."""
     order, offsets = rows
-    return _bags(table, pair.index_select(0, order), offsets,
-                 weight.index_select(1, order))
+    return bag_sums(table, pair.index_select(0, order), offsets,
+                    weight.index_select(1, order), out, chunk)
 
 
 def aggregate(v: Tensor, vt: Tensor, src: Tensor, trow: Tensor,
               pair: Tensor, num_pairs: int, alpha: Tensor) -> Tensor:
     """``u [H, num_pairs, d]``: ``sum_{e: pair_e = p} alpha_e v_e`` for
     edges sorted by ``pair``."""
-    offsets = _offsets(pair, num_pairs)
-    u = _bags(v, src, offsets, alpha)
+    offsets = csr_offsets(pair, num_pairs)
+    u = bag_sums(v, src, offsets, alpha)
     if vt.numel():
-        u += _bags(vt, trow, offsets, alpha)
+        u += bag_sums(vt, trow, offsets, alpha)
     return u
 
 
@@ -89,8 +104,8 @@ def attention_weights(qr: Tensor, k: Tensor, kt: Tensor, src: Tensor,
                       dst: Tensor, pair: Tensor, trow: Tensor,
                       num_nodes: int, chunk: int) -> Tensor:
     """``alpha [H, E]``: the scores' softmax over each target's edges."""
-    return segment_softmax(_dots(qr, pair, k, src, kt, trow, chunk), dst,
-                           num_nodes, dim=1)
+    return segment_softmax(gather_dots(qr, pair, k, src, kt, trow, chunk),
+                           dst, num_nodes, dim=1)
 
 
 @torch.library.custom_op('torch_geometric_hgt::edge_attention_fwd',
@@ -122,7 +137,7 @@ def score_backward(du: Tensor, alpha: Tensor, v: Tensor, vt: Tensor,
                    src: Tensor, dst: Tensor, pair: Tensor, trow: Tensor,
                    num_nodes: int, chunk: int) -> Tensor:
     """``d_score [H, E]`` from the per-pair sums' gradient ``du``."""
-    d_alpha = _dots(du, pair, v, src, vt, trow, chunk)
+    d_alpha = gather_dots(du, pair, v, src, vt, trow, chunk)
     # softmax backward: alpha * (d_alpha - sum_{e' -> t} alpha_e' d_alpha_e')
     dot = alpha.new_zeros(alpha.size(0), num_nodes)
     dot.index_add_(1, dst, alpha * d_alpha)
@@ -137,10 +152,10 @@ def value_backward(du: Tensor, alpha: Tensor, vt: Tensor, pair: Tensor,
     the rows ``d_v`` gets (all of ``v``, or e.g. a chunk's distinct
     sources); ``times`` likewise for ``trow`` (default: all rows of
     ``vt``)."""
-    d_v = _by_rows(du, pair, sources, alpha)
+    d_v = by_rows(du, pair, sources, alpha)
     d_vt = torch.zeros_like(vt)
     if vt.numel():
-        d_vt = _by_rows(du, pair, _times(times, trow, vt), alpha)
+        d_vt = by_rows(du, pair, _times(times, trow, vt), alpha)
     return d_v, d_vt
 
 
@@ -151,13 +166,13 @@ def key_backward(d_score: Tensor, qr: Tensor, k: Tensor, kt: Tensor,
                  ) -> Tuple[Tensor, Tensor, Tensor]:
     """``(d_qr, d_k, d_kt)`` from the score gradients; rows as in
     :func:`value_backward`."""
-    offsets = _offsets(pair, qr.size(1))
-    d_qr = _bags(k, src, offsets, d_score)
-    d_k = _by_rows(qr, pair, sources, d_score)
+    offsets = csr_offsets(pair, qr.size(1))
+    d_qr = bag_sums(k, src, offsets, d_score)
+    d_k = by_rows(qr, pair, sources, d_score)
     d_kt = torch.zeros_like(kt)
     if kt.numel():
-        d_qr += _bags(kt, trow, offsets, d_score)
-        d_kt = _by_rows(qr, pair, _times(times, trow, kt), d_score)
+        d_qr += bag_sums(kt, trow, offsets, d_score)
+        d_kt = by_rows(qr, pair, _times(times, trow, kt), d_score)
     return d_qr, d_k, d_kt
 
 

@@ -8,7 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torch_geometric_hgt.buffers import BufferPool
 from torch_geometric_hgt.conv.edge_attention import edge_attention
+from torch_geometric_hgt.conv.layer_function import (Plan, layer_forward,
+                                                     supported)
 from torch_geometric_hgt.conv.relation_attention import relation_attention
 from torch_geometric_hgt.ops import (fold_relations_by_head, query_fold,
                                      relation_matmul, sum_relations_by_head,
@@ -20,13 +23,21 @@ from torch_geometric_hgt.params import HGTParameters
 def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
                   edge_index: Tensor, edge_type: Tensor,
                   edge_time: Optional[Tensor], chunk: int,
-                  fold_per_chunk: bool = False) -> Tuple[Tensor, Tensor]:
+                  fold_per_chunk: bool = False,
+                  pool: Optional[BufferPool] = None
+                  ) -> Tuple[Tensor, Tensor]:
     r"""HGT of layer ``p`` as: nodes sorted by type for the whole layer, so
     typed K, Q, V and output maps are one GEMM per type on a slice, and
     :func:`fused_attention` for the edges. Returns the output and the
-    attention weights ``[E, H]`` in input order.
+    attention weights ``[E, H]`` in input order. With a ``pool``, where
+    :func:`~torch_geometric_hgt.conv.layer_function.supported`, the layer
+    runs as one Function with a hand-written backward whose large tensors
+    come from ``pool``.
     """
     N, H, d, D = x.size(0), p.n_heads, p.d_k, p.out_dim
+    if pool is not None and not fold_per_chunk and \
+            supported(p, x, edge_type.numel()):
+        return _pooled(p, x, node_type, edge_index, edge_type, chunk, pool)
     if torch.compiler.is_compiling():  # no host syncs: all-types GEMMs
         rank = None
 
@@ -55,6 +66,24 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
                                           *p.a_weight()))
     if rank is not None:
         out = out.index_select(0, rank)
+    return out, att.to(out.dtype)
+
+
+def _pooled(p: HGTParameters, x: Tensor, node_type: Tensor,
+            edge_index: Tensor, edge_type: Tensor, chunk: int,
+            pool: BufferPool) -> Tuple[Tensor, Tensor]:
+    perm_n, rank, sizes = type_order(node_type, p.num_node_types)
+    R = p.num_relations
+    edge_index = rank[edge_index]
+    key = edge_index[1] * R + edge_type
+    perm = torch.argsort(key)
+    key = key.index_select(0, perm)
+    plan = Plan(perm_n, rank, sizes, edge_index[0].index_select(0, perm),
+                torch.div(key, R, rounding_mode='floor'), key, R, p.n_heads,
+                chunk, p.drop.p if p.training else 0.0,
+                p.norms[0].eps if p.use_norm else 1e-5, pool)
+    out, alpha = layer_forward(p, x, plan)
+    att = torch.empty_like(alpha.t()).index_copy_(0, perm, alpha.t())
     return out, att.to(out.dtype)
 
 

@@ -2,6 +2,7 @@ from typing import Optional, Tuple, Union
 
 from torch import Tensor
 
+from torch_geometric_hgt.buffers import BufferPool
 from torch_geometric_hgt.validation import renamed_arguments
 from torch_geometric_hgt.conv.fused import fused_forward
 from torch_geometric_hgt.conv.base import (ChunkSize, SparseHGTConv,
@@ -55,6 +56,7 @@ class UltraFastHGTConv(SparseHGTConv):
                          validate)
         check_chunk_size(chunk_size)
         self.chunk_size = chunk_size
+        self.pool = BufferPool()
 
     def forward(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
                 edge_type: Tensor, edge_time: Optional[Tensor] = None,
@@ -65,5 +67,6 @@ class UltraFastHGTConv(SparseHGTConv):
                                  edge_time,
                                  edges_per_chunk(self.chunk_size, x.device,
                                                  CPU_CHUNK_SIZE,
-                                                 edge_type.numel()))
+                                                 edge_type.numel()),
+                                 pool=self.pool)
         return self._result(out, att, return_attention_weights)

@@ -1,0 +1,276 @@
+r"""The whole sparse HGT layer as one autograd Function with a hand-written
+backward, whose large tensors come from the layer's
+:class:`~torch_geometric_hgt.buffers.BufferPool`: at its second and later
+calls a layer touches no fresh memory except its output (and ``dx``).
+
+The math is :func:`~torch_geometric_hgt.conv.fused.fused_forward`'s on
+nodes sorted by type, with every pair ``(target, relation)`` a row (the
+dense pair layout, ``N R <= E``):
+
+.. math::
+    [K, Q, V]_n = W_{\tau(n)} x_n + b_{\tau(n)}, \quad
+    \tilde q_{n r h} = Q_{n h} \tilde A_{r h}, \quad
+    \alpha_e = \mathrm{softmax}_{e \to t}(\tilde q_{t r_e h} \cdot K_{s_e h})
+
+.. math::
+    u_{t r h} = \sum_{e:(t, r)} \alpha_e V_{s_e h}, \quad
+    \mathrm{agg}_{t h} = \sum_r u_{t r h} M_{r h}, \quad
+    y_t = \mathrm{Norm}_{\tau(t)}\big(g\, \mathrm{drop}(W^a_{\tau(t)}
+    \mathrm{gelu}(\mathrm{agg}_t) + b^a_{\tau(t)}) + (1 - g) x_t\big)
+
+with :math:`g = \sigma(\mathrm{skip}_{\tau(t)})` when ``in_dim ==
+out_dim``. Dropout draws its mask as :func:`torch.nn.functional.dropout`
+does on CPU (one ``bernoulli_`` over the ``[N, out]`` update in sorted
+order), so a seed gives the same result as the autograd path. The
+LayerNorm's backward is written out; everything else reuses the edge
+operator's functions (:mod:`~torch_geometric_hgt.conv.edge_attention`).
+"""
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from torch_geometric_hgt.buffers import BufferPool
+from torch_geometric_hgt.conv.edge_attention import (bag_sums, by_rows,
+                                                     csr_offsets,
+                                                     gather_dots,
+                                                     score_backward,
+                                                     sorted_rows)
+from torch_geometric_hgt.ops import segment_softmax
+
+#: rows per block of the node-wise update (its temporaries stay small)
+ROW_BLOCK = 8192
+
+
+@dataclass
+class Plan:
+    """What :class:`LayerFunction` needs besides the weights: the node
+    order, the edges sorted by pair, sizes and options."""
+    perm: Tensor  # [N]: node_type[perm] is sorted
+    rank: Tensor  # [N]: inverse of perm
+    sizes: List[int]  # nodes per type
+    src: Tensor  # [E]: sorted positions of the sources, edges by pair
+    dst: Tensor  # [E]
+    pair: Tensor  # [E]: dst * R + relation, sorted
+    num_relations: int
+    heads: int
+    chunk: int
+    dropout: float  # 0 when not training
+    eps: float
+    pool: BufferPool
+
+
+def blocks(sizes: List[int]) -> List[Tuple[int, int, int]]:
+    """``(type, start, end)`` row blocks of at most :data:`ROW_BLOCK` rows,
+    each within one type."""
+    out, start = [], 0
+    for t, n in enumerate(sizes):
+        for s in range(start, start + n, ROW_BLOCK):
+            out.append((t, s, min(s + ROW_BLOCK, start + n)))
+        start += n
+    return out
+
+
+def _heads(w: Tensor) -> Tensor:
+    """``[R, H, d, e]`` -> per head ``[H, R d, e]`` (rows ``r d + i``)."""
+    R, H, d, e = w.shape
+    return w.transpose(0, 1).reshape(H, R * d, e)
+
+
+def _fold_heads(w: Tensor) -> Tensor:
+    """``[R, H, d, e]`` -> per head ``[H, d, R e]`` (columns ``r e + j``)."""
+    R, H, d, e = w.shape
+    return w.permute(1, 2, 0, 3).reshape(H, d, R * e)
+
+
+class LayerFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, w_kqv: Tensor, b_kqv: Tensor, w_q: Tensor,
+                w_msg: Tensor, w_a: Tensor, b_a: Tensor,
+                skip: Optional[Tensor], gamma: Optional[Tensor],
+                beta: Optional[Tensor], plan: Plan
+                ) -> Tuple[Tensor, Tensor]:
+        pool, dt, dev = plan.pool, x.dtype, x.device
+        N, F_in = x.shape
+        H, R = plan.heads, plan.num_relations
+        D = w_a.size(1)
+        d = D // H
+        xs = torch.index_select(x, 0, plan.perm,
+                                out=pool.empty((N, F_in), dt, dev))
+        kqv = pool.empty((N, 3 * D), dt, dev)
+        for t, (xt, yt) in enumerate(zip(xs.split(plan.sizes),
+                                         kqv.split(plan.sizes))):
+            if xt.size(0):
+                torch.addmm(b_kqv[t], xt, w_kqv[t].t(), out=yt)
+        # head-major copies: the edge operator gathers contiguous rows
+        k, q, v = (pool.empty((H, N, d), dt, dev).copy_(t.transpose(0, 1))
+                   for t in kqv.view(N, 3, H, d).unbind(1))
+        # folded queries, one row per (target, relation) pair
+        qr = torch.bmm(q, _fold_heads(w_q),
+                       out=pool.empty((H, N, R * d), dt, dev))
+        qr = qr.view(H, N * R, d)
+        empty = kqv.new_empty(H, 0, d)
+        no_rows = plan.src.new_empty(0)
+        score = gather_dots(qr, plan.pair, k, plan.src, empty, no_rows,
+                            plan.chunk)
+        alpha = segment_softmax(score, plan.dst, N, dim=1)
+        del score
+        pair_offsets = csr_offsets(plan.pair, N * R)
+        u = bag_sums(v, plan.src, pair_offsets, alpha,
+                     pool.empty((H, N * R, d), dt, dev), plan.chunk)
+        agg_h = torch.bmm(u.view(H, N, R * d), _heads(w_msg),
+                          out=pool.empty((H, N, d), dt, dev))
+        agg = pool.empty((N, D), dt, dev)
+        agg.view(N, H, d).copy_(agg_h.transpose(0, 1))
+        del agg_h
+        a = pool.empty((N, D), dt, dev)  # W_a gelu(agg) + b_a
+        noise = None
+        if plan.dropout > 0:  # as F.dropout draws it on CPU
+            noise = pool.empty((N, D), dt, dev).bernoulli_(1 - plan.dropout)
+            noise.div_(1 - plan.dropout)
+        zhat = pool.empty((N, D), dt, dev) if gamma is not None else None
+        rstd = x.new_empty(N) if gamma is not None else None
+        out_s = pool.empty((N, D), dt, dev)
+        for t, s, e in blocks(plan.sizes):
+            torch.addmm(b_a[t], F.gelu(agg[s:e]), w_a[t].t(), out=a[s:e])
+            z = a[s:e] if noise is None else a[s:e] * noise[s:e]
+            if skip is not None:
+                g = torch.sigmoid(skip[t])
+                z = g * z + (1 - g) * xs[s:e]
+            if gamma is None:
+                out_s[s:e] = z
+                continue
+            zh, _, rs = torch.native_layer_norm(z, (D, ), None, None,
+                                                plan.eps)
+            zhat[s:e], rstd[s:e] = zh, rs.view(-1)
+            torch.addcmul(beta[t], zh, gamma[t], out=out_s[s:e])
+        out = out_s.index_select(0, plan.rank)
+        ctx.plan = plan
+        ctx.save_for_backward(xs, k, q, v, qr, alpha, u, agg, a, noise, zhat,
+                              rstd, pair_offsets, w_kqv, w_q, w_msg, w_a,
+                              skip, gamma)
+        ctx.mark_non_differentiable(alpha)
+        return out, alpha
+
+    @staticmethod
+    def backward(ctx, d_out: Tensor, _d_alpha: Optional[Tensor]):
+        plan, pool = ctx.plan, ctx.plan.pool
+        (xs, k, q, v, qr, alpha, u, agg, a, noise, zhat, rstd, pair_offsets,
+         w_kqv, w_q, w_msg, w_a, skip, gamma) = ctx.saved_tensors
+        dt, dev = xs.dtype, xs.device
+        N, F_in = xs.shape
+        H, R = plan.heads, plan.num_relations
+        D = w_a.size(1)
+        d = D // H
+        T = len(plan.sizes)
+        need_x = ctx.needs_input_grad[0]
+        g_out = torch.index_select(d_out.contiguous(), 0, plan.perm,
+                                   out=pool.empty((N, D), dt, dev))
+        d_agg = pool.empty((N, D), dt, dev)
+        dxs = pool.zeros((N, F_in), dt, dev) if need_x else None
+        dw_a, db_a = torch.zeros_like(w_a), w_a.new_zeros(T, D)
+        dskip = None if skip is None else torch.zeros_like(skip)
+        dgamma = None if gamma is None else torch.zeros_like(gamma)
+        dbeta = None if gamma is None else torch.zeros_like(gamma)
+        for t, s, e in blocks(plan.sizes):
+            dz = g_out[s:e]
+            if gamma is not None:  # LayerNorm backward
+                zh = zhat[s:e]
+                dgamma[t] += (dz * zh).sum(0)
+                dbeta[t] += dz.sum(0)
+                dzh = dz * gamma[t]
+                dz = rstd[s:e, None] * (
+                    dzh - dzh.mean(-1, keepdim=True) -
+                    zh * (dzh * zh).mean(-1, keepdim=True))
+            a_d = a[s:e] if noise is None else a[s:e] * noise[s:e]
+            if skip is not None:
+                g = torch.sigmoid(skip[t])
+                dskip[t] = dskip[t] + (dz * (a_d - xs[s:e])).sum() * \
+                    g * (1 - g)
+                if need_x:
+                    dxs[s:e].add_(dz, alpha=float(1 - g))
+                dz = dz * g
+            if noise is not None:
+                dz = dz * noise[s:e]
+            h = F.gelu(agg[s:e])
+            dw_a[t] += dz.t() @ h
+            db_a[t] += dz.sum(0)
+            d_agg[s:e] = torch.ops.aten.gelu_backward(dz @ w_a[t], agg[s:e])
+        del g_out
+        # message transform and per-pair sums
+        d_agg_h = pool.empty((H, N, d), dt, dev)
+        d_agg_h.copy_(d_agg.view(N, H, d).transpose(0, 1))
+        u_h = u.view(H, N, R * d)
+        d_msg = torch.bmm(u_h.transpose(1, 2), d_agg_h)  # [H, R d, d]
+        d_w_msg = d_msg.view(H, R, d, d).transpose(0, 1)
+        du = torch.bmm(d_agg_h, _heads(w_msg).transpose(1, 2),
+                       out=pool.empty((H, N, R * d), dt, dev))
+        du = du.view(H, N * R, d)
+        del d_agg_h
+        empty, no_rows = k.new_empty(H, 0, d), plan.src.new_empty(0)
+        d_score = score_backward(du, alpha, v, empty, plan.src, plan.dst,
+                                 plan.pair, no_rows, N, plan.chunk)
+        sources = sorted_rows(plan.src, N)
+        d_kqv = pool.empty((N, 3, H, d), dt, dev)
+        d_k = by_rows(qr, plan.pair, sources, d_score,
+                      pool.empty((H, N, d), dt, dev), plan.chunk)
+        d_kqv[:, 0] = d_k.transpose(0, 1)
+        del d_k
+        d_v = by_rows(du, plan.pair, sources, alpha,
+                      pool.empty((H, N, d), dt, dev), plan.chunk)
+        d_kqv[:, 2] = d_v.transpose(0, 1)
+        del d_v, du
+        d_qr = bag_sums(k, plan.src, pair_offsets, d_score,
+                        pool.empty((H, N * R, d), dt, dev), plan.chunk)
+        d_qr = d_qr.view(H, N, R * d)
+        d_wq = torch.bmm(q.transpose(1, 2), d_qr)  # [H, d, R d]
+        d_w_q = d_wq.view(H, d, R, d).permute(2, 0, 1, 3)
+        d_q = torch.bmm(d_qr, _fold_heads(w_q).transpose(1, 2),
+                        out=pool.empty((H, N, d), dt, dev))
+        d_kqv[:, 1] = d_q.transpose(0, 1)
+        del d_qr, d_q
+        d_kqv = d_kqv.view(N, 3 * D)
+        dw_kqv, db_kqv = torch.zeros_like(w_kqv), w_kqv.new_zeros(T, 3 * D)
+        for t, (xt, gt) in enumerate(zip(xs.split(plan.sizes),
+                                         d_kqv.split(plan.sizes))):
+            if xt.size(0) == 0:
+                continue
+            dw_kqv[t] = gt.t() @ xt
+            db_kqv[t] = gt.sum(0)
+        dx = None
+        if need_x:
+            for t, (dxt, gt) in enumerate(zip(dxs.split(plan.sizes),
+                                              d_kqv.split(plan.sizes))):
+                if gt.size(0):
+                    dxt.addmm_(gt, w_kqv[t])
+            dx = dxs.index_select(0, plan.rank)
+        return (dx, dw_kqv, db_kqv, d_w_q, d_w_msg, dw_a, db_a, dskip,
+                dgamma, dbeta, None)
+
+
+def supported(p, x: Tensor, num_edges: int) -> bool:
+    """Whether :func:`layer_forward` runs layer ``p`` on ``x``: float32 or
+    float64 on CPU with matching weights, eager without autocast, no
+    relative temporal encoding, and the dense pair layout."""
+    return (x.device.type == 'cpu' and x.dtype in (torch.float32,
+                                                   torch.float64)
+            and p.relation_att.dtype == x.dtype and not p.use_RTE
+            and not torch.compiler.is_compiling()
+            and not torch.is_autocast_enabled('cpu')
+            and x.size(0) * p.num_relations <= max(num_edges, 1))
+
+
+def layer_forward(p, x: Tensor, plan: Plan) -> Tuple[Tensor, Tensor]:
+    """``(out [N, out_dim], alpha [H, E])`` of layer ``p`` (an
+    :class:`~torch_geometric_hgt.HGTParameters`) through
+    :class:`LayerFunction`; ``alpha`` in ``plan``'s edge order."""
+    w_kqv, b_kqv = p.kqv_weight()
+    w_a, b_a = p.a_weight()
+    norm = p.norm_weight()
+    skip = p.skip if p.in_dim == p.out_dim else None
+    gamma, beta = norm if norm is not None else (None, None)
+    return LayerFunction.apply(x, w_kqv, b_kqv, p.query_fold_weight(),
+                               p.relation_msg, w_a, b_a, skip, gamma, beta,
+                               plan)
