@@ -38,9 +38,12 @@ class BufferPool:
     Args:
         max_per_size (int, optional): Buffers kept per (device, dtype,
             size); more are allocated plainly. (default: :obj:`8`)
+        min_bytes (int, optional): Smaller buffers are not kept.
+            (default: :data:`MIN_BYTES`)
     """
-    def __init__(self, max_per_size: int = 8):
+    def __init__(self, max_per_size: int = 8, min_bytes: int = MIN_BYTES):
         self.max_per_size = max_per_size
+        self.min_bytes = min_bytes
         self._kept: Dict[tuple, List[tuple]] = {}
         self._lock = threading.Lock()
 
@@ -51,8 +54,8 @@ class BufferPool:
         for n in shape:
             numel *= int(n)
         nbytes = numel * torch.empty((), dtype=dtype).element_size()
-        if device.type != 'cpu' or nbytes < MIN_BYTES or _use_count is None \
-                or torch.compiler.is_compiling():
+        if device.type != 'cpu' or nbytes < self.min_bytes or \
+                _use_count is None or torch.compiler.is_compiling():
             return torch.empty(shape, dtype=dtype, device=device)
         key = (device, dtype, numel)
         with self._lock:
@@ -85,7 +88,8 @@ class BufferPool:
     # copies and pickles (``copy.deepcopy(model)``, ``torch.save``) start
     # empty: buffers are scratch memory, the lock cannot be pickled
     def __getstate__(self) -> dict:
-        return {'max_per_size': self.max_per_size}
+        return {'max_per_size': self.max_per_size,
+                'min_bytes': self.min_bytes}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)

@@ -32,6 +32,18 @@ class UltraFastHGTConv(SparseHGTConv):
     dynamic=True)`` (the edge operator is a ``torch.library`` custom op)
     and autocast.
 
+    On CPU in float32/float64 (eager, no autocast, no RTE, ``N R <= E``)
+    the whole layer runs as one Function with a hand-written backward
+    (:mod:`~torch_geometric_hgt.conv.layer_function`) whose large
+    intermediates and gradients live in :attr:`pool`, a
+    :class:`~torch_geometric_hgt.buffers.BufferPool` the layer keeps
+    between calls: after the first call only the output (and the input's
+    gradient) are fresh memory, which at default process settings makes it
+    ~1.8x faster in forward and ~2.5x in forward+backward at 100k nodes /
+    1M edges. The price is that memory (about the layer's peak working
+    set) stays allocated while the layer lives; ``layer.pool.clear()``
+    returns it (moving the layer with ``.to()`` does too).
+
     Args:
         as :class:`~torch_geometric_hgt.params.HGTParameters`, and
         chunk_size (int, str or None, optional): Edges per chunk of the
@@ -57,6 +69,10 @@ class UltraFastHGTConv(SparseHGTConv):
         check_chunk_size(chunk_size)
         self.chunk_size = chunk_size
         self.pool = BufferPool()
+
+    def _apply(self, fn, recurse: bool = True):
+        self.pool.clear()  # buffers of the old device or dtype
+        return super()._apply(fn, recurse)
 
     def forward(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
                 edge_type: Tensor, edge_time: Optional[Tensor] = None,

@@ -1,0 +1,105 @@
+"""UltraFastHGTConv's pooled Function against the autograd path it
+replaces (``pool=None``): outputs, attention, every gradient and the
+dropout masks, on the awkward graphs; and its buffer reuse across calls."""
+import pytest
+import torch
+from conftest import GRAPH_KINDS, R, T, make_graph, randomize_
+
+from torch_geometric_hgt import UltraFastHGTConv
+from torch_geometric_hgt.buffers import BufferPool
+from torch_geometric_hgt.conv.fused import fused_forward
+from torch_geometric_hgt.conv.layer_function import supported
+
+TOL = {torch.float32: 2e-5, torch.float64: 1e-12}
+
+
+def layer(in_dim, use_norm=True, dropout=0.0, dtype=torch.float32):
+    m = UltraFastHGTConv(in_dim, 8, T, R, 2, dropout=dropout,
+                         use_norm=use_norm)
+    randomize_(m)
+    m.pool = BufferPool(min_bytes=0)  # keep even the tiny test buffers
+    return m.to(dtype)
+
+
+def run(m, pool, x, args, seed=3):
+    """Output, attention and the gradients of x and every parameter."""
+    x = x.clone().requires_grad_()
+    torch.manual_seed(seed)  # the dropout mask
+    out, att = fused_forward(m, x, *args, None, 16, pool=pool)
+    w = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+    wrt = [x] + list(m.parameters())
+    grads = torch.autograd.grad((out * w).sum(), wrt, allow_unused=True)
+    return [out, att] + [torch.zeros_like(t) if g is None else g
+                         for t, g in zip(wrt, grads)]
+
+
+def assert_close(a, b, tol):
+    for i, (s, t) in enumerate(zip(a, b)):
+        assert torch.allclose(s, t, atol=tol, rtol=tol), (i, (s - t).abs()
+                                                          .max())
+
+
+@pytest.mark.parametrize('kind', GRAPH_KINDS)
+@pytest.mark.parametrize('in_dim,use_norm', [(8, True), (8, False),
+                                             (5, True)])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('train', [False, True])
+def test_matches_the_autograd_path(kind, in_dim, use_norm, dtype, train):
+    x, node_type, edge_index, edge_type, _ = make_graph(kind, in_dim)
+    m = layer(in_dim, use_norm, dropout=0.3, dtype=dtype).train(train)
+    x = x.to(dtype)
+    args = (node_type, edge_index, edge_type)
+    # with no edges the pair layout is not dense: both take autograd
+    assert supported(m, x, edge_type.numel()) == (kind != 'no_edges')
+    assert_close(run(m, m.pool, x, args), run(m, None, x, args),
+                 TOL[dtype])
+
+
+def test_gradcheck():
+    x, node_type, edge_index, edge_type, _ = make_graph('repeated')
+    m = layer(8, dtype=torch.float64)
+    x = x.double().requires_grad_()
+
+    def f(x, *params):
+        return fused_forward(m, x, node_type, edge_index, edge_type, None,
+                             16, pool=m.pool)[0]
+    assert torch.autograd.gradcheck(f, (x, ), eps=1e-6, atol=1e-5)
+
+
+def test_live_graphs_keep_their_buffers():
+    """Two forward passes, then the backward passes in reverse order (the
+    second graph's twice, retained): the second call may not reuse what
+    the first graph still holds."""
+    x, node_type, edge_index, edge_type, _ = make_graph('random')
+    m = layer(8, dropout=0.3).train()
+    args = (node_type, edge_index, edge_type)
+    inputs = [x, torch.randn_like(x)]
+    want = [run(m, None, xi, args, seed=i) for i, xi in enumerate(inputs)]
+    xs = [xi.clone().requires_grad_() for xi in inputs]
+    outs = []
+    for i, xi in enumerate(xs):  # both graphs alive
+        torch.manual_seed(i)
+        outs.append(fused_forward(m, xi, *args, None, 16, pool=m.pool)[0])
+    w = torch.linspace(-1, 1, x.size(0) * 8).view(-1, 8)
+    (outs[1] * w).sum().backward(retain_graph=True)
+    (outs[1] * w).sum().backward()
+    (outs[0] * w).sum().backward()
+    for i in range(2):
+        assert torch.allclose(outs[i], want[i][0], atol=TOL[torch.float32])
+    assert torch.allclose(xs[0].grad, want[0][2], atol=TOL[torch.float32])
+    assert torch.allclose(xs[1].grad, 2 * want[1][2],
+                          atol=2 * TOL[torch.float32])
+
+
+def test_reuses_its_buffers_across_calls():
+    x, node_type, edge_index, edge_type, _ = make_graph('random')
+    m = layer(8)
+    args = (x.requires_grad_(), node_type, edge_index, edge_type)
+    m(*args).sum().backward()
+    kept = m.pool.nbytes
+    assert kept > 0
+    for _ in range(2):
+        m(*args).sum().backward()
+        with torch.no_grad():
+            m(*args)
+    assert m.pool.nbytes == kept
