@@ -79,3 +79,19 @@ def test_copies_start_empty(dup):
     new = dup(pool)
     assert new.nbytes == 0 and new.max_per_size == 3
     assert take(new).data_ptr() != kept.data_ptr()
+
+
+def test_inference_mode_buffers_stay_apart():
+    """Validation under ``torch.inference_mode()`` (Lightning's default)
+    between training steps: its buffers are inference tensors, which
+    autograd may not save or write outside that mode."""
+    pool = BufferPool(min_bytes=0)
+    with torch.inference_mode():
+        assert take(pool).is_inference()
+    t = take(pool)
+    assert not t.is_inference()
+    w = torch.ones(SHAPE, requires_grad=True)
+    (w * t.fill_(2.)).sum().backward()
+    assert torch.equal(w.grad, torch.full(SHAPE, 2.))
+    with torch.inference_mode():
+        assert take(pool).is_inference()

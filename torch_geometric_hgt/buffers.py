@@ -57,7 +57,8 @@ class BufferPool:
         if device.type != 'cpu' or nbytes < self.min_bytes or \
                 _use_count is None or torch.compiler.is_compiling():
             return torch.empty(shape, dtype=dtype, device=device)
-        key = (device, dtype, numel)
+        # inference tensors cannot be saved or written outside that mode
+        key = (device, dtype, numel, torch.is_inference_mode_enabled())
         with self._lock:
             kept = self._kept.setdefault(key, [])
             for buf, ref, idle in kept:

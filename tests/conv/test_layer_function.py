@@ -103,3 +103,14 @@ def test_reuses_its_buffers_across_calls():
         with torch.no_grad():
             m(*args)
     assert m.pool.nbytes == kept
+
+
+def test_training_after_inference_mode():
+    x, node_type, edge_index, edge_type, _ = make_graph('random')
+    m = layer(8)
+    args = (node_type, edge_index, edge_type)
+    with torch.inference_mode():
+        m(x, *args)
+    x = x.clone().requires_grad_()
+    m(x, *args).sum().backward()
+    assert torch.isfinite(x.grad).all()

@@ -31,6 +31,7 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from torch_geometric_hgt.buffers import BufferPool
 from torch_geometric_hgt.conv.edge_attention import (bag_sums, by_rows,
@@ -155,6 +156,7 @@ class LayerFunction(torch.autograd.Function):
         return out, alpha
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, d_out: Tensor, _d_alpha: Optional[Tensor]):
         plan, pool = ctx.plan, ctx.plan.pool
         (xs, k, q, v, qr, alpha, u, agg, a, noise, zhat, rstd, pair_offsets,
