@@ -87,6 +87,26 @@ def _fold_heads(w: Tensor) -> Tensor:
 
 
 class LayerFunction(torch.autograd.Function):
+    r"""The layer (module docstring) with a hand-written backward.
+
+    Args:
+        x (Tensor): Node features :math:`(N, F_{in})`, float32 or float64.
+        w_kqv, b_kqv (Tensor): K, Q, V weights :math:`(T, 3 F, F_{in})` and
+            biases :math:`(T, 3 F)` (``HGTParameters.kqv_weight()``).
+        w_q (Tensor): Folded query weights :math:`(R, H, d, d)`
+            (``HGTParameters.query_fold_weight()``).
+        w_msg (Tensor): ``relation_msg`` :math:`(R, H, d, d)`.
+        w_a, b_a (Tensor): Output maps :math:`(T, F, F)`, :math:`(T, F)`.
+        skip (Tensor, optional): Skip logits :math:`(T)`; None when
+            ``in_dim != out_dim``.
+        gamma, beta (Tensor, optional): LayerNorm affine :math:`(T, F)`;
+            None without norm.
+        plan (Plan): Node order, sorted edges and options.
+
+    Returns:
+        ``(out, alpha)``: :math:`(N, F)` in input node order and the
+        attention :math:`(H, E)` in ``plan``'s edge order (no gradient).
+    """
     @staticmethod
     def forward(ctx, x: Tensor, w_kqv: Tensor, b_kqv: Tensor, w_q: Tensor,
                 w_msg: Tensor, w_a: Tensor, b_a: Tensor,
