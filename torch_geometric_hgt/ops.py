@@ -298,8 +298,10 @@ def dropout_factor(keep: Tensor, p: float, dtype: torch.dtype) -> Tensor:
 
 # The typed update of every layer, given its parameter module ``p``
 # (:class:`~torch_geometric_hgt.HGTParameters`): output map, dropout, skip
-# gate and LayerNorm per node type. The dense layers' hand-written forms
-# (dense/math.py and the C kernels) are tested against update_soft.
+# gate and LayerNorm per node type. The hand-written forms that carry their
+# own backward are tested against these: the dense ones (dense/math.py, the
+# C kernels) against update_soft, conv/layer_function.py against
+# update_hard (through the autograd path it replaces).
 
 def gate_and_norm(p, y: Tensor, x: Tensor, node_type: Tensor,
                   skip: Tensor,
