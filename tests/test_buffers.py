@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from torch_geometric_hgt.buffers import BufferPool
+from torch_geometric_hgt.buffers import BufferPool, size_class
 
 SHAPE, F32 = (64, 32), torch.float32
 
@@ -56,11 +56,35 @@ def test_small_and_non_cpu_buffers_are_plain():
     assert pool.nbytes == big.numel() * 4
 
 
-def test_caps_buffers_per_size():
-    pool = BufferPool(max_per_size=2, min_bytes=0)
+def test_keeps_at_most_max_buffers():
+    pool = BufferPool(max_buffers=2, min_bytes=0)
     held = [take(pool) for _ in range(4)]
     assert len({t.data_ptr() for t in held}) == 4
     assert pool.nbytes == 2 * 64 * 32 * 4
+
+
+def test_smallest_free_buffer_that_fits():
+    pool = BufferPool(min_bytes=0)
+    big = pool.empty((64, 64), F32, 'cpu')
+    small = take(pool)
+    ptrs = big.data_ptr(), small.data_ptr()
+    del big, small
+    assert take(pool).data_ptr() == ptrs[1]
+    assert pool.empty((64, 48), F32, 'cpu').data_ptr() == ptrs[0]
+    assert pool.empty((64, 65), F32, 'cpu').data_ptr() not in ptrs
+
+
+def test_changing_sizes_stay_bounded():
+    """Mini-batches: every call a new size; the pool keeps at most
+    max_buffers buffers, the least recently used going first."""
+    pool = BufferPool(max_buffers=6, min_bytes=0)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        n = int(torch.randint(10, 1000, (), generator=g))
+        held = [pool.empty((n, 8), F32, 'cpu') for _ in range(3)]
+        del held
+        assert pool.nbytes <= 6 * 1000 * 8 * 4
+    assert len(pool) == 6
 
 
 def test_zeros_and_clear():
@@ -74,10 +98,10 @@ def test_zeros_and_clear():
 @pytest.mark.parametrize('dup', [copy.deepcopy,
                                  lambda p: pickle.loads(pickle.dumps(p))])
 def test_copies_start_empty(dup):
-    pool = BufferPool(max_per_size=3, min_bytes=0)
+    pool = BufferPool(max_buffers=3, min_bytes=0)
     kept = take(pool)
     new = dup(pool)
-    assert new.nbytes == 0 and new.max_per_size == 3
+    assert new.nbytes == 0 and new.max_buffers == 3
     assert take(new).data_ptr() != kept.data_ptr()
 
 
@@ -95,3 +119,11 @@ def test_inference_mode_buffers_stay_apart():
     assert torch.equal(w.grad, torch.full(SHAPE, 2.))
     with torch.inference_mode():
         assert take(pool).is_inference()
+
+
+def test_size_classes():
+    sizes = list(range(1, 5000)) + [10**6 + 1, 12_800_000]
+    classes = [size_class(n) for n in sizes]
+    assert all(n <= c <= max(n * 9 // 8, 16) for n, c in zip(sizes, classes))
+    assert classes == sorted(classes)
+    assert len(set(classes[2048:4095])) == 8  # 8 sizes per power of two

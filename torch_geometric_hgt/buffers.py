@@ -25,27 +25,54 @@ except (ImportError, AttributeError):  # pragma: no cover - older torch
 MIN_BYTES = 1 << 20
 
 
-class BufferPool:
-    r"""Buffers kept for reuse, by device, dtype and size.
+def size_class(numel: int) -> int:
+    """``numel`` rounded up to one of 8 sizes per power of two (at most
+    ~12% more), so that inputs of nearby sizes share buffers. The tail
+    past a request is never written, so it costs address space, not
+    memory."""
+    step = max(1 << max(numel.bit_length() - 4, 0), 1)
+    return -(-numel // step) * step
 
-    :meth:`empty` returns a view of a kept buffer whose memory nothing
-    references any more (no tensor, view or autograd graph), else of a new
-    one that is then kept. Only CPU buffers of at least
-    :data:`MIN_BYTES` are kept; others are plain :func:`torch.empty`. Safe
-    across threads. :meth:`clear` drops the kept buffers (their memory
-    returns once the last view is gone).
+
+class _Kept:
+    __slots__ = ('buf', 'ref', 'idle', 'used')
+
+    def __init__(self, buf: Tensor, used: int):
+        self.buf, self.used = buf, used
+        self.ref = StorageWeakRef(buf.untyped_storage())
+        # ``buf`` and the Python storage object PyTorch keeps for it
+        self.idle = _use_count(self.ref.cdata)
+
+    def free(self) -> bool:
+        return _use_count(self.ref.cdata) <= self.idle
+
+
+class BufferPool:
+    r"""Buffers kept for reuse, by device and dtype.
+
+    :meth:`empty` returns a view of the smallest kept buffer that is large
+    enough and whose memory nothing references any more (no tensor, view
+    or autograd graph), else of a new one that is then kept. Past
+    :obj:`max_buffers`, the least recently used are forgotten (their
+    memory returns once their last view is gone), so inputs of changing
+    sizes (mini-batches) keep the pool bounded: at most
+    :obj:`max_buffers` buffers, none larger than the largest request. Only
+    CPU buffers of at least :obj:`min_bytes` are kept; others are plain
+    :func:`torch.empty`. Buffers made in :func:`torch.inference_mode` serve
+    only that mode. Safe across threads; copies and pickles start empty.
 
     Args:
-        max_per_size (int, optional): Buffers kept per (device, dtype,
-            size); more are allocated plainly. (default: :obj:`8`)
+        max_buffers (int, optional): Buffers kept at most (per device,
+            dtype and mode). (default: :obj:`48`)
         min_bytes (int, optional): Smaller buffers are not kept.
             (default: :data:`MIN_BYTES`)
     """
-    def __init__(self, max_per_size: int = 8, min_bytes: int = MIN_BYTES):
-        self.max_per_size = max_per_size
+    def __init__(self, max_buffers: int = 48, min_bytes: int = MIN_BYTES):
+        self.max_buffers = max_buffers
         self.min_bytes = min_bytes
-        self._kept: Dict[tuple, List[tuple]] = {}
+        self._kept: Dict[tuple, List[_Kept]] = {}
         self._lock = threading.Lock()
+        self._clock = 0
 
     def empty(self, shape: Sequence[int], dtype: torch.dtype,
               device: torch.device) -> Tensor:
@@ -58,18 +85,21 @@ class BufferPool:
                 _use_count is None or torch.compiler.is_compiling():
             return torch.empty(shape, dtype=dtype, device=device)
         # inference tensors cannot be saved or written outside that mode
-        key = (device, dtype, numel, torch.is_inference_mode_enabled())
+        key = (device, dtype, torch.is_inference_mode_enabled())
         with self._lock:
+            self._clock += 1
             kept = self._kept.setdefault(key, [])
-            for buf, ref, idle in kept:
-                if _use_count(ref.cdata) <= idle:  # only the pool holds it
-                    return buf.view(shape)
-            buf = torch.empty(numel, dtype=dtype, device=device)
-            if len(kept) < self.max_per_size:
-                ref = StorageWeakRef(buf.untyped_storage())
-                # ``buf`` and the Python storage object PyTorch keeps
-                kept.append((buf, ref, _use_count(ref.cdata)))
-            return buf.view(shape)
+            fits = [k for k in kept if k.buf.numel() >= numel and k.free()]
+            if fits:
+                best = min(fits, key=lambda k: k.buf.numel())
+                best.used = self._clock
+                return best.buf[:numel].view(shape)
+            buf = torch.empty(size_class(numel), dtype=dtype, device=device)
+            kept.append(_Kept(buf, self._clock))
+            if len(kept) > self.max_buffers:
+                kept.sort(key=lambda k: k.used)
+                del kept[:len(kept) - self.max_buffers]
+            return buf[:numel].view(shape)
 
     def zeros(self, shape: Sequence[int], dtype: torch.dtype,
               device: torch.device) -> Tensor:
@@ -79,17 +109,22 @@ class BufferPool:
         with self._lock:
             self._kept.clear()
 
+    def __len__(self) -> int:
+        """Number of kept buffers."""
+        with self._lock:
+            return sum(len(kept) for kept in self._kept.values())
+
     @property
     def nbytes(self) -> int:
         """Bytes of the kept buffers."""
         with self._lock:
-            return sum(buf.numel() * buf.element_size()
-                       for kept in self._kept.values() for buf, _, _ in kept)
+            return sum(k.buf.numel() * k.buf.element_size()
+                       for kept in self._kept.values() for k in kept)
 
     # copies and pickles (``copy.deepcopy(model)``, ``torch.save``) start
     # empty: buffers are scratch memory, the lock cannot be pickled
     def __getstate__(self) -> dict:
-        return {'max_per_size': self.max_per_size,
+        return {'max_buffers': self.max_buffers,
                 'min_bytes': self.min_bytes}
 
     def __setstate__(self, state: dict) -> None:

@@ -41,8 +41,10 @@ class UltraFastHGTConv(SparseHGTConv):
     gradient) are fresh memory, which at default process settings makes it
     ~1.8x faster in forward and ~2.5x in forward+backward at 100k nodes /
     1M edges. The price is that memory (about the layer's peak working
-    set) stays allocated while the layer lives; ``layer.pool.clear()``
-    returns it (moving the layer with ``.to()`` does too).
+    set; with inputs of changing size, such as mini-batches, at most
+    ``pool.max_buffers`` buffers) stays allocated while the layer lives;
+    ``layer.pool.clear()`` returns it (moving the layer with ``.to()``
+    does too).
 
     Args:
         as :class:`~torch_geometric_hgt.params.HGTParameters`, and
