@@ -35,8 +35,7 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
     come from ``pool``.
     """
     N, H, d, D = x.size(0), p.n_heads, p.d_k, p.out_dim
-    if pool is not None and not fold_per_chunk and \
-            supported(p, x, edge_type.numel()):
+    if pool is not None and not fold_per_chunk and supported(p, x):
         return _pooled(p, x, node_type, edge_index, edge_type, chunk, pool)
     if torch.compiler.is_compiling():  # no host syncs: all-types GEMMs
         rank = None
@@ -72,15 +71,33 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
 def _pooled(p: HGTParameters, x: Tensor, node_type: Tensor,
             edge_index: Tensor, edge_type: Tensor, chunk: int,
             pool: BufferPool) -> Tuple[Tensor, Tensor]:
+    """:func:`~torch_geometric_hgt.conv.layer_function.layer_forward`,
+    with every (target, relation) pair a row when ``N R <= E``, else the
+    pairs that occur, relation by relation."""
     perm_n, rank, sizes = type_order(node_type, p.num_node_types)
-    R = p.num_relations
+    N, R = x.size(0), p.num_relations
     edge_index = rank[edge_index]
-    key = edge_index[1] * R + edge_type
+    dense = N * R <= max(edge_type.numel(), 1)
+    # edges by pair row: target-major when dense, else relation-major
+    key = edge_index[1] * R + edge_type if dense else \
+        edge_type * N + edge_index[1]
     perm = torch.argsort(key)
     key = key.index_select(0, perm)
+    dst = edge_index[1].index_select(0, perm)
+    pair, num_pairs, groups = key, N * R, None
+    if not dense:
+        pairs, pair = torch.unique_consecutive(key, return_inverse=True)
+        rel = torch.div(pairs, N, rounding_mode='floor')
+        nodes = pairs - rel * N
+        counts = torch.bincount(rel, minlength=R).tolist()
+        num_pairs, groups, o = pairs.numel(), [], 0
+        for r, c in enumerate(counts):
+            if c:
+                groups.append((r, o, o + c, nodes[o:o + c]))
+            o += c
     plan = Plan(perm_n, rank, sizes, edge_index[0].index_select(0, perm),
-                torch.div(key, R, rounding_mode='floor'), key, R, p.n_heads,
-                chunk, p.drop.p if p.training else 0.0,
+                dst, pair, num_pairs, R, groups, p.n_heads, chunk,
+                p.drop.p if p.training else 0.0,
                 p.norms[0].eps if p.use_norm else 1e-5, pool)
     out, alpha = layer_forward(p, x, plan)
     att = torch.empty_like(alpha.t()).index_copy_(0, perm, alpha.t())

@@ -4,8 +4,10 @@ backward, whose large tensors come from the layer's
 calls a layer touches no fresh memory except its output (and ``dx``).
 
 The math is :func:`~torch_geometric_hgt.conv.fused.fused_forward`'s on
-nodes sorted by type, with every pair ``(target, relation)`` a row (the
-dense pair layout, ``N R <= E``):
+nodes sorted by type, one row per ``(target, relation)`` pair: row ``t R +
+r`` for every pair when ``N R <= E`` (the relation transforms are then one
+batched GEMM per head), else only the pairs that occur, relation by
+relation (one GEMM per relation and head):
 
 .. math::
     [K, Q, V]_n = W_{\tau(n)} x_n + b_{\tau(n)}, \quad
@@ -54,8 +56,12 @@ class Plan:
     sizes: List[int]  # nodes per type
     src: Tensor  # [E]: sorted positions of the sources, edges by pair
     dst: Tensor  # [E]
-    pair: Tensor  # [E]: dst * R + relation, sorted
+    pair: Tensor  # [E]: each edge's pair row, sorted
+    num_pairs: int
     num_relations: int
+    # compacted pairs, relation by relation: (relation, first row, end
+    # row, targets) of each relation that has pairs
+    groups: Optional[List[Tuple[int, int, int, Tensor]]]
     heads: int
     chunk: int
     dropout: float  # 0 when not training
@@ -84,6 +90,71 @@ def _fold_heads(w: Tensor) -> Tensor:
     """``[R, H, d, e]`` -> per head ``[H, d, R e]`` (columns ``r e + j``)."""
     R, H, d, e = w.shape
     return w.permute(1, 2, 0, 3).reshape(H, d, R * e)
+
+
+def fold_queries(q: Tensor, w_q: Tensor, plan: Plan, out: Tensor
+                 ) -> Tensor:
+    """``out [H, P, d]``: each pair's query ``q[t] @ w_q[r]`` per head."""
+    H, N, d = q.shape
+    if plan.groups is None:
+        return torch.bmm(q, _fold_heads(w_q), out=out.view(H, N, -1)) \
+            .view(H, -1, d)
+    for r, o, o2, nodes in plan.groups:
+        for h in range(H):
+            torch.mm(q[h].index_select(0, nodes), w_q[r, h], out=out[h, o:o2])
+    return out
+
+
+def fold_queries_backward(d_qr: Tensor, q: Tensor, w_q: Tensor, plan: Plan,
+                          d_q: Tensor) -> Tensor:
+    """``(d_q [H, N, d]`` written into ``d_q``, ``d w_q [R, H, d, d])``."""
+    H, N, d = q.shape
+    R = w_q.size(0)
+    if plan.groups is None:
+        d_qr = d_qr.view(H, N, R * d)
+        torch.bmm(d_qr, _fold_heads(w_q).transpose(1, 2), out=d_q)
+        return torch.bmm(q.transpose(1, 2), d_qr).view(H, d, R, d) \
+            .permute(2, 0, 1, 3)
+    d_w_q = torch.zeros_like(w_q)
+    d_q.zero_()
+    for r, o, o2, nodes in plan.groups:
+        for h in range(H):
+            g = d_qr[h, o:o2]
+            d_w_q[r, h] = q[h].index_select(0, nodes).t() @ g
+            d_q[h].index_add_(0, nodes, g @ w_q[r, h].t())
+    return d_w_q
+
+
+def message_sum(u: Tensor, w_msg: Tensor, plan: Plan, out: Tensor
+                ) -> Tensor:
+    """``out [H, N, d]``: ``sum_r u[t, r] @ w_msg[r]`` per head."""
+    H, N, d = out.shape
+    if plan.groups is None:
+        return torch.bmm(u.view(H, N, -1), _heads(w_msg), out=out)
+    out.zero_()
+    for r, o, o2, nodes in plan.groups:
+        for h in range(H):
+            out[h].index_add_(0, nodes, u[h, o:o2] @ w_msg[r, h])
+    return out
+
+
+def message_sum_backward(d_agg: Tensor, u: Tensor, w_msg: Tensor,
+                         plan: Plan, du: Tensor) -> Tensor:
+    """``(du [H, P, d]`` written into ``du``, ``d w_msg [R, H, d, d])``."""
+    H, N, d = d_agg.shape
+    R = w_msg.size(0)
+    if plan.groups is None:
+        torch.bmm(d_agg, _heads(w_msg).transpose(1, 2),
+                  out=du.view(H, N, R * d))
+        return torch.bmm(u.view(H, N, R * d).transpose(1, 2), d_agg) \
+            .view(H, R, d, d).transpose(0, 1)
+    d_w_msg = torch.zeros_like(w_msg)
+    for r, o, o2, nodes in plan.groups:
+        for h in range(H):
+            g = d_agg[h].index_select(0, nodes)
+            d_w_msg[r, h] = u[h, o:o2].t() @ g
+            torch.mm(g, w_msg[r, h].t(), out=du[h, o:o2])
+    return d_w_msg
 
 
 class LayerFunction(torch.autograd.Function):
@@ -115,7 +186,7 @@ class LayerFunction(torch.autograd.Function):
                 ) -> Tuple[Tensor, Tensor]:
         pool, dt, dev = plan.pool, x.dtype, x.device
         N, F_in = x.shape
-        H, R = plan.heads, plan.num_relations
+        H, P = plan.heads, plan.num_pairs
         D = w_a.size(1)
         d = D // H
         xs = torch.index_select(x, 0, plan.perm,
@@ -129,20 +200,17 @@ class LayerFunction(torch.autograd.Function):
         k, q, v = (pool.empty((H, N, d), dt, dev).copy_(t.transpose(0, 1))
                    for t in kqv.view(N, 3, H, d).unbind(1))
         # folded queries, one row per (target, relation) pair
-        qr = torch.bmm(q, _fold_heads(w_q),
-                       out=pool.empty((H, N, R * d), dt, dev))
-        qr = qr.view(H, N * R, d)
+        qr = fold_queries(q, w_q, plan, pool.empty((H, P, d), dt, dev))
         empty = kqv.new_empty(H, 0, d)
         no_rows = plan.src.new_empty(0)
         score = gather_dots(qr, plan.pair, k, plan.src, empty, no_rows,
                             plan.chunk)
         alpha = segment_softmax(score, plan.dst, N, dim=1)
         del score
-        pair_offsets = csr_offsets(plan.pair, N * R)
+        pair_offsets = csr_offsets(plan.pair, P)
         u = bag_sums(v, plan.src, pair_offsets, alpha,
-                     pool.empty((H, N * R, d), dt, dev), plan.chunk)
-        agg_h = torch.bmm(u.view(H, N, R * d), _heads(w_msg),
-                          out=pool.empty((H, N, d), dt, dev))
+                     pool.empty((H, P, d), dt, dev), plan.chunk)
+        agg_h = message_sum(u, w_msg, plan, pool.empty((H, N, d), dt, dev))
         agg = pool.empty((N, D), dt, dev)
         agg.view(N, H, d).copy_(agg_h.transpose(0, 1))
         del agg_h
@@ -183,7 +251,7 @@ class LayerFunction(torch.autograd.Function):
          w_kqv, w_q, w_msg, w_a, skip, gamma) = ctx.saved_tensors
         dt, dev = xs.dtype, xs.device
         N, F_in = xs.shape
-        H, R = plan.heads, plan.num_relations
+        H, P = plan.heads, plan.num_pairs
         D = w_a.size(1)
         d = D // H
         T = len(plan.sizes)
@@ -224,12 +292,8 @@ class LayerFunction(torch.autograd.Function):
         # message transform and per-pair sums
         d_agg_h = pool.empty((H, N, d), dt, dev)
         d_agg_h.copy_(d_agg.view(N, H, d).transpose(0, 1))
-        u_h = u.view(H, N, R * d)
-        d_msg = torch.bmm(u_h.transpose(1, 2), d_agg_h)  # [H, R d, d]
-        d_w_msg = d_msg.view(H, R, d, d).transpose(0, 1)
-        du = torch.bmm(d_agg_h, _heads(w_msg).transpose(1, 2),
-                       out=pool.empty((H, N, R * d), dt, dev))
-        du = du.view(H, N * R, d)
+        du = pool.empty((H, P, d), dt, dev)
+        d_w_msg = message_sum_backward(d_agg_h, u, w_msg, plan, du)
         del d_agg_h
         empty, no_rows = k.new_empty(H, 0, d), plan.src.new_empty(0)
         d_score = score_backward(du, alpha, v, empty, plan.src, plan.dst,
@@ -245,12 +309,9 @@ class LayerFunction(torch.autograd.Function):
         d_kqv[:, 2] = d_v.transpose(0, 1)
         del d_v, du
         d_qr = bag_sums(k, plan.src, pair_offsets, d_score,
-                        pool.empty((H, N * R, d), dt, dev), plan.chunk)
-        d_qr = d_qr.view(H, N, R * d)
-        d_wq = torch.bmm(q.transpose(1, 2), d_qr)  # [H, d, R d]
-        d_w_q = d_wq.view(H, d, R, d).permute(2, 0, 1, 3)
-        d_q = torch.bmm(d_qr, _fold_heads(w_q).transpose(1, 2),
-                        out=pool.empty((H, N, d), dt, dev))
+                        pool.empty((H, P, d), dt, dev), plan.chunk)
+        d_q = pool.empty((H, N, d), dt, dev)
+        d_w_q = fold_queries_backward(d_qr, q, w_q, plan, d_q)
         d_kqv[:, 1] = d_q.transpose(0, 1)
         del d_qr, d_q
         d_kqv = d_kqv.view(N, 3 * D)
@@ -272,16 +333,15 @@ class LayerFunction(torch.autograd.Function):
                 dgamma, dbeta, None)
 
 
-def supported(p, x: Tensor, num_edges: int) -> bool:
+def supported(p, x: Tensor) -> bool:
     """Whether :func:`layer_forward` runs layer ``p`` on ``x``: float32 or
     float64 on CPU with matching weights, eager without autocast, no
-    relative temporal encoding, and the dense pair layout."""
+    relative temporal encoding."""
     return (x.device.type == 'cpu' and x.dtype in (torch.float32,
                                                    torch.float64)
             and p.relation_att.dtype == x.dtype and not p.use_RTE
             and not torch.compiler.is_compiling()
-            and not torch.is_autocast_enabled('cpu')
-            and x.size(0) * p.num_relations <= max(num_edges, 1))
+            and not torch.is_autocast_enabled('cpu'))
 
 
 def layer_forward(p, x: Tensor, plan: Plan) -> Tuple[Tensor, Tensor]:

@@ -32,19 +32,18 @@ class UltraFastHGTConv(SparseHGTConv):
     dynamic=True)`` (the edge operator is a ``torch.library`` custom op)
     and autocast.
 
-    On CPU in float32/float64 (eager, no autocast, no RTE, ``N R <= E``)
-    the whole layer runs as one Function with a hand-written backward
+    On CPU in float32/float64 (eager, no autocast, no RTE) the whole
+    layer runs as one Function with a hand-written backward
     (:mod:`~torch_geometric_hgt.conv.layer_function`) whose large
     intermediates and gradients live in :attr:`pool`, a
     :class:`~torch_geometric_hgt.buffers.BufferPool` the layer keeps
     between calls: after the first call only the output (and the input's
     gradient) are fresh memory, which at default process settings makes it
-    ~1.8x faster in forward and ~2.5x in forward+backward at 100k nodes /
-    1M edges. The price is that memory (about the layer's peak working
-    set; with inputs of changing size, such as mini-batches, at most
-    ``pool.max_buffers`` buffers) stays allocated while the layer lives;
-    ``layer.pool.clear()`` returns it (moving the layer with ``.to()``
-    does too).
+    1.5-3x faster (``benchmarks/RESULTS.md``). The price is that memory
+    (about the layer's peak working set; with inputs of changing size,
+    such as mini-batches, at most ``pool.max_buffers`` buffers) stays
+    allocated while the layer lives; ``layer.pool.clear()`` returns it
+    (moving the layer with ``.to()`` does too).
 
     Args:
         as :class:`~torch_geometric_hgt.params.HGTParameters`, and
