@@ -10,7 +10,7 @@ from torch import Tensor
 
 from torch_geometric_hgt.buffers import BufferPool
 from torch_geometric_hgt.conv.edge_attention import edge_attention
-from torch_geometric_hgt.conv.layer_function import (Plan, layer_forward,
+from torch_geometric_hgt.conv.layer_function import (pooled_forward,
                                                      supported)
 from torch_geometric_hgt.conv.relation_attention import relation_attention
 from torch_geometric_hgt.ops import (fold_relations_by_head, query_fold,
@@ -36,7 +36,8 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
     """
     N, H, d, D = x.size(0), p.n_heads, p.d_k, p.out_dim
     if pool is not None and not fold_per_chunk and supported(p, x):
-        return _pooled(p, x, node_type, edge_index, edge_type, chunk, pool)
+        return pooled_forward(p, x, node_type, edge_index, edge_type, chunk,
+                              pool)
     if torch.compiler.is_compiling():  # no host syncs: all-types GEMMs
         rank = None
 
@@ -65,42 +66,6 @@ def fused_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
                                           *p.a_weight()))
     if rank is not None:
         out = out.index_select(0, rank)
-    return out, att.to(out.dtype)
-
-
-def _pooled(p: HGTParameters, x: Tensor, node_type: Tensor,
-            edge_index: Tensor, edge_type: Tensor, chunk: int,
-            pool: BufferPool) -> Tuple[Tensor, Tensor]:
-    """:func:`~torch_geometric_hgt.conv.layer_function.layer_forward`,
-    with every (target, relation) pair a row when ``N R <= E``, else the
-    pairs that occur, relation by relation."""
-    perm_n, rank, sizes = type_order(node_type, p.num_node_types)
-    N, R = x.size(0), p.num_relations
-    edge_index = rank[edge_index]
-    dense = N * R <= max(edge_type.numel(), 1)
-    # edges by pair row: target-major when dense, else relation-major
-    key = edge_index[1] * R + edge_type if dense else \
-        edge_type * N + edge_index[1]
-    perm = torch.argsort(key)
-    key = key.index_select(0, perm)
-    dst = edge_index[1].index_select(0, perm)
-    pair, num_pairs, groups = key, N * R, None
-    if not dense:
-        pairs, pair = torch.unique_consecutive(key, return_inverse=True)
-        rel = torch.div(pairs, N, rounding_mode='floor')
-        nodes = pairs - rel * N
-        counts = torch.bincount(rel, minlength=R).tolist()
-        num_pairs, groups, o = pairs.numel(), [], 0
-        for r, c in enumerate(counts):
-            if c:
-                groups.append((r, o, o + c, nodes[o:o + c]))
-            o += c
-    plan = Plan(perm_n, rank, sizes, edge_index[0].index_select(0, perm),
-                dst, pair, num_pairs, R, groups, p.n_heads, chunk,
-                p.drop.p if p.training else 0.0,
-                p.norms[0].eps if p.use_norm else 1e-5, pool)
-    out, alpha = layer_forward(p, x, plan)
-    att = torch.empty_like(alpha.t()).index_copy_(0, perm, alpha.t())
     return out, att.to(out.dtype)
 
 

@@ -41,7 +41,7 @@ from torch_geometric_hgt.conv.edge_attention import (bag_sums, by_rows,
                                                      gather_dots,
                                                      score_backward,
                                                      sorted_rows)
-from torch_geometric_hgt.ops import segment_softmax
+from torch_geometric_hgt.ops import segment_softmax, type_order
 
 #: rows per block of the node-wise update (its temporaries stay small)
 ROW_BLOCK = 8192
@@ -58,7 +58,6 @@ class Plan:
     dst: Tensor  # [E]
     pair: Tensor  # [E]: each edge's pair row, sorted
     num_pairs: int
-    num_relations: int
     # compacted pairs, relation by relation: (relation, first row, end
     # row, targets) of each relation that has pairs
     groups: Optional[List[Tuple[int, int, int, Tensor]]]
@@ -356,3 +355,41 @@ def layer_forward(p, x: Tensor, plan: Plan) -> Tuple[Tensor, Tensor]:
     return LayerFunction.apply(x, w_kqv, b_kqv, p.query_fold_weight(),
                                p.relation_msg, w_a, b_a, skip, gamma, beta,
                                plan)
+
+
+def pooled_forward(p, x: Tensor, node_type: Tensor, edge_index: Tensor,
+                   edge_type: Tensor, chunk: int, pool: BufferPool
+                   ) -> Tuple[Tensor, Tensor]:
+    """Layer ``p`` (an :class:`~torch_geometric_hgt.HGTParameters`) on a
+    graph through :class:`LayerFunction`, ``chunk`` edges per chunk, large
+    tensors from ``pool``: every (target, relation) pair a row when ``N R
+    <= E``, else the pairs that occur, relation by relation. Returns the
+    output and the attention ``[E, H]`` in input edge order."""
+    perm_n, rank, sizes = type_order(node_type, p.num_node_types)
+    N, R = x.size(0), p.num_relations
+    edge_index = rank[edge_index]
+    dense = N * R <= max(edge_type.numel(), 1)
+    # edges by pair row: target-major when dense, else relation-major
+    key = edge_index[1] * R + edge_type if dense else \
+        edge_type * N + edge_index[1]
+    perm = torch.argsort(key)
+    key = key.index_select(0, perm)
+    dst = edge_index[1].index_select(0, perm)
+    pair, num_pairs, groups = key, N * R, None
+    if not dense:
+        pairs, pair = torch.unique_consecutive(key, return_inverse=True)
+        rel = torch.div(pairs, N, rounding_mode='floor')
+        nodes = pairs - rel * N
+        counts = torch.bincount(rel, minlength=R).tolist()
+        num_pairs, groups, o = pairs.numel(), [], 0
+        for r, c in enumerate(counts):
+            if c:
+                groups.append((r, o, o + c, nodes[o:o + c]))
+            o += c
+    plan = Plan(perm_n, rank, sizes, edge_index[0].index_select(0, perm),
+                dst, pair, num_pairs, groups, p.n_heads, chunk,
+                p.drop.p if p.training else 0.0,
+                p.norms[0].eps if p.use_norm else 1e-5, pool)
+    out, alpha = layer_forward(p, x, plan)
+    att = torch.empty_like(alpha.t()).index_copy_(0, perm, alpha.t())
+    return out, att.to(out.dtype)
