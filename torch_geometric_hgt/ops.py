@@ -165,21 +165,35 @@ def query_fold(relation_att: Tensor, relation_pri: Tensor) -> Tensor:
     return (relation_att * scale).transpose(-1, -2)
 
 
+def relations_by_column(w: Tensor) -> Tensor:
+    """``[R, H, d, e]`` -> per head ``[H, d, R e]`` (column ``r e + j``):
+    one product with it applies every relation's ``w[r, h]``."""
+    R, H, d, e = w.shape
+    return w.permute(1, 2, 0, 3).reshape(H, d, R * e)
+
+
+def relations_by_row(w: Tensor) -> Tensor:
+    """``[R, H, d, e]`` -> per head ``[H, R d, e]`` (row ``r d + i``):
+    one product with it sums every relation's ``x[r] @ w[r, h]``."""
+    R, H, d, e = w.shape
+    return w.transpose(0, 1).reshape(H, R * d, e)
+
+
 def fold_relations_by_head(x: Tensor, w: Tensor) -> Tensor:
     """``x[n, h] @ w[r, h]`` for every relation, in head-major rows: ``x
     [N, H, d]``, ``w [R, H, d, e]`` -> ``[H, N R, e]`` (row ``n R + r``),
     one batched GEMM with no output permutation."""
-    R, H, d, e = w.shape
-    w = w.to(x.dtype).permute(1, 2, 0, 3).reshape(H, d, R * e)
+    H, e = x.size(1), w.size(3)
+    w = relations_by_column(w.to(x.dtype))
     return torch.bmm(x.transpose(0, 1), w).view(H, -1, e)
 
 
 def sum_relations_by_head(u: Tensor, w: Tensor) -> Tensor:
     """``sum_r u[n, r, h] @ w[r, h]`` from head-major rows: ``u [H, N R,
     d]`` (row ``n R + r``), ``w [R, H, d, e]`` -> ``[N, H, e]``."""
-    R, H, d, e = w.shape
-    w = w.to(u.dtype).transpose(0, 1).reshape(H, R * d, e)
-    return torch.bmm(u.view(H, -1, R * d), w).transpose(0, 1)
+    R, H, d, _ = w.shape
+    return torch.bmm(u.view(H, -1, R * d),
+                     relations_by_row(w.to(u.dtype))).transpose(0, 1)
 
 
 def relation_matmul(x: Tensor, rel: Tensor, weight: Tensor) -> Tensor:

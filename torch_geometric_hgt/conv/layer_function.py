@@ -41,7 +41,8 @@ from torch_geometric_hgt.conv.edge_attention import (bag_sums, by_rows,
                                                      gather_dots,
                                                      score_backward,
                                                      sorted_rows)
-from torch_geometric_hgt.ops import segment_softmax, type_order
+from torch_geometric_hgt.ops import (relations_by_column, relations_by_row,
+                                     segment_softmax, type_order)
 
 #: rows per block of the node-wise update (its temporaries stay small)
 ROW_BLOCK = 8192
@@ -79,24 +80,12 @@ def blocks(sizes: List[int]) -> List[Tuple[int, int, int]]:
     return out
 
 
-def _heads(w: Tensor) -> Tensor:
-    """``[R, H, d, e]`` -> per head ``[H, R d, e]`` (rows ``r d + i``)."""
-    R, H, d, e = w.shape
-    return w.transpose(0, 1).reshape(H, R * d, e)
-
-
-def _fold_heads(w: Tensor) -> Tensor:
-    """``[R, H, d, e]`` -> per head ``[H, d, R e]`` (columns ``r e + j``)."""
-    R, H, d, e = w.shape
-    return w.permute(1, 2, 0, 3).reshape(H, d, R * e)
-
-
 def fold_queries(q: Tensor, w_q: Tensor, plan: Plan, out: Tensor
                  ) -> Tensor:
     """``out [H, P, d]``: each pair's query ``q[t] @ w_q[r]`` per head."""
     H, N, d = q.shape
     if plan.groups is None:
-        return torch.bmm(q, _fold_heads(w_q), out=out.view(H, N, -1)) \
+        return torch.bmm(q, relations_by_column(w_q), out=out.view(H, N, -1)) \
             .view(H, -1, d)
     for r, o, o2, nodes in plan.groups:
         for h in range(H):
@@ -111,7 +100,7 @@ def fold_queries_backward(d_qr: Tensor, q: Tensor, w_q: Tensor, plan: Plan,
     R = w_q.size(0)
     if plan.groups is None:
         d_qr = d_qr.view(H, N, R * d)
-        torch.bmm(d_qr, _fold_heads(w_q).transpose(1, 2), out=d_q)
+        torch.bmm(d_qr, relations_by_column(w_q).transpose(1, 2), out=d_q)
         return torch.bmm(q.transpose(1, 2), d_qr).view(H, d, R, d) \
             .permute(2, 0, 1, 3)
     d_w_q = torch.zeros_like(w_q)
@@ -129,7 +118,7 @@ def message_sum(u: Tensor, w_msg: Tensor, plan: Plan, out: Tensor
     """``out [H, N, d]``: ``sum_r u[t, r] @ w_msg[r]`` per head."""
     H, N, d = out.shape
     if plan.groups is None:
-        return torch.bmm(u.view(H, N, -1), _heads(w_msg), out=out)
+        return torch.bmm(u.view(H, N, -1), relations_by_row(w_msg), out=out)
     out.zero_()
     for r, o, o2, nodes in plan.groups:
         for h in range(H):
@@ -143,7 +132,7 @@ def message_sum_backward(d_agg: Tensor, u: Tensor, w_msg: Tensor,
     H, N, d = d_agg.shape
     R = w_msg.size(0)
     if plan.groups is None:
-        torch.bmm(d_agg, _heads(w_msg).transpose(1, 2),
+        torch.bmm(d_agg, relations_by_row(w_msg).transpose(1, 2),
                   out=du.view(H, N, R * d))
         return torch.bmm(u.view(H, N, R * d).transpose(1, 2), d_agg) \
             .view(H, R, d, d).transpose(0, 1)

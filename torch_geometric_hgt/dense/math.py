@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from torch_geometric_hgt.ops import (adjacency_softmax, dropout_factor,
+                                     relations_by_column, relations_by_row,
                                      soft_update_terms)
 
 
@@ -53,11 +54,10 @@ class Saved(NamedTuple):
 
 
 def layer_weights(layer) -> Weights:
-    H, d, R = layer.n_heads, layer.d_k, layer.num_relations
     w, b = layer.kqv_weight()
     kqv = torch.cat([w.transpose(1, 2).flatten(0, 1), b], 0)
-    fold = layer.query_fold_weight().permute(1, 2, 0, 3).reshape(H, d, R * d)
-    msg = layer.relation_msg.transpose(0, 1).reshape(H, R * d, d)
+    fold = relations_by_column(layer.query_fold_weight())
+    msg = relations_by_row(layer.relation_msg)
     wa, ba, keep_x = layer.gated_a_weight()
     norm = layer.norm_weight()
     return Weights(kqv, fold, msg, wa.flatten(0, 1).t(), ba.flatten(),
