@@ -173,12 +173,27 @@ def run_child(script: str, config: dict, timeout: float = 3600) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def cpu_model() -> str:
+    """The CPU's model name, family and model numbers (``lscpu``'s), since
+    ratios to the lower bound differ between machines."""
+    fields = {}
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    return (f"{fields.get('model name', platform.machine())} (family "
+            f"{fields.get('cpu family', '?')}, model "
+            f"{fields.get('model', '?')})")
+
+
 def device_name(device: str) -> str:
     if device.startswith('cuda'):
         return torch.cuda.get_device_name(device)
     malloc = 'keep_freed_memory()' if _MALLOC[0] else 'default malloc'
-    return (f'{platform.processor() or platform.machine()} CPU, '
-            f'{torch.get_num_threads()} threads, {malloc}')
+    return (f'{cpu_model()}, {torch.get_num_threads()} threads, {malloc}')
 
 
 def result_name(name: str, device: str) -> str:

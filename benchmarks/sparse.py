@@ -179,15 +179,18 @@ def main():
     rows = []
     for (N, E, R), impl in configs:
         bar.set_postfix_str(f'{impl} {N}/{E}/R={R}')
+        # a smoke run checks that every path runs: one child each (PyG's
+        # backward is too slow for it)
         cfg = {'device': args.device, 'threads': args.threads, 'N': N,
-               'E': E, 'R': R, 'impl': impl, 'backward': False,
+               'E': E, 'R': R, 'impl': impl,
+               'backward': args.smoke and impl != 'pyg',
                'repeat': 1 if impl in ('loop', 'pyg') or N >= 10**6 else 3,
                'warmup': 0 if impl in ('loop', 'pyg') else 1}
         r = run_child(__file__, cfg)
         # predicted backward / forward: ~3 here, hundreds for PyG without
         # pyg-lib (its typed linears fall back to per-type slices)
         factor = 1000 if impl == 'pyg' else 12
-        if r['fwd_s'] * factor <= args.max_backward_s:
+        if not args.smoke and r['fwd_s'] * factor <= args.max_backward_s:
             cfg['backward'] = True
             r = run_child(__file__, cfg)
         r.update(impl=impl, N=N, E=E, R=R)

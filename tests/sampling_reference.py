@@ -32,10 +32,11 @@ class _Nodes:
 
 
 def neighbor_sample(edges, node_types, seed_type, seeds, num_neighbors,
-                    rng: random.Random, nbrs=None):
+                    rng: random.Random, nbrs=None, keep=None):
     """Uniform neighbour sampling; returns ``(n_id, {et: [(src local, dst
     local, e_id)]})``. ``nbrs``: :func:`in_neighbors` of ``edges``, if
-    built already."""
+    built already; ``keep(et, src, e_id)``: whether an in-edge is
+    eligible (all are without it)."""
     nbrs = nbrs or in_neighbors(edges)
     nodes = {nt: _Nodes() for nt in node_types}
     for s in seeds:
@@ -48,7 +49,8 @@ def neighbor_sample(edges, node_types, seed_type, seeds, num_neighbors,
         for et in edges:
             k = num_neighbors[et][hop]
             for v in frontier.get(et[2], []):
-                cand = nbrs[et].get(v, [])
+                cand = [(s, e) for s, e in nbrs[et].get(v, [])
+                        if keep is None or keep(et, s, e)]
                 if 0 <= k < len(cand):
                     cand = rng.sample(cand, k)
                 for s, e in cand:

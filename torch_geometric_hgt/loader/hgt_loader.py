@@ -1,95 +1,171 @@
-"""PyG's :class:`torch_geometric.loader.HGTLoader` (HGSampling), without
-torch-sparse, on CPU or CUDA."""
-from typing import Callable, Dict, List, Optional, Union
+"""PyG's :class:`torch_geometric.loader.HGTLoader` over our
+:class:`~torch_geometric_hgt.sampler.HGTSampler` (HGSampling without
+torch-sparse, on CPU or CUDA), and its link-level sibling."""
+from typing import Callable, Optional, Union
 
 import torch
-from torch import Tensor
-from torch_geometric.data import HeteroData
-from torch_geometric.typing import NodeType
+from torch_geometric.loader import LinkLoader, NodeLoader
+from torch_geometric.sampler import NegativeSampling
+from torch_geometric.typing import InputEdges, InputNodes, OptTensor
 
-from torch_geometric_hgt.loader.base import (InputNodes, SeedLoader,
-                                             check_data, check_sizes,
-                                             sizes_per_type)
-from torch_geometric_hgt.loader.sampling import Sample, hgt_sample
+from torch_geometric_hgt.loader.utils import (check_edge_label_index,
+                                              check_input_nodes,
+                                              sampler_generator)
+from torch_geometric_hgt.sampler import HGTSampler
+from torch_geometric_hgt.sampler.graph import GraphData
+from torch_geometric_hgt.sampler.hgt_sampler import NumSamples
 
-NumSamples = Union[List[int], Dict[NodeType, List[int]]]
+
+def _sampler(data, num_samples, is_sorted, max_neighbors, time_attr,
+             generator, kwargs) -> HGTSampler:
+    return HGTSampler(data, num_samples, is_sorted=is_sorted,
+                      share_memory=kwargs.get('num_workers', 0) > 0,
+                      max_neighbors=max_neighbors, time_attr=time_attr,
+                      generator=sampler_generator(data, generator))
 
 
-class HGTLoader(SeedLoader):
-    r"""Mini-batches of a heterogeneous graph by HGSampling (`"Heterogeneous
-    Graph Transformer" <https://arxiv.org/abs/2003.01332>`_, Algorithm 1),
-    with the arguments and the output of PyG's
-    :class:`torch_geometric.loader.HGTLoader`, in plain PyTorch on CPU or
-    CUDA (sampling runs where ``data``'s edges are).
+class HGTLoader(NodeLoader):
+    r"""Mini-batches by HGSampling (`"Heterogeneous Graph Transformer"
+    <https://arxiv.org/abs/2003.01332>`_, Algorithm 1): PyG's
+    :class:`torch_geometric.loader.HGTLoader`, its arguments and batches,
+    over :class:`~torch_geometric_hgt.sampler.HGTSampler`, so that it runs
+    without torch-sparse, on CPU or CUDA (sampling runs where ``data``'s
+    edges are).
 
-    Every node type :math:`\tau` keeps a budget :math:`B_\tau`. Each newly
-    sampled node :math:`t` adds :math:`1 / \deg(t)` to :math:`B` of each
-    in-neighbour not sampled yet. At hop :math:`\ell`, every type draws
-    ``num_samples[type][l]`` nodes without replacement, node :math:`s`
-    with probability :math:`B_\tau[s]^2 / \|B_\tau\|^2` (among those not yet
-    drawn), and they add their neighbours' budget in turn. The mini-batch
-    is the subgraph induced by all sampled nodes.
+    Each node type keeps a budget; each new node adds :math:`1 / \deg` to
+    its unsampled in-neighbours; every hop, each type draws
+    ``num_samples[type][hop]`` nodes with probability proportional to the
+    squared budget; a batch is the subgraph induced by the sampled nodes,
+    seeds first.
 
     Args:
-        data (HeteroData): The graph; ``edge_index`` of every edge type.
+        data (HeteroData or Tuple[FeatureStore, GraphStore]): The graph.
         num_samples (List[int] or Dict[str, List[int]]): Nodes drawn per hop,
-            for every node type or per node type (types left out draw
-            none).
+            for every node type or per node type.
         input_nodes (str or Tuple[str, torch.Tensor]): The seeds' node type,
-            with their indices or a boolean mask (:obj:`None` for all).
-        batch_size (int, optional): Seeds per mini-batch. (default: :obj:`1`)
-        shuffle (bool, optional): A fresh seed order every epoch.
+            with their indices or a mask (:obj:`None` for all).
+        is_sorted (bool, optional): Edges already sorted by destination.
             (default: :obj:`False`)
-        drop_last (bool, optional): Drop the last, smaller batch.
-            (default: :obj:`False`)
-        max_neighbors (int, optional): A node with more in-neighbours (of
-            one edge type) adds :math:`1 / \mathrm{max\_neighbors}` to that
-            many of them, drawn uniformly: the same budget in expectation,
-            bounded work per node (pyHGT's cap). :obj:`None` adds to all,
-            as PyG. (default: :obj:`None`)
-        time_attr (str, optional): Node attribute holding integer times;
-            then a node's neighbours are those not later than its seed time
-            (the seeds' own; a sampled node's, the latest of the nodes that
-            added to its budget). (default: :obj:`None`)
-        input_time (torch.Tensor, optional): The seeds' times, instead of
-            their ``time_attr``. (default: :obj:`None`)
-        generator (torch.Generator, optional): Source of the seed order and
-            the batches' random seeds. (default: :obj:`None`)
         transform (callable, optional): Applied to every mini-batch.
             (default: :obj:`None`)
+        transform_sampler_output (callable, optional): Applied to every
+            sampler output. (default: :obj:`None`)
+        filter_per_worker (bool, optional): Gather features in the workers.
+            (default: :obj:`None`: PyG's choice)
+        max_neighbors (int, optional): Cap on the in-neighbours a node adds
+            budget to (pyHGT's; :obj:`None`: all, as PyG).
+            (default: :obj:`None`)
+        time_attr (str, optional): Node attribute holding times: no
+            neighbour later than its seed time. (default: :obj:`None`)
+        input_time (torch.Tensor, optional): The seeds' times, instead of
+            their ``time_attr``. (default: :obj:`None`)
+        generator (torch.Generator, optional): Orders the seeds and seeds
+            the draws. (default: :obj:`None`)
         **kwargs (optional): Arguments of
-            :class:`torch.utils.data.DataLoader`, such as ``num_workers``.
+            :class:`torch.utils.data.DataLoader`, such as ``batch_size``,
+            ``shuffle`` or ``num_workers``.
 
     Shapes:
-        - **output:** a :class:`~torch_geometric.data.HeteroData` with every
-          node attribute of the sampled nodes and ``n_id`` per node type
-          (seeds first), every edge of the induced subgraph (``edge_index``
-          in local indices, its attributes, ``e_id``), ``input_id`` and
-          ``batch_size`` on the input type; with ``time_attr`` also
-          ``seed_time`` per node and ``edge_time`` per edge.
+        - **output:** PyG's batch: a :class:`~torch_geometric.data.
+          HeteroData` with the sampled nodes' attributes and ``n_id``, the
+          induced edges with their attributes and ``e_id``, ``input_id``
+          and ``batch_size`` on the input type, ``num_sampled_nodes`` per
+          hop.
     """
+    def __init__(
+        self,
+        data: GraphData,
+        num_samples: NumSamples,
+        input_nodes: InputNodes,
+        is_sorted: bool = False,
+        transform: Optional[Callable] = None,
+        transform_sampler_output: Optional[Callable] = None,
+        filter_per_worker: Optional[bool] = None,
+        max_neighbors: Optional[int] = None,
+        time_attr: Optional[str] = None,
+        input_time: OptTensor = None,
+        generator: Optional[torch.Generator] = None,
+        **kwargs,
+    ):
+        if input_time is not None and time_attr is None:
+            raise ValueError("'input_time' needs 'time_attr'")
+        sampler = _sampler(data, num_samples, is_sorted, max_neighbors,
+                           time_attr, generator, kwargs)
+        check_input_nodes(sampler, input_nodes)
+        super().__init__(
+            data=data, node_sampler=sampler, input_nodes=input_nodes,
+            input_time=input_time, transform=transform,
+            transform_sampler_output=transform_sampler_output,
+            filter_per_worker=filter_per_worker, generator=generator,
+            **kwargs)
 
-    def __init__(self, data: HeteroData, num_samples: NumSamples,
-                 input_nodes: InputNodes, batch_size: int = 1,
-                 shuffle: bool = False, drop_last: bool = False,
-                 max_neighbors: Optional[int] = None,
-                 time_attr: Optional[str] = None,
-                 input_time: Optional[Tensor] = None,
-                 generator: Optional[torch.Generator] = None,
-                 transform: Optional[Callable] = None, **kwargs):
-        check_data(data)
-        self.num_samples = sizes_per_type('num_samples', num_samples,
-                                          data.node_types, 0)
-        if max_neighbors is not None:
-            check_sizes("'max_neighbors'", [max_neighbors], 1)
-        self.max_neighbors = max_neighbors
-        super().__init__(data, input_nodes, batch_size, shuffle, drop_last,
-                         generator, time_attr, input_time, transform,
-                         **kwargs)
 
-    def sample(self, seeds: Tensor, seed_time: Optional[Tensor],
-               generator: torch.Generator) -> Sample:
-        return hgt_sample(self.graph, self.input_type, seeds,
-                          self.num_samples, self.max_neighbors, generator,
-                          seed_time)
+class LinkHGTLoader(LinkLoader):
+    r"""Link-level mini-batches by HGSampling, which no other library
+    offers: PyG's :class:`~torch_geometric.loader.LinkLoader` over
+    :class:`~torch_geometric_hgt.sampler.HGTSampler`, seeded by the
+    endpoints of ``batch_size`` edges of ``edge_label_index`` (and of
+    negatives from PyG's :class:`~torch_geometric.sampler.NegativeSampling`),
+    with the batches of PyG's
+    :class:`~torch_geometric.loader.LinkNeighborLoader`.
 
+    Args:
+        data (HeteroData or Tuple[FeatureStore, GraphStore]): The graph.
+        num_samples (List[int] or Dict[str, List[int]]): Nodes drawn per hop,
+            for every node type or per node type.
+        edge_label_index (EdgeType or Tuple[EdgeType, torch.Tensor]): The
+            edges to predict and their edge type (:obj:`None`: all edges of
+            the type).
+        edge_label (torch.Tensor, optional): Their labels.
+            (default: :obj:`None`)
+        neg_sampling (NegativeSampling, optional): How to draw negatives.
+            (default: :obj:`None`)
+        neg_sampling_ratio (int or float, optional): Binary negatives per
+            positive (PyG's deprecated form). (default: :obj:`None`)
+        is_sorted (bool, optional): Edges already sorted by destination.
+            (default: :obj:`False`)
+        transform (callable, optional): Applied to every mini-batch.
+            (default: :obj:`None`)
+        transform_sampler_output (callable, optional): Applied to every
+            sampler output. (default: :obj:`None`)
+        filter_per_worker (bool, optional): Gather features in the workers.
+            (default: :obj:`None`: PyG's choice)
+        max_neighbors (int, optional): Cap on the in-neighbours a node adds
+            budget to. (default: :obj:`None`)
+        generator (torch.Generator, optional): Orders the edges and seeds
+            the draws. (default: :obj:`None`)
+        **kwargs (optional): Arguments of
+            :class:`torch.utils.data.DataLoader`.
+
+    Shapes:
+        - **output:** PyG's link batch (see
+          :class:`~torch_geometric_hgt.loader.LinkNeighborLoader`) over the
+          subgraph induced by the sampled nodes.
+    """
+    def __init__(
+        self,
+        data: GraphData,
+        num_samples: NumSamples,
+        edge_label_index: InputEdges = None,
+        edge_label: OptTensor = None,
+        neg_sampling: Optional[NegativeSampling] = None,
+        neg_sampling_ratio: Optional[Union[int, float]] = None,
+        is_sorted: bool = False,
+        transform: Optional[Callable] = None,
+        transform_sampler_output: Optional[Callable] = None,
+        filter_per_worker: Optional[bool] = None,
+        max_neighbors: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
+        **kwargs,
+    ):
+        sampler = _sampler(data, num_samples, is_sorted, max_neighbors, None,
+                           generator, kwargs)
+        check_edge_label_index(sampler, data, edge_label_index)
+        super().__init__(
+            data=data, link_sampler=sampler,
+            edge_label_index=edge_label_index, edge_label=edge_label,
+            neg_sampling=neg_sampling, neg_sampling_ratio=neg_sampling_ratio,
+            transform=transform,
+            transform_sampler_output=transform_sampler_output,
+            filter_per_worker=filter_per_worker, generator=generator,
+            **kwargs)

@@ -1,0 +1,104 @@
+"""A previous commit against the working tree, measured alternately (old,
+new, old, new, ...) in one run on one machine, so that a slow phase of
+the machine hits both alike.
+
+    python benchmarks/versus.py bd96f81 benchmarks/sampling.py --rounds 3
+    python benchmarks/versus.py bd96f81 benchmarks/sparse.py -- \
+        --sizes 100000:1000000:5
+
+Each round runs the script from a checkout of the commit (a temporary git
+worktree) and from the working tree, each in a fresh process with its own
+tree first on ``PYTHONPATH``, and reads the JSON the script writes to its
+tree's ``benchmarks/out/``. Prints, for every number both versions report,
+the medians over the rounds and new / old.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def numbers(tree, prefix=''):
+    """``{'a.b.c': value}`` for every number in a JSON tree."""
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(numbers(value, f'{prefix}{key}.'))
+        return out
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        return {prefix[:-1]: float(tree)}
+    return {}
+
+
+def run(tree: Path, script: str, args, out_name: str) -> dict:
+    out = tree / 'benchmarks' / 'out' / f'{out_name}.json'
+    out.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    res = subprocess.run([sys.executable, str(tree / script), *args],
+                         cwd=tree, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f'{script} failed in {tree}:\n'
+                           f'{res.stderr[-3000:]}')
+    return numbers(json.loads(out.read_text()))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('base', help='the previous commit')
+    p.add_argument('script', help='benchmark script, relative to the root')
+    p.add_argument('args', nargs='*', help="the script's arguments "
+                   "(after '--')")
+    p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--json', default=None,
+                   help='name of the JSON the script writes (default: the '
+                        "script's name)")
+    p.add_argument('--keys', default='',
+                   help='only numbers whose key contains one of these '
+                        '(comma-separated)')
+    a = p.parse_args()
+    out_name = a.json or Path(a.script).stem
+    keys = [k for k in a.keys.split(',') if k]
+    commit = subprocess.run(['git', 'rev-parse', '--short', a.base],
+                            cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT,
+                          capture_output=True, text=True,
+                          check=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix='versus-') as tmp:
+        old = Path(tmp) / commit
+        subprocess.run(['git', 'worktree', 'add', '--detach', str(old),
+                        commit], cwd=ROOT, check=True, capture_output=True)
+        try:
+            seen = {'old': [], 'new': []}
+            for r in range(a.rounds):
+                for side, tree in (('old', old), ('new', ROOT)):
+                    seen[side].append(run(tree, a.script, a.args, out_name))
+                    print(f'round {r + 1} {side} done', file=sys.stderr,
+                          flush=True)
+        finally:
+            subprocess.run(['git', 'worktree', 'remove', '--force',
+                            str(old)], cwd=ROOT, capture_output=True)
+    common = sorted(set.intersection(*(set(d) for d in
+                                       seen['old'] + seen['new'])))
+    common = [k for k in common if not keys or any(s in k for s in keys)]
+    print(f'`python benchmarks/versus.py {a.base} {a.script}'
+          f"{' -- ' + ' '.join(a.args) if a.args else ''}` "
+          f'(old {commit}, new {head} plus the working tree), '
+          f'{a.rounds} alternating rounds, medians:')
+    print('| number | old | new | new / old |')
+    print('|---|---|---|---|')
+    for k in common:
+        o = statistics.median(d[k] for d in seen['old'])
+        n = statistics.median(d[k] for d in seen['new'])
+        ratio = f'{n / o:.2f}' if o else '-'
+        print(f'| {k} | {o:.4g} | {n:.4g} | {ratio} |')
+
+
+if __name__ == '__main__':
+    main()
