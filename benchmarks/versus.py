@@ -49,11 +49,11 @@ def run(tree: Path, script: str, args, out_name: str) -> dict:
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="arguments after '--' go to the script")
     p.add_argument('base', help='the previous commit')
     p.add_argument('script', help='benchmark script, relative to the root')
-    p.add_argument('args', nargs='*', help="the script's arguments "
-                   "(after '--')")
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--json', default=None,
                    help='name of the JSON the script writes (default: the '
@@ -61,7 +61,10 @@ def main():
     p.add_argument('--keys', default='',
                    help='only numbers whose key contains one of these '
                         '(comma-separated)')
-    a = p.parse_args()
+    argv = sys.argv[1:]
+    cut = argv.index('--') if '--' in argv else len(argv)
+    a = p.parse_args(argv[:cut])
+    a.args = argv[cut + 1:]
     out_name = a.json or Path(a.script).stem
     keys = [k for k in a.keys.split(',') if k]
     commit = subprocess.run(['git', 'rev-parse', '--short', a.base],

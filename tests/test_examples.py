@@ -69,12 +69,43 @@ def test_mag_minibatch(loader):
     assert acc > 0.3
 
 
-@pytest.mark.skipif(importlib.util.find_spec('recbole') is None,
-                    reason="needs 'pip install --no-deps recbole'")
+NEEDS_RECBOLE = pytest.mark.skipif(
+    importlib.util.find_spec('recbole') is None,
+    reason="needs 'pip install --no-deps recbole'")
+
+
+@NEEDS_RECBOLE
 def test_movielens():
     out = run('examples/movielens_kg.py', '--smoke')
     assert 'ours (UltraFastHGTConv): test RMSE' in out
     assert 'PyG HGTConv: test RMSE' in out
+
+
+@NEEDS_RECBOLE
+def test_movielens_link():
+    out = run('examples/movielens_link.py', '--smoke')
+    first = out.split('first batch: loss ')[1].split()
+    ours, pyg = float(first[0]), float(first[3])
+    assert abs(ours - pyg) < 1e-6
+    auc = float(out.split('AUC val ')[1].split()[0])
+    # one epoch on 3,200 ratings: well above chance (0.5)
+    assert auc > 0.6
+    assert 'Recall@20' in out and 'sampling' in out
+
+
+def test_disk_graph_two_ranks_equal_one_process(tmp_path):
+    """The stores on disk sampled by two DDP ranks train to the same
+    parameters as one process averaging both ranks' batches."""
+    script = 'examples/disk_graph.py'
+    one, two = tmp_path / 'one.pt', tmp_path / 'two.pt'
+    root = str(tmp_path / 'data')
+    out = run(script, '--smoke', '--world', '2', '--root', root, '--save',
+              str(one))
+    assert 'MB on disk' in out
+    run('-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+        script, '--smoke', '--root', root, '--save', str(two),
+        env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert torch.allclose(torch.load(one), torch.load(two), atol=1e-5)
 
 
 HAS_IMDB = all(importlib.util.find_spec(m) is not None
@@ -100,7 +131,8 @@ def test_imdb_pyg_dropin(tmp_path):
 
 
 @pytest.mark.parametrize('name', [
-    'quickstart', pytest.param('imdb_pyg_dropin', marks=NEEDS_IMDB)])
+    'quickstart', pytest.param('imdb_pyg_dropin', marks=NEEDS_IMDB),
+    pytest.param('movielens_link', marks=NEEDS_RECBOLE)])
 def test_notebook_executes(name):
     nbformat = pytest.importorskip('nbformat')
     nbclient = pytest.importorskip('nbclient')
@@ -124,10 +156,13 @@ def test_pyg_dropin_benchmark_smoke():
 def test_sampling_benchmark_smoke():
     out = run('benchmarks/sampling.py', '--smoke')
     rows = [line for line in out.splitlines()
-            if line.startswith(('| neighbor |', '| hgt |'))]
-    assert len(rows) == 2
+            if line.startswith(('| neighbor |', '| hgt |', '| link |',
+                                '| link_hgt |'))]
+    assert len(rows) == 4
 
 
+# each starts a process per configuration (minutes in all)
+@pytest.mark.slow
 @pytest.mark.parametrize('script', ['legacy', 'dense', 'sparse'])
 def test_benchmark_smoke(script):
     out = run(f'benchmarks/{script}.py', '--smoke', '--threads', '1')

@@ -45,7 +45,7 @@ def test_inclusion_frequencies_match_reference(max_neighbors):
         lambda: {nt: v.tolist() for nt, v in
                  sample(sampler, [0, 1, 2]).node.items()},
         lambda: ref.hgt_sample(edge_lists(data), list(NODES), 'paper',
-                               [0, 1, 2], num, rng, max_neighbors)[0], 1500)
+                               [0, 1, 2], num, rng, max_neighbors)[0], 1000)
 
 
 def test_budgets_respected():

@@ -34,6 +34,29 @@ CUDA_VECTORIZED_MAX_EDGES = 262144
 AttentionDict = Dict[EdgeType, Tuple[Tensor, Tensor]]
 
 
+class EdgeMaskSlot(MessagePassing):
+    """Where PyG's explainers put the edge mask of one edge type:
+    :func:`torch_geometric.explain.algorithm.utils.set_hetero_masks` sets
+    masks on the :class:`~torch_geometric.nn.MessagePassing` modules of a
+    :class:`~torch.nn.ModuleDict` keyed by edge type, and :class:`HGTConv`
+    keeps one such slot per edge type (no parameters, no state). The layer
+    reads the slots; nothing propagates through them."""
+
+    def mask(self, num_edges: int, name: str) -> Optional[Tensor]:
+        """The mask as PyG's ``explain_message`` applies it (sigmoid when
+        asked), or :obj:`None` when not explaining."""
+        if not self.explain:
+            return None
+        mask = self._edge_mask
+        if mask is None:
+            raise ValueError(f"explaining {name}, but no edge mask is set "
+                             f"on it")
+        if mask.shape != (num_edges, ):
+            raise ValueError(f"the edge mask of {name} has shape "
+                             f"{list(mask.shape)}, expected [{num_edges}]")
+        return mask.sigmoid() if self._apply_sigmoid else mask
+
+
 def auto_backend(device: torch.device, num_edges: int) -> str:
     """The backend ``backend='auto'`` runs: ``'ultrafast'`` on CPU (fastest
     at every size measured), on CUDA ``'vectorized'`` up to
@@ -100,6 +123,15 @@ class HGTConv(MessagePassing):
     (target, edge type) instead of applied per source and edge type. Node
     types that are no edge type's destination, or missing from ``x_dict``,
     get no output.
+
+    PyG's explainers reach the layer: masks set per edge type by
+    :func:`~torch_geometric.explain.algorithm.utils.set_hetero_masks` (as
+    :class:`~torch_geometric.explain.Explainer` does for heterogeneous
+    models) multiply each message after attention, :math:`\alpha_h(s, t)
+    \, m_{st} V_h(s) M_{r,h}` (:math:`m = \sigma(\text{mask})` when the
+    explainer asks), as PyG's ``MessagePassing.explain_message`` does;
+    masked calls run the ``'vectorized'`` edge phase, which differentiates
+    with respect to the masks.
 
     Args:
         in_channels (int or Dict[str, int]): Input size of every node type,
@@ -214,6 +246,10 @@ class HGTConv(MessagePassing):
         self.drop = torch.nn.Dropout(dropout)
         self.emb = RelTemporalEncoding(rte_size.pop(), max_len) \
             if use_RTE else None
+        # PyG's explainers reach the layer through these (set_hetero_masks)
+        self.edge_masks = ModuleDict({'__'.join(et): EdgeMaskSlot()
+                                      for et in edge_types
+                                      if '.' not in '__'.join(et)})
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -301,12 +337,16 @@ class HGTConv(MessagePassing):
             if self.use_RTE else None
 
         att, pri, msg = self.relation_weights(list(edges))
+        edge_mask = self._edge_mask_of(edges)
         backend = self.backend
         if backend == 'auto':
             backend = auto_backend(device, edge_type.numel())
-        if backend == 'vectorized':
+        # explanation masks take the plain-autograd edge phase, which
+        # differentiates with respect to them
+        if backend == 'vectorized' or edge_mask is not None:
             agg, alpha = vectorized_attention(q, k, v, edge_index, edge_type,
-                                              att, pri, msg, rte)
+                                              att, pri, msg, rte,
+                                              edge_mask)
         else:
             module = ultrafast if backend == 'ultrafast' else \
                 memory_efficient
@@ -339,6 +379,23 @@ class HGTConv(MessagePassing):
                                          edges.values()])
         return out_dict, {et: (ei, a) for (et, (ei, _)), a in
                           zip(edges.items(), alpha)}
+
+    def _edge_mask_of(self, edges: Dict[EdgeType, Tuple[Tensor, Optional[
+            Tensor]]]) -> Optional[Tensor]:
+        """The explanation mask of every edge of the call, in ``edges``'
+        order (ones for edge types not explained), or :obj:`None` when no
+        edge type is explained."""
+        masks = []
+        for et, (ei, _) in edges.items():
+            slot = self.edge_masks['__'.join(et)] \
+                if '__'.join(et) in self.edge_masks else None
+            masks.append(None if slot is None else
+                         slot.mask(ei.size(1), f'edge type {et}'))
+        if all(m is None for m in masks):
+            return None
+        ref = next(m for m in masks if m is not None)
+        return torch.cat([ref.new_ones(ei.size(1)) if m is None else m
+                          for m, (ei, _) in zip(masks, edges.values())])
 
     def _kqv(self, xs: Dict[NodeType, Tensor]) -> Tensor:
         """``kqv_lin`` of every type, rows in ``xs`` order: ``[N, 3 F]``."""

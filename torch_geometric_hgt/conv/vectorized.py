@@ -52,11 +52,14 @@ class VectorizedHGTConv(SparseHGTConv):
 def vectorized_attention(q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor,
                          edge_type: Tensor, relation_att: Tensor,
                          relation_pri: Tensor, relation_msg: Tensor,
-                         rte: Optional[Tuple[Tensor, Tensor]] = None
+                         rte: Optional[Tuple[Tensor, Tensor]] = None,
+                         edge_mask: Optional[Tensor] = None
                          ) -> Tuple[Tensor, Tensor]:
     """The edge phase of :class:`VectorizedHGTConv` with the arguments and
     result of :func:`~torch_geometric_hgt.conv.fused.fused_attention`:
-    plain torch ops on ``[E, H, d]`` rows, no host sync."""
+    plain torch ops on ``[E, H, d]`` rows, no host sync. ``edge_mask``
+    ``[E]`` scales each edge's message after the softmax, as PyG's
+    ``MessagePassing.explain_message`` does; ``alpha`` stays unmasked."""
     (N, H, d), R = q.shape, relation_att.size(0)
     src, dst = edge_index[0], edge_index[1]
     k_e, v_e = k.index_select(0, src), v.index_select(0, src)
@@ -69,6 +72,8 @@ def vectorized_attention(q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor,
     score = (q_rel.reshape(N * R, H, d).index_select(0, pair) *
              k_e).sum(-1)
     alpha = segment_softmax(score, dst, N)
-    u = scatter_sum(v_e * alpha.unsqueeze(-1), pair, N * R)
+    weight = alpha if edge_mask is None else \
+        alpha * edge_mask.to(alpha.dtype).unsqueeze(-1)
+    u = scatter_sum(v_e * weight.unsqueeze(-1), pair, N * R)
     agg = torch.einsum('nrhd,rhdf->nhf', u.view(N, R, H, d), relation_msg)
     return agg, alpha
