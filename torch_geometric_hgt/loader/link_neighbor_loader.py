@@ -11,7 +11,7 @@ from torch_geometric.sampler.base import SubgraphType
 from torch_geometric.typing import EdgeType, InputEdges, OptTensor
 
 from torch_geometric_hgt.loader.utils import (check_edge_label_index,
-                                              sampler_generator)
+                                              default_neighbor_sampler)
 from torch_geometric_hgt.sampler import NeighborSampler
 from torch_geometric_hgt.sampler.graph import GraphData
 
@@ -112,14 +112,13 @@ class LinkNeighborLoader(PyGLinkNeighborLoader):
         **kwargs,
     ):
         if neighbor_sampler is None:
-            neighbor_sampler = NeighborSampler(
+            neighbor_sampler = default_neighbor_sampler(
                 data, num_neighbors, subgraph_type=subgraph_type,
                 replace=replace, disjoint=disjoint,
                 temporal_strategy=temporal_strategy, time_attr=time_attr,
                 weight_attr=weight_attr, is_sorted=is_sorted,
-                share_memory=kwargs.get('num_workers', 0) > 0,
-                directed=directed,
-                generator=sampler_generator(data, generator))
+                directed=directed, generator=generator,
+                num_workers=kwargs.get('num_workers', 0))
         if isinstance(neighbor_sampler, NeighborSampler):
             check_edge_label_index(neighbor_sampler, data, edge_label_index)
         super().__init__(

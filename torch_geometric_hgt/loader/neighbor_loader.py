@@ -9,7 +9,7 @@ from torch_geometric.sampler.base import SubgraphType
 from torch_geometric.typing import EdgeType, InputNodes, OptTensor
 
 from torch_geometric_hgt.loader.utils import (check_input_nodes,
-                                              sampler_generator)
+                                              default_neighbor_sampler)
 from torch_geometric_hgt.sampler import NeighborSampler
 from torch_geometric_hgt.sampler.graph import GraphData
 
@@ -100,14 +100,13 @@ class NeighborLoader(PyGNeighborLoader):
         **kwargs,
     ):
         if neighbor_sampler is None:
-            neighbor_sampler = NeighborSampler(
+            neighbor_sampler = default_neighbor_sampler(
                 data, num_neighbors, subgraph_type=subgraph_type,
                 replace=replace, disjoint=disjoint,
                 temporal_strategy=temporal_strategy, time_attr=time_attr,
                 weight_attr=weight_attr, is_sorted=is_sorted,
-                share_memory=kwargs.get('num_workers', 0) > 0,
-                directed=directed,
-                generator=sampler_generator(data, generator))
+                directed=directed, generator=generator,
+                num_workers=kwargs.get('num_workers', 0))
         if isinstance(neighbor_sampler, NeighborSampler):
             check_input_nodes(neighbor_sampler, input_nodes)
         super().__init__(

@@ -7,6 +7,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from torch_geometric_hgt.sampler import NeighborSampler
 from torch_geometric_hgt.sampler.graph import GraphData, graph_device
 
 
@@ -115,3 +116,15 @@ def sampler_generator(data: GraphData,
         return generator
     seed = int(torch.randint(2**62, (), generator=generator))
     return torch.Generator(device).manual_seed(seed)
+
+
+def default_neighbor_sampler(data: GraphData, num_neighbors, *,
+                             generator: Optional[torch.Generator],
+                             num_workers: int, **kwargs) -> NeighborSampler:
+    """The sampler PyG's neighbour loaders would build, ours: PyG's
+    arguments ``kwargs``, shared memory for workers, and a generator on
+    the graph's device."""
+    return NeighborSampler(data, num_neighbors,
+                           share_memory=num_workers > 0,
+                           generator=sampler_generator(data, generator),
+                           **kwargs)

@@ -174,8 +174,10 @@ def _weights(data: GraphData, weight_attr: Optional[str],
 
 
 def build_graph(data: GraphData, time_attr: Optional[str] = None,
-                weight_attr: Optional[str] = None, is_sorted: bool = False
-                ) -> Graph:
+                weight_attr: Optional[str] = None, is_sorted: bool = False,
+                share_memory: bool = False) -> Graph:
+    """The :class:`Graph` of ``data``; ``share_memory`` puts its CPU
+    tensors in shared memory, for loader workers."""
     device = graph_device(data)
     node_time, edge_time = _times(data, time_attr)
     csc = _csc(data, is_sorted, node_time, edge_time, device)
@@ -220,6 +222,10 @@ def build_graph(data: GraphData, time_attr: Optional[str] = None,
         if et in weights:
             weight = weights[et].to(device).index_select(0, eid)
         rel[et] = Relation(colptr, torch.stack([row, eid], 1), key, weight)
+        if share_memory and device.type == 'cpu':
+            for t in rel[et]:
+                if t is not None:
+                    t.share_memory_()
     return Graph(num_nodes, rel, node_time if times is not None else None,
                  times, device)
 

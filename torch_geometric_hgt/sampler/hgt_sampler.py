@@ -75,7 +75,8 @@ class HGTSampler(BaseSampler):
             raise TypeError(f"'data' must be a HeteroData or a "
                             f"(FeatureStore, GraphStore) pair (got "
                             f"{type(data).__name__})")
-        self.graph: Graph = build_graph(data, time_attr, None, is_sorted)
+        self.graph: Graph = build_graph(data, time_attr, None, is_sorted,
+                                        share_memory)
         if self.graph.temporal and not self.graph.node_time:
             raise ValueError(f"'time_attr' is '{time_attr}': HGSampling "
                              f"takes node-level times only")
@@ -91,11 +92,6 @@ class HGTSampler(BaseSampler):
         self.max_neighbors = max_neighbors
         self.generator = WorkerGenerator(check_generator(generator,
                                                          self.graph))
-        if share_memory:
-            for rel in self.graph.rel.values():
-                for t in rel:
-                    if t is not None and not t.is_cuda:
-                        t.share_memory_()
 
     @property
     def edge_permutation(self) -> None:

@@ -105,7 +105,7 @@ class NeighborSampler(BaseSampler):
             raise ValueError(f"'temporal_strategy' must be 'uniform' or "
                              f"'last' (got {temporal_strategy!r})")
         self.graph: Graph = build_graph(data, time_attr, weight_attr,
-                                        is_sorted)
+                                        is_sorted, share_memory)
         self.is_hetero = not (_is_homogeneous(data))
         self.node_types = list(self.graph.num_nodes)
         self.edge_types = list(self.graph.rel)
@@ -126,11 +126,6 @@ class NeighborSampler(BaseSampler):
             raise ValueError("'disjoint' sampling (temporal sampling is "
                              "always disjoint) is not supported with "
                              "subgraph_type='induced'")
-        if share_memory:
-            for rel in self.graph.rel.values():
-                for t in rel:
-                    if t is not None and not t.is_cuda:
-                        t.share_memory_()
 
     @property
     def num_neighbors(self) -> NumNeighbors:
