@@ -6,6 +6,9 @@ import pickle
 import pytest
 import torch
 
+from conftest import R, T, make_graph, randomize_
+
+from torch_geometric_hgt import UltraFastHGTConv, VectorizedHGTConv, buffers
 from torch_geometric_hgt.buffers import BufferPool, size_class
 
 SHAPE, F32 = (64, 32), torch.float32
@@ -74,17 +77,43 @@ def test_smallest_free_buffer_that_fits():
     assert pool.empty((64, 65), F32, 'cpu').data_ptr() not in ptrs
 
 
-def test_changing_sizes_stay_bounded():
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_changing_sizes_stay_bounded(seed):
     """Mini-batches: every call a new size; the pool keeps at most
-    max_buffers buffers, the least recently used going first."""
+    max_buffers buffers, each the size class of a request, so its bytes
+    stay under max_buffers times the class of the largest request."""
     pool = BufferPool(max_buffers=6, min_bytes=0)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
+    largest = size_class(999 * 8) * 4  # bytes of the largest class asked
     for _ in range(50):
         n = int(torch.randint(10, 1000, (), generator=g))
         held = [pool.empty((n, 8), F32, 'cpu') for _ in range(3)]
         del held
-        assert pool.nbytes <= 6 * 1000 * 8 * 4
+        assert len(pool) <= 6
+        assert pool.nbytes <= 6 * largest
     assert len(pool) == 6
+
+
+def test_without_the_storage_use_count_buffers_are_plain(monkeypatch):
+    """The fallback where torch lacks its storage use count: nothing is
+    kept, every request is fresh memory, and the pooled layer still
+    equals its autograd path."""
+    monkeypatch.setattr(buffers, '_use_count', None)
+    pool = BufferPool(min_bytes=0)
+    a = pool.empty((64, 32), F32, 'cpu')
+    del a
+    b = pool.empty((64, 32), F32, 'cpu')
+    assert len(pool) == 0 and pool.nbytes == 0
+    assert b.shape == (64, 32)
+    x, node_type, edge_index, edge_type, _ = make_graph('repeated')
+    m = randomize_(UltraFastHGTConv(x.size(1), 8, T, R, 2)).eval()
+    m.pool = BufferPool(min_bytes=0)
+    ref = VectorizedHGTConv(x.size(1), 8, T, R, 2).eval()
+    ref.load_state_dict(m.state_dict())
+    want = ref(x, node_type, edge_index, edge_type)
+    got = m(x, node_type, edge_index, edge_type)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=2e-5)
+    assert len(m.pool) == 0
 
 
 def test_zeros_and_clear():

@@ -25,7 +25,20 @@ def test_segment_softmax_is_softmax_per_segment(dim, dtype):
 
 
 def test_segment_softmax_gradient_matches_softmax():
-    index = torch.tensor([1, 1, 0, 1])
-    score = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
-    torch.autograd.gradcheck(lambda s: segment_softmax(s, index, 2),
+    """The gradient through each segment is ``torch.softmax``'s, and
+    gradcheck holds."""
+    g = torch.Generator().manual_seed(1)
+    index = torch.tensor([1, 1, 0, 1, 3, 3])  # segment 2: empty
+    score = torch.randn(6, 2, dtype=torch.float64, generator=g,
+                        requires_grad=True)
+    upstream = torch.randn(6, 2, dtype=torch.float64, generator=g)
+    (grad, ) = torch.autograd.grad(segment_softmax(score, index, 4),
+                                   score, upstream)
+    for seg in index.unique():
+        rows = (index == seg).nonzero().view(-1)
+        part = score.detach()[rows].requires_grad_()
+        (want, ) = torch.autograd.grad(torch.softmax(part, 0), part,
+                                       upstream[rows])
+        torch.testing.assert_close(grad[rows], want)
+    torch.autograd.gradcheck(lambda s: segment_softmax(s, index, 4),
                              (score, ))

@@ -222,10 +222,22 @@ def test_dense_model_checks_inputs_its_layers_do_not(case, match):
 
 
 def test_weights_move_between_dense_and_sparse():
-    sparse = randomize_(VectorizedHGTConv(8, 8, T, R, 2))
-    dense = DenseHGTConv(8, 8, T, R, 2)
+    """Checkpoints move both ways with every value intact, and the moved
+    weights compute the same layer on a hard graph."""
+    sparse = randomize_(VectorizedHGTConv(8, 8, T, R, 2)).eval()
+    dense = DenseHGTConv(8, 8, T, R, 2).eval()
     dense.load_state_dict(sparse.state_dict(), strict=True)
-    sparse.load_state_dict(dense.state_dict(), strict=True)
+    for key, value in sparse.state_dict().items():
+        assert torch.equal(dense.state_dict()[key], value), key
+    back = VectorizedHGTConv(8, 8, T, R, 2).eval()
+    back.load_state_dict(dense.state_dict(), strict=True)
+    for key, value in sparse.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+    x, P, adj, E, mask = soft_graph('hard', B=3, N=5, seed=4)
+    batch = dense_to_batch(SoftGraph(P, adj, E, mask, x))
+    got = dense(x, P, adj, E, mask)[mask]
+    want = back(batch.x, batch.node_type, batch.edge_index, batch.edge_type)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_bfloat16_autocast_finite_and_close():
