@@ -11,8 +11,11 @@ def _stack(lins, attr):
     return torch.stack([getattr(lin, attr) for lin in lins])
 
 
-def spec_sparse(p, x, node_type, edge_index, edge_type, edge_time=None):
-    """The sparse layer of the spec with the weights of module ``p``."""
+def spec_sparse(p, x, node_type, edge_index, edge_type, edge_time=None,
+                edge_mask=None):
+    """The sparse layer of the spec with the weights of module ``p``;
+    ``edge_mask`` multiplies each edge's message after the softmax (PyG's
+    ``explain_message``)."""
     N, H, d = x.size(0), p.n_heads, p.d_k
     s, t = edge_index
     xs = x[s]
@@ -35,7 +38,8 @@ def spec_sparse(p, x, node_type, edge_index, edge_type, edge_time=None):
         m = t == n
         if bool(m.any()):
             a = torch.softmax(score[m], dim=0)
-            agg[n] = (a.unsqueeze(-1) * msg[m]).sum(0)
+            w = a if edge_mask is None else a * edge_mask[m].unsqueeze(-1)
+            agg[n] = (w.unsqueeze(-1) * msg[m]).sum(0)
             att = att.index_put((m.nonzero().view(-1), ), a)
     agg = torch.stack(agg).view(N, -1)
     P = F.one_hot(node_type, p.num_node_types).to(x)

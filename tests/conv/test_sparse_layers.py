@@ -54,6 +54,36 @@ def test_matches_spec(name, kind, use_norm, use_RTE, out_dim):
 
 
 @pytest.mark.parametrize('name', LAYERS)
+@pytest.mark.parametrize('kind', GRAPH_KINDS)
+def test_edge_mask_matches_spec(name, kind):
+    """``edge_mask`` scales each message after attention: values and the
+    mask's gradient equal the spec's; attention stays unmasked."""
+    x, node_type, edge_index, edge_type, edge_time = make_graph(kind)
+    layer = randomize_(CONVS[name](8, 8, T, R, 4, use_RTE=True,
+                                   max_len=10)).eval()
+    g = torch.Generator().manual_seed(5)
+    mask = torch.rand(edge_type.numel(), generator=g).requires_grad_()
+    out, att = layer(x, node_type, edge_index, edge_type, edge_time,
+                     return_attention_weights=True, edge_mask=mask)
+    weight = torch.randn(out.shape, generator=g)
+    (got, ) = torch.autograd.grad((out * weight).sum(), mask,
+                                  allow_unused=True, materialize_grads=True)
+    ref, ref_att = spec_sparse(layer, x, node_type, edge_index, edge_type,
+                               edge_time, mask)
+    (want, ) = torch.autograd.grad((ref * weight).sum(), mask,
+                                   allow_unused=True, materialize_grads=True)
+    assert torch.allclose(out, ref, atol=ATOL, rtol=0)
+    assert torch.allclose(att, ref_att, atol=ATOL, rtol=0)
+    assert torch.allclose(got, want, atol=ATOL, rtol=0)
+    if edge_type.numel():
+        plain = layer(x, node_type, edge_index, edge_type, edge_time)
+        assert not torch.allclose(plain, out, atol=ATOL)
+    with pytest.raises(ValueError, match="'edge_mask'"):
+        layer(x, node_type, edge_index, edge_type, edge_time,
+              edge_mask=torch.ones(edge_type.numel() + 1))
+
+
+@pytest.mark.parametrize('name', LAYERS)
 def test_dropout_only_in_training(name):
     x, node_type, edge_index, edge_type, _ = make_graph('random')
     layer = CONVS[name](8, 8, T, R, 2, dropout=0.5)

@@ -1,6 +1,7 @@
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
@@ -54,6 +55,44 @@ class SparseHGTConv(HGTParameters, MessagePassing):
                          n_heads, dropout, use_norm, use_RTE, max_len,
                          validate,
                          aggr='add', node_dim=0)
+
+    def check_edge_mask(self, edge_mask: Optional[Tensor],
+                        edge_type: Tensor) -> None:
+        """``edge_mask``: one real weight per edge, or :obj:`None`."""
+        if edge_mask is None:
+            return
+        if not isinstance(edge_mask, Tensor) or \
+                not edge_mask.is_floating_point() or \
+                edge_mask.shape != edge_type.shape:
+            raise ValueError(f"'edge_mask' must be a float tensor of shape "
+                             f"[{edge_type.numel()}] (one weight per edge; "
+                             f"got {edge_mask!r})")
+
+    def vectorized(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
+                   edge_type: Tensor, edge_time: Optional[Tensor],
+                   edge_mask: Optional[Tensor] = None
+                   ) -> Tuple[Tensor, Tensor]:
+        """``(out, attention)`` by plain torch ops (see
+        :class:`~torch_geometric_hgt.VectorizedHGTConv`), each message
+        times ``edge_mask`` after attention where given: the path every
+        layer takes for masks, which autograd differentiates."""
+        from torch_geometric_hgt.conv.vectorized import vectorized_attention
+        from torch_geometric_hgt.ops import typed_linear, update_hard
+        N, H, d, D = x.size(0), self.n_heads, self.d_k, self.out_dim
+        kqv = typed_linear(x, node_type, *self.kqv_weight())
+        k, q, v = kqv.view(N, 3, H, d).unbind(1)
+        rte = None
+        if self.use_RTE:
+            rte = (self.rte_kv_table(),
+                   node_type.index_select(0, edge_index[0]) * self.max_len +
+                   edge_time)
+        agg, alpha = vectorized_attention(q, k, v, edge_index, edge_type,
+                                          self.relation_att,
+                                          self.relation_pri,
+                                          self.relation_msg, rte, edge_mask)
+        a_out = typed_linear(F.gelu(agg.reshape(N, D)), node_type,
+                             *self.a_weight())
+        return update_hard(self, x, node_type, a_out), alpha
 
     def _result(self, out: Tensor, att: Tensor,
                 return_attention_weights: bool

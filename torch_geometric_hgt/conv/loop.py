@@ -36,18 +36,23 @@ class LoopHGTConv(SparseHGTConv):
     Shapes:
         - **input:** ``x [N, in_dim]``, ``node_type [N]``,
           ``edge_index [2, E]`` (row 0 sources, row 1 targets),
-          ``edge_type [E]``, ``edge_time [E]`` (only with ``use_RTE``)
+          ``edge_type [E]``, ``edge_time [E]`` (only with ``use_RTE``),
+          ``edge_mask [E]`` (optional: each message times its weight after
+          attention, as PyG's ``explain_message``; every layer takes it)
         - **output:** ``[N, out_dim]``; with
           ``return_attention_weights=True`` also ``[E, H]`` (kept as
           ``self.att`` too, like pyHGT).
     """
     def forward(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
                 edge_type: Tensor, edge_time: Optional[Tensor] = None,
-                return_attention_weights: bool = False
+                return_attention_weights: bool = False,
+                edge_mask: Optional[Tensor] = None
                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
+        self.check_edge_mask(edge_mask, edge_type)
         out = self.propagate(edge_index, node_inp=x, node_type=node_type,
                              edge_type=edge_type, edge_time=edge_time,
+                             edge_weight=edge_mask,
                              size=(x.size(0), x.size(0)))
         att, self._att = self._att, None
         return self._result(out, att, return_attention_weights)
@@ -55,6 +60,7 @@ class LoopHGTConv(SparseHGTConv):
     def message(self, edge_index_i: Tensor, node_inp_i: Tensor,
                 node_inp_j: Tensor, node_type_i: Tensor, node_type_j: Tensor,
                 edge_type: Tensor, edge_time: Optional[Tensor],
+                edge_weight: Optional[Tensor],
                 size_i: Optional[int]) -> Tensor:
         E, H, d = edge_index_i.size(0), self.n_heads, self.d_k
         res_att = node_inp_i.new_zeros(E, H)
@@ -85,7 +91,9 @@ class LoopHGTConv(SparseHGTConv):
                         'ehd,hdf->ehf', v, self.relation_msg[relation_type]
                     ).to(res_msg.dtype)
         self._att = softmax(res_att, edge_index_i, num_nodes=size_i)
-        return (res_msg * self._att.unsqueeze(-1)).view(-1, self.out_dim)
+        weight = self._att if edge_weight is None else \
+            self._att * edge_weight.unsqueeze(-1)
+        return (res_msg * weight.unsqueeze(-1)).view(-1, self.out_dim)
 
     def update(self, aggr_out: Tensor, node_inp: Tensor,
                node_type: Tensor) -> Tensor:

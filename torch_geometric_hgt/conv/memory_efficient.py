@@ -75,9 +75,17 @@ class MemoryEfficientHGTConv(SparseHGTConv):
 
     def forward(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
                 edge_type: Tensor, edge_time: Optional[Tensor] = None,
-                return_attention_weights: bool = False
+                return_attention_weights: bool = False,
+                edge_mask: Optional[Tensor] = None
                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
+        self.check_edge_mask(edge_mask, edge_type)
+        if edge_mask is not None:
+            # masks take the plain-autograd path, which differentiates
+            # with respect to them
+            out, att = self.vectorized(x, node_type, edge_index, edge_type,
+                                       edge_time, edge_mask)
+            return self._result(out, att, return_attention_weights)
         args = (self, x, node_type, edge_index, edge_type, edge_time,
                 edges_per_chunk(self.chunk_size, x.device, CPU_CHUNK_SIZE,
                                 edge_type.numel()))

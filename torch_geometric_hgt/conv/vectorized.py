@@ -1,11 +1,9 @@
 from typing import Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from torch_geometric_hgt.ops import (query_fold, scatter_sum, segment_softmax,
-                                     typed_linear, update_hard)
+from torch_geometric_hgt.ops import query_fold, scatter_sum, segment_softmax
 from torch_geometric_hgt.conv.base import SparseHGTConv
 
 
@@ -28,24 +26,13 @@ class VectorizedHGTConv(SparseHGTConv):
     """
     def forward(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
                 edge_type: Tensor, edge_time: Optional[Tensor] = None,
-                return_attention_weights: bool = False
+                return_attention_weights: bool = False,
+                edge_mask: Optional[Tensor] = None
                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
-        N, H, d, D = x.size(0), self.n_heads, self.d_k, self.out_dim
-        kqv = typed_linear(x, node_type, *self.kqv_weight())
-        k, q, v = kqv.view(N, 3, H, d).unbind(1)
-        rte = None
-        if self.use_RTE:
-            rte = (self.rte_kv_table(),
-                   node_type.index_select(0, edge_index[0]) * self.max_len +
-                   edge_time)
-        agg, alpha = vectorized_attention(q, k, v, edge_index, edge_type,
-                                          self.relation_att,
-                                          self.relation_pri,
-                                          self.relation_msg, rte)
-        a_out = typed_linear(F.gelu(agg.reshape(N, D)), node_type,
-                             *self.a_weight())
-        out = update_hard(self, x, node_type, a_out)
+        self.check_edge_mask(edge_mask, edge_type)
+        out, alpha = self.vectorized(x, node_type, edge_index, edge_type,
+                                     edge_time, edge_mask)
         return self._result(out, alpha, return_attention_weights)
 
 
