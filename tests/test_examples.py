@@ -131,6 +131,18 @@ def test_imdb_pyg_dropin(tmp_path):
     assert (tmp_path / 'imdb_loss.png').stat().st_size > 1000
 
 
+@NEEDS_IMDB
+def test_imdb_explain(tmp_path):
+    out = run('examples/imdb_explain.py', '--smoke', '--out', str(tmp_path))
+    # masks reached our layer: some edge of the movie's neighbourhood is
+    # weighted; PyG's own layer cannot be explained
+    weights = [float(line.split()[0]) for line in out.splitlines()
+               if line.startswith('    ') and '->' in line]
+    assert weights and max(weights) > 0
+    assert "PyG's HGTConv: Could not compute gradients" in out
+    assert (tmp_path / 'imdb_explain.png').stat().st_size > 1000
+
+
 @pytest.mark.parametrize('name', [
     'quickstart', pytest.param('imdb_pyg_dropin', marks=NEEDS_IMDB),
     pytest.param('movielens_link', marks=NEEDS_RECBOLE)])
