@@ -13,7 +13,7 @@ import torch
 from torch_geometric_hgt import DenseHGTConv, native
 from torch_geometric_hgt.ops import dropout_keep, hashed_keep
 
-needs_compiler = pytest.mark.skipif(native._compiler() is None,
+needs_compiler = pytest.mark.skipif(native.build.compiler() is None,
                                     reason='needs a C compiler')
 
 
@@ -23,9 +23,9 @@ def fresh(monkeypatch, tmp_path):
     restored after."""
     monkeypatch.setenv('TORCH_GEOMETRIC_HGT_CACHE', str(tmp_path / 'cache'))
     monkeypatch.delenv('TORCH_GEOMETRIC_HGT_NATIVE', raising=False)
-    native._library.cache_clear()
+    native.runtime.load_all.cache_clear()
     yield tmp_path
-    native._library.cache_clear()
+    native.runtime.load_all.cache_clear()
 
 
 def script(path: Path, body: str) -> Path:
@@ -53,7 +53,7 @@ def test_unwritable_cache_falls_back_to_the_next_folder(fresh, monkeypatch):
     monkeypatch.setenv('XDG_CACHE_HOME', str(fresh / 'xdg'))
     assert native.is_available()
     built = list((fresh / 'xdg' / 'torch_geometric_hgt').glob('*.so'))
-    assert len(built) == len(native._REALS)
+    assert len(built) == len(native.build.REALS)
 
 
 def test_no_writable_cache_warns_and_leaves_the_torch_code(fresh,
@@ -71,7 +71,7 @@ def test_no_writable_cache_warns_and_leaves_the_torch_code(fresh,
 def test_cache_never_in_the_working_directory(monkeypatch, xdg):
     monkeypatch.setenv('XDG_CACHE_HOME', xdg)
     monkeypatch.delenv('TORCH_GEOMETRIC_HGT_CACHE', raising=False)
-    assert all(p.is_absolute() for p in native._cache_dirs())
+    assert all(p.is_absolute() for p in native.build.cache_dirs())
 
 
 def test_cache_without_a_home(monkeypatch):
@@ -80,14 +80,14 @@ def test_cache_without_a_home(monkeypatch):
     monkeypatch.setattr(Path, 'home', staticmethod(no_home))
     monkeypatch.delenv('TORCH_GEOMETRIC_HGT_CACHE', raising=False)
     monkeypatch.delenv('XDG_CACHE_HOME', raising=False)
-    dirs = list(native._cache_dirs())
+    dirs = list(native.build.cache_dirs())
     assert dirs and all(p.is_absolute() for p in dirs)
 
 
 def test_compiler_timeout(fresh, monkeypatch):
     cc = script(fresh / 'slow-cc', 'sleep 30\n')
     monkeypatch.setenv('CC', str(cc))
-    monkeypatch.setattr(native, 'COMPILER_TIMEOUT', 0.5)
+    monkeypatch.setattr(native.build, 'COMPILER_TIMEOUT', 0.5)
     with pytest.warns(UserWarning, match='ran over'):
         assert native.library() is None
 
@@ -95,7 +95,7 @@ def test_compiler_timeout(fresh, monkeypatch):
 @needs_compiler
 def test_failed_variant_is_remembered(fresh, monkeypatch):
     log = fresh / 'calls'
-    real = native._compiler()
+    real = native.build.compiler()
     cc = script(fresh / 'no-openmp-cc', f'''\
         echo "$@" >> {log}
         case " $* " in *" -fopenmp "*) echo "no OpenMP here" >&2; exit 1;;
@@ -105,11 +105,11 @@ def test_failed_variant_is_remembered(fresh, monkeypatch):
     monkeypatch.setenv('CC', str(cc))
     assert native.is_available()  # built without OpenMP
     cache = fresh / 'cache'
-    assert len(list(cache.glob('*.failed'))) == len(native._REALS) or \
+    assert len(list(cache.glob('*.failed'))) == len(native.build.REALS) or \
         not native.openmp_runtimes()
-    assert len(list(cache.glob('*.so'))) == len(native._REALS)
+    assert len(list(cache.glob('*.so'))) == len(native.build.REALS)
     log.write_text('')
-    native._library.cache_clear()
+    native.runtime.load_all.cache_clear()
     assert native.is_available()
     assert '-fopenmp' not in log.read_text()
 
@@ -128,7 +128,7 @@ def test_two_processes_build_at_once(tmp_path):
         assert p.returncode == 0, err
     # one library per precision, no partial builds left behind
     assert sorted(p.suffix for p in tmp_path.iterdir()) == \
-        ['.so'] * len(native._REALS)
+        ['.so'] * len(native.build.REALS)
 
 
 @needs_compiler

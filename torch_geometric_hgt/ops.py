@@ -6,9 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: scores above the row's largest by more than this are capped before
-#: ``exp`` (the dense layers' softmax; e^80 is far inside float32's range)
-EXP_CAP = 80.0
+from torch_geometric_hgt.numerics import EXP_CAP
 
 try:  # optional accelerator
     import torch_scatter  # noqa: F401

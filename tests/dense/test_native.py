@@ -1,5 +1,6 @@
-"""The C kernels of the dense backward (dense/native.py) against the torch
-code they stand in for, and how they are built or left out."""
+"""The C kernels of the dense backward (``torch_geometric_hgt.native``)
+against the torch code they stand in for, and how they are built or left
+out."""
 import pytest
 import torch
 from conftest import randomize_
@@ -22,9 +23,9 @@ def fresh_library(monkeypatch, tmp_path):
     """An empty kernel cache and a library looked up anew."""
     monkeypatch.setenv('TORCH_GEOMETRIC_HGT_CACHE', str(tmp_path))
     monkeypatch.delenv('TORCH_GEOMETRIC_HGT_NATIVE', raising=False)
-    native._library.cache_clear()
+    native.runtime.load_all.cache_clear()
     yield
-    native._library.cache_clear()
+    native.runtime.load_all.cache_clear()
 
 
 def update_case(n, dtype, use_norm, skip, dropout):
@@ -124,7 +125,7 @@ def test_builds_into_the_cache_once(tmp_path):
     assert native.library() is not None
     built = sorted(p.name for p in tmp_path.iterdir())
     assert len(built) == 2 and all(p.endswith('.so') for p in built)
-    native._library.cache_clear()
+    native.runtime.load_all.cache_clear()
     assert native.library() is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == built
 
@@ -133,11 +134,12 @@ def test_builds_into_the_cache_once(tmp_path):
 @pytest.mark.usefixtures('fresh_library', 'two_threads')
 def test_a_layer_on_two_workers_builds_the_kernels_once(monkeypatch):
     builds = []
-    monkeypatch.setattr(native, '_build', spy(native._build, builds))
+    monkeypatch.setattr(native.build, 'build_library',
+                        spy(native.build.build_library, builds))
     layer = DenseHGTConv(8, 16, T, R, 2, chunk_size=1).eval()
     x, P, adj, E, mask = soft_graph('random', B=4, N=8)
     layer(x, P, adj, E, mask)
-    assert len(builds) == len(native._REALS)  # once per dtype
+    assert len(builds) == len(native.build.REALS)  # once per dtype
 
 
 def test_usable_only_for_cpu_float32_and_float64():

@@ -24,9 +24,9 @@
 #include "kernels.h"
 
 #define L 8
-/* the exponent cap, passed by native.py from ops.EXP_CAP */
+/* the exponent cap, passed by native/build.py from numerics.EXP_CAP */
 #ifndef EXP_CAP
-#error "build with -DEXP_CAP=<ops.EXP_CAP>"
+#error "build with -DEXP_CAP=<numerics.EXP_CAP>"
 #endif
 
 typedef real vec __attribute__((vector_size(L * sizeof(real))));
