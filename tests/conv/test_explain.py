@@ -6,7 +6,7 @@ the concatenated mask; and PyG's Explainer returns per-edge-type masks."""
 import pytest
 import torch
 from test_hetero import BACKEND_NAMES, awkward_graph, randomized_pair
-from torch_geometric.explain import Explainer, GNNExplainer
+from torch_geometric.explain import AttentionExplainer, Explainer, GNNExplainer
 from torch_geometric.explain.algorithm.utils import (clear_masks,
                                                      set_hetero_masks)
 from torch_geometric.nn import Linear
@@ -127,3 +127,40 @@ def test_gnn_explainer_returns_masks_per_edge_type():
     reach = ('paper', 'cites', 'paper')
     assert masks[reach].max() > 0
     assert masks[('paper', 'has_topic', 'field')].abs().sum() == 0
+
+
+def test_attention_explainer_reads_our_attention():
+    """PyG's AttentionExplainer gets each layer's attention per edge type:
+    with one layer and the mean over heads, the mask of an edge into the
+    explained node is its attention weight (as
+    ``return_attention_weights`` gives it)."""
+    x_dict, edge_index_dict, metadata = awkward_graph()
+    x_dict.pop('venue')
+    edge_index_dict.pop(('paper', 'in', 'venue'))
+    metadata = (list(x_dict), [et for et in metadata[1] if 'venue' not in
+                               et])
+
+    class OneLayer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = HGTConv(-1, 16, metadata, heads=2)
+
+        def forward(self, x_dict, edge_index_dict):
+            return self.conv(x_dict, edge_index_dict)['paper'] \
+                .log_softmax(-1)
+
+    torch.manual_seed(0)
+    model = OneLayer()
+    _, att = model.conv(x_dict, edge_index_dict,
+                        return_attention_weights=True)
+    explainer = Explainer(
+        model, algorithm=AttentionExplainer(reduce='mean'),
+        explanation_type='model', edge_mask_type='object',
+        model_config=dict(mode='multiclass_classification',
+                          task_level='node', return_type='log_probs'))
+    explanation = explainer(x_dict, edge_index_dict, index=3)
+    et = ('paper', 'cites', 'paper')
+    mask = explanation[et].edge_mask
+    into = edge_index_dict[et][1] == 3
+    assert into.any()
+    torch.testing.assert_close(mask[into], att[et][1].mean(-1)[into])

@@ -131,7 +131,8 @@ class HGTConv(MessagePassing):
     \, m_{st} V_h(s) M_{r,h}` (:math:`m = \sigma(\text{mask})` when the
     explainer asks), as PyG's ``MessagePassing.explain_message`` does;
     masked calls run the ``'vectorized'`` edge phase, which differentiates
-    with respect to the masks.
+    with respect to the masks. PyG's ``AttentionExplainer`` reads the
+    attention weights through the slots' message forward hooks.
 
     Args:
         in_channels (int or Dict[str, int]): Input size of every node type,
@@ -373,12 +374,25 @@ class HGTConv(MessagePassing):
             if self.norms is not None:
                 out = self.norms[nt](out)
             out_dict[nt] = out
+        alpha = alpha.split([ei.size(1) for ei, _ in edges.values()])
+        self._report_attention(edges, alpha)
         if not return_attention_weights:
             return out_dict
-        alpha = alpha.to(q.dtype).split([ei.size(1) for ei, _ in
-                                         edges.values()])
-        return out_dict, {et: (ei, a) for (et, (ei, _)), a in
+        return out_dict, {et: (ei, a.to(q.dtype)) for (et, (ei, _)), a in
                           zip(edges.items(), alpha)}
+
+    def _report_attention(self, edges, alpha: Tuple[Tensor, ...]) -> None:
+        """Hands each edge type's attention to the message forward hooks
+        registered on its :class:`EdgeMaskSlot` (as ``msg_kwargs['alpha']``,
+        what PyG's ``AttentionExplainer`` reads): the layer never calls
+        ``propagate``, which would run them. PyG keeps the hooks in
+        ``_message_forward_hooks``; without it nothing is reported."""
+        for (et, (ei, _)), a in zip(edges.items(), alpha):
+            key = '__'.join(et)
+            slot = self.edge_masks[key] if key in self.edge_masks else None
+            hooks = getattr(slot, '_message_forward_hooks', None)
+            for hook in list(hooks.values()) if hooks else ():
+                hook(slot, ({'alpha': a, 'edge_index': ei}, ), a)
 
     def _edge_mask_of(self, edges: Dict[EdgeType, Tuple[Tensor, Optional[
             Tensor]]]) -> Optional[Tensor]:
