@@ -106,7 +106,7 @@ class NeighborSampler(BaseSampler):
                              f"'last' (got {temporal_strategy!r})")
         self.graph: Graph = build_graph(data, time_attr, weight_attr,
                                         is_sorted, share_memory)
-        self.is_hetero = not (_is_homogeneous(data))
+        self.is_hetero = not _is_homogeneous(data)
         self.node_types = list(self.graph.num_nodes)
         self.edge_types = list(self.graph.rel)
         self.num_nodes = self.graph.num_nodes if self.is_hetero else \
