@@ -25,11 +25,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def numbers(tree, prefix=''):
-    """``{'a.b.c': value}`` for every number in a JSON tree."""
+    """``{'a.b.c': value}`` for every number in a JSON tree; a list's
+    entries are named by their text fields and sizes (a row's ``impl``,
+    ``N``, ``E``, ...), else by position."""
     if isinstance(tree, dict):
         out = {}
         for key, value in tree.items():
             out.update(numbers(value, f'{prefix}{key}.'))
+        return out
+    if isinstance(tree, list):
+        out = {}
+        for i, value in enumerate(tree):
+            name = str(i)
+            if isinstance(value, dict):
+                ids = [str(v) for k, v in value.items()
+                       if isinstance(v, str) or k in ('N', 'E', 'R', 'B')]
+                name = ':'.join(ids) or name
+            out.update(numbers(value, f'{prefix}{name}.'))
         return out
     if isinstance(tree, (int, float)) and not isinstance(tree, bool):
         return {prefix[:-1]: float(tree)}
