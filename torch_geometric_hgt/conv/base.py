@@ -68,6 +68,22 @@ class SparseHGTConv(HGTParameters, MessagePassing):
                              f"[{edge_type.numel()}] (one weight per edge; "
                              f"got {edge_mask!r})")
 
+    def masked_forward(self, x: Tensor, node_type: Tensor,
+                       edge_index: Tensor, edge_type: Tensor,
+                       edge_time: Optional[Tensor],
+                       edge_mask: Optional[Tensor],
+                       return_attention_weights: bool
+                       ) -> Optional[Union[Tensor, Tuple[Tensor, Tensor]]]:
+        """The layer's result where ``edge_mask`` is given (by
+        :meth:`vectorized`, whichever the layer), else :obj:`None`: the
+        chunked layers' own paths carry no mask gradient."""
+        self.check_edge_mask(edge_mask, edge_type)
+        if edge_mask is None:
+            return None
+        out, att = self.vectorized(x, node_type, edge_index, edge_type,
+                                   edge_time, edge_mask)
+        return self._result(out, att, return_attention_weights)
+
     def vectorized(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
                    edge_type: Tensor, edge_time: Optional[Tensor],
                    edge_mask: Optional[Tensor] = None

@@ -381,6 +381,10 @@ class HGTConv(MessagePassing):
         return out_dict, {et: (ei, a.to(q.dtype)) for (et, (ei, _)), a in
                           zip(edges.items(), alpha)}
 
+    def _slot(self, et: EdgeType) -> Optional[EdgeMaskSlot]:
+        key = '__'.join(et)
+        return self.edge_masks[key] if key in self.edge_masks else None
+
     def _report_attention(self, edges, alpha: Tuple[Tensor, ...]) -> None:
         """Hands each edge type's attention to the message forward hooks
         registered on its :class:`EdgeMaskSlot` (as ``msg_kwargs['alpha']``,
@@ -388,8 +392,7 @@ class HGTConv(MessagePassing):
         ``propagate``, which would run them. PyG keeps the hooks in
         ``_message_forward_hooks``; without it nothing is reported."""
         for (et, (ei, _)), a in zip(edges.items(), alpha):
-            key = '__'.join(et)
-            slot = self.edge_masks[key] if key in self.edge_masks else None
+            slot = self._slot(et)
             hooks = getattr(slot, '_message_forward_hooks', None)
             for hook in list(hooks.values()) if hooks else ():
                 hook(slot, ({'alpha': a, 'edge_index': ei}, ), a)
@@ -401,8 +404,7 @@ class HGTConv(MessagePassing):
         edge type is explained."""
         masks = []
         for et, (ei, _) in edges.items():
-            slot = self.edge_masks['__'.join(et)] \
-                if '__'.join(et) in self.edge_masks else None
+            slot = self._slot(et)
             masks.append(None if slot is None else
                          slot.mask(ei.size(1), f'edge type {et}'))
         if all(m is None for m in masks):

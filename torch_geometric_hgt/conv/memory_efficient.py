@@ -79,13 +79,11 @@ class MemoryEfficientHGTConv(SparseHGTConv):
                 edge_mask: Optional[Tensor] = None
                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
-        self.check_edge_mask(edge_mask, edge_type)
-        if edge_mask is not None:
-            # masks take the plain-autograd path, which differentiates
-            # with respect to them
-            out, att = self.vectorized(x, node_type, edge_index, edge_type,
-                                       edge_time, edge_mask)
-            return self._result(out, att, return_attention_weights)
+        masked = self.masked_forward(x, node_type, edge_index, edge_type,
+                                     edge_time, edge_mask,
+                                     return_attention_weights)
+        if masked is not None:
+            return masked
         args = (self, x, node_type, edge_index, edge_type, edge_time,
                 edges_per_chunk(self.chunk_size, x.device, CPU_CHUNK_SIZE,
                                 edge_type.numel()))
