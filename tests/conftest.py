@@ -122,3 +122,23 @@ def dense_backend(request):
     if native.library() is None:
         pytest.skip('the C kernels do not build here')
     yield request.param
+
+
+#: (device, dtype) pairs autocast runs in: bfloat16 on CPU, both half
+#: types on CUDA
+AUTOCAST = [('cpu', torch.bfloat16)] + [
+    pytest.param('cuda', dtype, marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason='needs CUDA'))
+    for dtype in (torch.float16, torch.bfloat16)]
+
+
+def assert_autocast_close(layer, inputs, device: str, dtype: torch.dtype):
+    """Under autocast to ``dtype`` on ``device`` the layer's output is
+    finite and within 10% of its largest float32 value of the float32
+    result (the softmax runs in float32)."""
+    want = layer(*inputs)
+    layer = layer.to(device)
+    with torch.autocast(device, dtype=dtype):
+        got = layer(*[t.to(device) for t in inputs])
+    assert torch.isfinite(got).all()
+    assert (got.float().cpu() - want).abs().max() < 0.1 * want.abs().max()

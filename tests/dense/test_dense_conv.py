@@ -2,7 +2,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DEVICES, randomize_
+from conftest import AUTOCAST, DEVICES, assert_autocast_close, randomize_
 from reference import spec_dense
 
 from torch_geometric_hgt import (DenseHGT, DenseHGTConv, LoopDenseHGTConv,
@@ -240,27 +240,11 @@ def test_weights_move_between_dense_and_sparse():
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-def test_bfloat16_autocast_finite_and_close():
+@pytest.mark.parametrize('device,dtype', AUTOCAST)
+def test_autocast_finite_and_close(device, dtype):
     layer = DenseHGTConv(16, 16, T, R, 2).eval()
-    x, P, adj, E, mask = soft_graph('masked', in_dim=16)
-    want = layer(x, P, adj, E, mask)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        got = layer(x, P, adj, E, mask)
-    assert torch.isfinite(got).all()
-    assert (got.float() - want).abs().max() < 0.1 * want.abs().max()
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
-@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
-def test_cuda_autocast_finite_and_close(dtype):
-    layer = DenseHGTConv(16, 16, T, R, 2).eval()
-    x, P, adj, E, mask = soft_graph('masked', in_dim=16)
-    want = layer(x, P, adj, E, mask)
-    with torch.autocast('cuda', dtype=dtype):
-        got = layer.cuda()(x.cuda(), P.cuda(), adj.cuda(), E.cuda(),
-                           mask.cuda())
-    assert torch.isfinite(got).all()
-    assert (got.float().cpu() - want).abs().max() < 0.1 * want.abs().max()
+    assert_autocast_close(layer, soft_graph('masked', in_dim=16), device,
+                          dtype)
 
 
 @pytest.mark.parametrize('per_type', [True, False])

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import randomize_
+from conftest import AUTOCAST, assert_autocast_close, randomize_
 from reference import spec_legacy
 
 from torch_geometric_hgt import (DifferentiableDenseHGTConv,
@@ -260,23 +260,7 @@ def test_errors(case, exc, match):
             layer(x, P, adj, E)
 
 
-def test_bfloat16_autocast_finite_and_close():
+@pytest.mark.parametrize('device,dtype', AUTOCAST)
+def test_autocast_finite_and_close(device, dtype):
     layer = DifferentiableDenseHGTConv(16, 16, T, R, 2).eval()
-    x, P, adj, E = soft_inputs(in_dim=16, B=3)
-    want = layer(x, P, adj, E)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        got = layer(x, P, adj, E)
-    assert torch.isfinite(got).all()
-    assert (got.float() - want).abs().max() < 0.1 * want.abs().max()
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
-@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
-def test_cuda_autocast_finite_and_close(dtype):
-    layer = DifferentiableDenseHGTConv(16, 16, T, R, 2).eval()
-    inputs = soft_inputs(in_dim=16, B=3)
-    want = layer(*inputs)
-    with torch.autocast('cuda', dtype=dtype):
-        got = layer.cuda()(*[t.cuda() for t in inputs])
-    assert torch.isfinite(got).all()
-    assert (got.float().cpu() - want).abs().max() < 0.1 * want.abs().max()
+    assert_autocast_close(layer, soft_inputs(in_dim=16, B=3), device, dtype)
