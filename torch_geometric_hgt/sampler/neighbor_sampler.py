@@ -119,7 +119,7 @@ class NeighborSampler(BaseSampler):
         self.replace = replace
         self.disjoint = disjoint
         self.temporal_strategy = temporal_strategy
-        self.weighted = weight_attr is not None
+        self.use_weights = weight_attr is not None
         self.generator = WorkerGenerator(check_generator(generator,
                                                          self.graph))
         if self.subgraph_type == SubgraphType.induced and self.disjoint:
@@ -192,7 +192,7 @@ class NeighborSampler(BaseSampler):
         out = neighbor_sample(
             self.graph, seeds, self._sizes, replace=self.replace,
             disjoint=self.disjoint, strategy=self.temporal_strategy,
-            weighted=self.weighted,
+            use_weights=self.use_weights,
             induced=self.subgraph_type == SubgraphType.induced,
             generator=self.generator())
         return hetero_output(out, self.is_hetero)
@@ -205,11 +205,11 @@ def _is_homogeneous(data: GraphData) -> bool:
 
 
 def draw(graph: Graph, et: EdgeType, start: Tensor, count: Tensor, k: int,
-         replace: bool, strategy: str, weighted_: bool,
+         replace: bool, strategy: str, use_weights: bool,
          generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
     """``(offset, owner)`` of the neighbours drawn from each group."""
     rel = graph.rel[et]
-    if weighted_ and rel.weight is not None:
+    if use_weights and rel.weight is not None:
         return weighted(rel.weight, start, count, k, replace, generator)
     if strategy == 'last' and rel.key is not None:
         return last(count, k)
@@ -221,7 +221,7 @@ def draw(graph: Graph, et: EdgeType, start: Tensor, count: Tensor, k: int,
 def neighbor_sample(graph: Graph, seeds: Seeds,
                     num_neighbors: Dict[EdgeType, List[int]], *,
                     replace: bool = False, disjoint: bool = False,
-                    strategy: str = 'uniform', weighted: bool = False,
+                    strategy: str = 'uniform', use_weights: bool = False,
                     induced: bool = False,
                     generator: Optional[torch.Generator] = None) -> dict:
     """Neighbour sampling over ``len(num_neighbors[et])`` hops (see
@@ -260,7 +260,7 @@ def neighbor_sample(graph: Graph, seeds: Seeds,
             bound = None if root_time is None else root_time[b]
             start, count = eligible(graph, et, nodes, bound)
             offset, owner = draw(graph, et, start, count, k, replace,
-                                 strategy, weighted, generator)
+                                 strategy, use_weights, generator)
             src, e = rel.edges.index_select(
                 0, start.index_select(0, owner) + offset).unbind(1)
             found.setdefault(et[0], []).append(
