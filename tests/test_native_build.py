@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from torch_geometric_hgt import DenseHGTConv, native
-from torch_geometric_hgt.ops import dropout_keep, hashed_keep
+from torch_geometric_hgt.functional.update import dropout_keep, hashed_keep
 
 needs_compiler = pytest.mark.skipif(native.build.compiler() is None,
                                     reason='needs a C compiler')

@@ -13,7 +13,7 @@ from torch_geometric_hgt.dense.chunking import chunked
 from torch_geometric_hgt.dense.conv import DenseHGTConv
 from torch_geometric_hgt.dense.function import supported
 from torch_geometric_hgt.dense.legacy import DifferentiableDenseHGTConv
-from torch_geometric_hgt.ops import typed_linear
+from torch_geometric_hgt.functional.linear import typed_linear
 from torch_geometric_hgt.soft_graph import SoftGraph
 
 

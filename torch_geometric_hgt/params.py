@@ -4,11 +4,15 @@ import math
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import LayerNorm, Linear, ModuleList, Parameter
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.ops import query_fold
+from torch_geometric_hgt.functional.linear import query_fold
+from torch_geometric_hgt.functional.update import (UpdateWeights,
+                                                   hgt_update,
+                                                   hgt_update_soft)
 
 
 class RelTemporalEncoding(torch.nn.Module):
@@ -179,8 +183,8 @@ class HGTParameters(torch.nn.Module):
                 torch.stack([lin.bias for lin in self.a_linears]))
 
     def query_fold_weight(self) -> Tensor:
-        """:func:`~torch_geometric_hgt.ops.query_fold` of this layer's
-        relation weights, ``[R, H, d, d]``."""
+        """:func:`~torch_geometric_hgt.functional.linear.query_fold` of this
+        layer's relation weights, ``[R, H, d, d]``."""
         return query_fold(self.relation_att, self.relation_pri)
 
     def rte_kv_table(self) -> Tensor:
@@ -215,6 +219,40 @@ class HGTParameters(torch.nn.Module):
             return None
         return (torch.stack([n.weight for n in self.norms]),
                 torch.stack([n.bias for n in self.norms]))
+
+    def update_weights(self, node_type: Optional[int] = None
+                       ) -> UpdateWeights:
+        """The update's gate, norm and dropout as tensors
+        (:func:`~torch_geometric_hgt.functional.hgt_update`): of every type
+        (``[T]``, ``[T, out_dim]``), or of ``node_type`` alone."""
+        skip = self.skip if self.in_dim == self.out_dim else None
+        if node_type is None:
+            norm = self.norm_weight()
+        else:
+            skip = None if skip is None else skip[node_type]
+            norm = None if not self.use_norm else (
+                self.norms[node_type].weight, self.norms[node_type].bias)
+        return UpdateWeights(skip, *(norm or (None, None)), self.norm_eps,
+                             self.drop.p)
+
+    def update_as_type(self, agg: Tensor, x: Tensor, t: int) -> Tensor:
+        """The update with every row taken as node type ``t``, through
+        type ``t``'s own modules: the loop references' form."""
+        return hgt_update(self.a_linears[t](F.gelu(agg)), x, None,
+                          self.update_weights(t), self.training)
+
+    def update_soft(self, agg: Tensor, x: Tensor, P: Tensor,
+                    dropout_per_type: bool = True) -> Tensor:
+        """:func:`~torch_geometric_hgt.functional.hgt_update_soft` with
+        this layer's weights, for soft node types ``P [..., T]``."""
+        return hgt_update_soft(agg, x, P, *self.gated_a_weight(),
+                               self.update_weights(), self.training,
+                               dropout_per_type)
+
+    @property
+    def norm_eps(self) -> float:
+        """The LayerNorms' epsilon (torch's default without norm)."""
+        return self.norms[0].eps if self.use_norm else 1e-5
 
     def check_sparse(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
                      edge_type: Tensor, edge_time: Optional[Tensor]):

@@ -1,7 +1,5 @@
 """The fused backends: chunking, compacted (target, relation) pairs,
 CUDA."""
-import sys
-
 import pytest
 import torch
 from conftest import make_graph, randomize_
@@ -9,7 +7,10 @@ from reference import spec_sparse
 
 from torch_geometric_hgt import (LoopHGTConv, MemoryEfficientHGTConv,
                                  UltraFastHGTConv)
-from torch_geometric_hgt.conv.base import CUDA_CHUNK_SIZE, edges_per_chunk
+from torch_geometric_hgt.conv import base
+from torch_geometric_hgt.functional.dispatch import (CPU_CHUNK_SIZE,
+                                                     CUDA_CHUNK_SIZE,
+                                                     edges_per_chunk)
 
 FUSED = [UltraFastHGTConv, MemoryEfficientHGTConv]
 
@@ -102,14 +103,14 @@ def test_memory_efficient_replays_dropout_in_backward(chunk_size,
     assert torch.autograd.gradcheck(fn, (x, ), atol=1e-6)
 
 
-@pytest.mark.parametrize('fold_per_chunk', [False, True])
-def test_compiled_path_eager(fold_per_chunk):
-    # what the fused layers run under torch.compile, checked eagerly with
-    # gradients (the compile tests run forward only)
-    from torch_geometric_hgt.conv.fused import fused_forward
+@pytest.mark.parametrize('backend', ['ultrafast', 'memory_efficient'])
+def test_compiled_path_eager(backend):
+    # what the fused layers run under torch.compile (projections, the
+    # backend's edge phase, the update), checked eagerly with gradients
+    # (the compile tests run forward only)
     x, node_type, edge_index, edge_type, edge_time = make_graph('repeated')
     layer = randomize_(UltraFastHGTConv(8, 8, 4, 3, 2, use_RTE=True,
-                                        max_len=10)).eval()
+                                        max_len=10, chunk_size=5)).eval()
     ref = LoopHGTConv(8, 8, 4, 3, 2, use_RTE=True, max_len=10).eval()
     ref.load_state_dict(layer.state_dict())
 
@@ -119,7 +120,7 @@ def test_compiled_path_eager(fold_per_chunk):
             self.layer = layer
 
         def forward(self, *args):
-            return fused_forward(self.layer, *args, 5, fold_per_chunk)[0]
+            return self.layer.edge_route(backend, *args, None)[0]
     compare(Path(), ref, (x, node_type, edge_index, edge_type, edge_time))
 
 
@@ -201,26 +202,26 @@ def test_bad_chunk_size(cls, chunk_size):
 
 
 @pytest.mark.parametrize('cls,forward', [
-    (UltraFastHGTConv, 'fused_forward'),
+    (UltraFastHGTConv, 'pooled_forward'),
     (MemoryEfficientHGTConv, 'target_chunked_forward')])
 @pytest.mark.parametrize('chunk_size', ['auto', None, 5])
 def test_chunk_size_default_depends_on_the_device(
         cls, forward, chunk_size, monkeypatch):
     seen = []
-    module = sys.modules[cls.__module__]
-    cpu_default = module.CPU_CHUNK_SIZE
-    real = getattr(module, forward)
-    monkeypatch.setattr(module, forward,
-                        lambda *a, **k: seen.append(a[6]) or real(*a, **k))
+    real = getattr(base, forward)
+    position = 5 if forward == 'pooled_forward' else 6
+    monkeypatch.setattr(base, forward, lambda *a, **k:
+                        seen.append(a[position]) or real(*a, **k))
     layer = cls(8, 8, 4, 3, 2, chunk_size=chunk_size)
     graph = make_graph('random')
     layer(*graph[:4])
     # 'auto': the device's size; None: all edges in one chunk
     E = graph[3].numel()
+    cpu_default = CPU_CHUNK_SIZE[cls.backend]
     want = {'auto': (cpu_default, CUDA_CHUNK_SIZE), None: (E, E),
             5: (5, 5)}[chunk_size]
     assert seen == [want[0]]
-    cuda = edges_per_chunk(chunk_size, torch.device('cuda'), cpu_default, E)
+    cuda = edges_per_chunk(chunk_size, cls.backend, torch.device('cuda'), E)
     assert cuda == want[1]
 
 

@@ -10,7 +10,7 @@ from torch_geometric.typing import WITH_TORCH_SPARSE, SparseTensor
 from torch_geometric.utils import coalesce, to_torch_csc_tensor
 
 from torch_geometric_hgt import HGTConv, LoopHGTConv
-from torch_geometric_hgt.conv.hetero import BACKENDS, auto_backend
+from torch_geometric_hgt.functional.dispatch import BACKENDS
 
 BACKEND_NAMES = [b for b in BACKENDS if b != 'auto']
 
@@ -415,13 +415,6 @@ def test_empty_calls():
     assert torch.allclose(out['paper'], beta * bias +
                           (1 - beta) * x_dict['paper'], atol=1e-6)
     assert conv({}, {}) == {}
-
-
-def test_auto_backend_rule():
-    cpu, cuda = torch.device('cpu'), torch.device('cuda')
-    assert auto_backend(cpu, 10) == 'ultrafast'
-    assert auto_backend(cuda, 10) == 'vectorized'
-    assert auto_backend(cuda, 10**7) == 'ultrafast'
 
 
 @pytest.mark.parametrize('make,match', [

@@ -10,7 +10,7 @@ from torch_geometric_hgt import DenseHGTConv
 from torch_geometric_hgt import native
 from torch_geometric_hgt.dense import chunk, kernels
 from torch_geometric_hgt.dense import math as dense_math
-from torch_geometric_hgt.ops import dropout_keep
+from torch_geometric_hgt.functional.update import dropout_keep
 
 T = 3
 

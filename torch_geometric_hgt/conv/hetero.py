@@ -14,22 +14,13 @@ from torch_geometric.typing import Adj, EdgeType, Metadata, NodeType
 from torch_geometric.utils import is_sparse, to_edge_index
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.conv import memory_efficient, ultrafast
-from torch_geometric_hgt.conv.base import (ChunkSize, check_chunk_size,
-                                           edges_per_chunk)
-from torch_geometric_hgt.conv.fused import fused_attention
-from torch_geometric_hgt.conv.vectorized import vectorized_attention
-from torch_geometric_hgt.ops import concat_linear
+from torch_geometric_hgt.functional import (UpdateWeights, hgt_attention,
+                                            hgt_update)
+from torch_geometric_hgt.functional.dispatch import (ChunkSize,
+                                                     check_backend,
+                                                     check_chunk_size)
+from torch_geometric_hgt.functional.linear import concat_linear
 from torch_geometric_hgt.params import RelTemporalEncoding
-
-#: ``backend=`` choices; ``'auto'`` picks one by :func:`auto_backend`
-BACKENDS = ('auto', 'ultrafast', 'memory_efficient', 'vectorized')
-
-#: on CUDA, ``'auto'`` runs ``'vectorized'`` up to this many edges: its few
-#: large kernels beat the chunked operator's launches there (H200: 2 vs
-#: 4 ms at 10k nodes / 50k edges, 3 vs 9 ms at 20k / 200k, a tie at 100k /
-#: 1M where it needs 3.4x the memory; ``benchmarks/RESULTS.md``)
-CUDA_VECTORIZED_MAX_EDGES = 262144
 
 AttentionDict = Dict[EdgeType, Tuple[Tensor, Tensor]]
 
@@ -55,15 +46,6 @@ class EdgeMaskSlot(MessagePassing):
             raise ValueError(f"the edge mask of {name} has shape "
                              f"{list(mask.shape)}, expected [{num_edges}]")
         return mask.sigmoid() if self._apply_sigmoid else mask
-
-
-def auto_backend(device: torch.device, num_edges: int) -> str:
-    """The backend ``backend='auto'`` runs: ``'ultrafast'`` on CPU (fastest
-    at every size measured), on CUDA ``'vectorized'`` up to
-    :data:`CUDA_VECTORIZED_MAX_EDGES` edges, else ``'ultrafast'``."""
-    if device.type == 'cuda' and num_edges <= CUDA_VECTORIZED_MAX_EDGES:
-        return 'vectorized'
-    return 'ultrafast'
 
 
 def lin_ready(lin: torch.nn.Module) -> bool:
@@ -154,7 +136,10 @@ class HGTConv(MessagePassing):
             (default: :obj:`240`)
         backend (str, optional): ``'ultrafast'``, ``'memory_efficient'``
             (bounded edge memory), ``'vectorized'`` (plain torch ops) or
-            ``'auto'`` (:func:`auto_backend`); all give the same result.
+            ``'auto'`` (picked by
+            :func:`~torch_geometric_hgt.functional.select_backend`); a name
+            runs the same algorithm as in every other layer, and all give
+            the same result.
             (default: :obj:`'auto'`)
         chunk_size (int, str or None, optional): Edges per chunk of the
             edge operator (speed only); :obj:`"auto"` takes the backend's
@@ -200,9 +185,7 @@ class HGTConv(MessagePassing):
         for nt, size in in_channels.items():
             if size != -1:
                 V.check_positive_int(f"in_channels['{nt}']", size)
-        if backend not in BACKENDS:
-            raise ValueError(f"'backend' must be one of {BACKENDS} (got "
-                             f"{backend!r})")
+        check_backend(backend)
         check_chunk_size(chunk_size)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"'dropout' must be in [0, 1) (got {dropout})")
@@ -338,42 +321,28 @@ class HGTConv(MessagePassing):
             if self.use_RTE else None
 
         att, pri, msg = self.relation_weights(list(edges))
-        edge_mask = self._edge_mask_of(edges)
-        backend = self.backend
-        if backend == 'auto':
-            backend = auto_backend(device, edge_type.numel())
-        # explanation masks take the plain-autograd edge phase, which
-        # differentiates with respect to them
-        if backend == 'vectorized' or edge_mask is not None:
-            agg, alpha = vectorized_attention(q, k, v, edge_index, edge_type,
-                                              att, pri, msg, rte,
-                                              edge_mask)
-        else:
-            module = ultrafast if backend == 'ultrafast' else \
-                memory_efficient
-            chunk = edges_per_chunk(self.chunk_size, device,
-                                    module.CPU_CHUNK_SIZE, edge_type.numel())
-            agg, alpha = fused_attention(
-                q, k, v, edge_index, edge_type, att, pri, msg, chunk,
-                backend == 'memory_efficient', rte,
-                ([n for _, n in offset.values()],
-                 [list(offset).index(et[2]) for et in edges]))
+        sizes = [n for _, n in offset.values()]
+        agg, alpha = hgt_attention(
+            q, k, v, edge_index, edge_type, att, pri, msg, rte=rte,
+            edge_mask=self._edge_mask_of(edges), backend=self.backend,
+            chunk_size=self.chunk_size,
+            blocks=(sizes, [list(offset).index(et[2]) for et in edges]))
         agg = F.gelu(agg.to(q.dtype).reshape(N, F_))
         a_dict = self.out_lin({
             nt: a
-            for nt, a in zip(offset, agg.split([n for _, n in
-                                                 offset.values()]))
+            for nt, a in zip(offset, agg.split(sizes))
             if nt in self.dst_node_types
         })
         out_dict = {}
-        for nt, out in a_dict.items():
-            out = self.drop(out)
-            if out.size(-1) == xs[nt].size(-1):
-                beta = self.skip[nt].sigmoid()
-                out = beta * out + (1 - beta) * xs[nt]
-            if self.norms is not None:
-                out = self.norms[nt](out)
-            out_dict[nt] = out
+        for nt, a in a_dict.items():
+            gate = self.skip[nt] if a.size(-1) == xs[nt].size(-1) else None
+            norm = self.norms[nt] if self.norms is not None else None
+            out_dict[nt] = hgt_update(
+                a, xs[nt], None,
+                UpdateWeights(gate, *((norm.weight, norm.bias, norm.eps)
+                                      if norm is not None else
+                                      (None, None, 1e-5)), self.drop.p),
+                self.training)
         alpha = alpha.split([ei.size(1) for ei, _ in edges.values()])
         self._report_attention(edges, alpha)
         if not return_attention_weights:

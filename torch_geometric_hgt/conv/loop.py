@@ -5,7 +5,6 @@ from torch import Tensor
 from torch_geometric.utils import softmax
 
 from torch_geometric_hgt.conv.base import SparseHGTConv
-from torch_geometric_hgt.ops import update_as_type
 
 
 class LoopHGTConv(SparseHGTConv):
@@ -55,7 +54,8 @@ class LoopHGTConv(SparseHGTConv):
                              edge_weight=edge_mask,
                              size=(x.size(0), x.size(0)))
         att, self._att = self._att, None
-        return self._result(out, att, return_attention_weights)
+        self.att = att if return_attention_weights else None
+        return (out, att) if return_attention_weights else out
 
     def message(self, edge_index_i: Tensor, node_inp_i: Tensor,
                 node_inp_j: Tensor, node_type_i: Tensor, node_type_j: Tensor,
@@ -101,7 +101,7 @@ class LoopHGTConv(SparseHGTConv):
         for target_type in range(self.num_node_types):
             idx = node_type == target_type
             if bool(idx.any()):
-                res[idx] = update_as_type(self, aggr_out[idx],
-                                          node_inp[idx],
-                                          target_type).to(res.dtype)
+                res[idx] = self.update_as_type(aggr_out[idx],
+                                               node_inp[idx],
+                                               target_type).to(res.dtype)
         return res

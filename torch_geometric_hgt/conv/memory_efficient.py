@@ -1,19 +1,7 @@
-from typing import Optional, Tuple, Union
-
-import torch
-from torch import Tensor
-from torch.utils.checkpoint import checkpoint as grad_checkpoint
-
+from torch_geometric_hgt.conv.base import SparseHGTConv
+from torch_geometric_hgt.functional.dispatch import (ChunkSize,
+                                                     check_chunk_size)
 from torch_geometric_hgt.validation import renamed_arguments
-from torch_geometric_hgt.conv.base import (ChunkSize, SparseHGTConv,
-                                           check_chunk_size,
-                                          edges_per_chunk)
-from torch_geometric_hgt.conv.fused import fused_forward
-from torch_geometric_hgt.conv.target_chunks import target_chunked_forward
-
-#: edges per chunk on CPU for ``chunk_size='auto'``: memory first (32768 was
-#: ~15% faster for ~90 MB more at 100k nodes / 1M edges)
-CPU_CHUNK_SIZE = 16384
 
 
 class MemoryEfficientHGTConv(SparseHGTConv):
@@ -57,6 +45,7 @@ class MemoryEfficientHGTConv(SparseHGTConv):
 
     Shapes: as :class:`LoopHGTConv`.
     """
+    backend = 'memory_efficient'
     repr_options = ('chunk_size', 'checkpoint')
 
     @renamed_arguments({'num_types': 'num_node_types'})
@@ -72,27 +61,3 @@ class MemoryEfficientHGTConv(SparseHGTConv):
         check_chunk_size(chunk_size)
         self.chunk_size = chunk_size
         self.checkpoint = checkpoint
-
-    def forward(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
-                edge_type: Tensor, edge_time: Optional[Tensor] = None,
-                return_attention_weights: bool = False,
-                edge_mask: Optional[Tensor] = None
-                ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-        self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
-        masked = self.masked_forward(x, node_type, edge_index, edge_type,
-                                     edge_time, edge_mask,
-                                     return_attention_weights)
-        if masked is not None:
-            return masked
-        args = (self, x, node_type, edge_index, edge_type, edge_time,
-                edges_per_chunk(self.chunk_size, x.device, CPU_CHUNK_SIZE,
-                                edge_type.numel()))
-        if not torch.compiler.is_compiling():
-            out, att = target_chunked_forward(*args, self.checkpoint,
-                                              return_attention_weights)
-        elif self.checkpoint and self.training:
-            out, att = grad_checkpoint(fused_forward, *args, True,
-                                       use_reentrant=False)
-        else:
-            out, att = fused_forward(*args, True)
-        return self._result(out, att, return_attention_weights)

@@ -1,17 +1,8 @@
-from typing import Optional, Tuple, Union
-
-from torch import Tensor
-
 from torch_geometric_hgt.buffers import BufferPool
+from torch_geometric_hgt.conv.base import SparseHGTConv
+from torch_geometric_hgt.functional.dispatch import (ChunkSize,
+                                                     check_chunk_size)
 from torch_geometric_hgt.validation import renamed_arguments
-from torch_geometric_hgt.conv.fused import fused_forward
-from torch_geometric_hgt.conv.base import (ChunkSize, SparseHGTConv,
-                                           check_chunk_size,
-                                          edges_per_chunk)
-
-#: edges per chunk on CPU for ``chunk_size='auto'``: the edge operator's
-#: temporaries stay cache-sized
-CPU_CHUNK_SIZE = 32768
 
 
 class UltraFastHGTConv(SparseHGTConv):
@@ -32,9 +23,11 @@ class UltraFastHGTConv(SparseHGTConv):
     dynamic=True)`` (the edge operator is a ``torch.library`` custom op)
     and autocast.
 
-    On CPU in float32/float64 (eager, no autocast, no RTE) the whole
-    layer runs as one Function with a hand-written backward
-    (:mod:`~torch_geometric_hgt.conv.layer_function`) whose large
+    This is the ``'ultrafast'`` backend of
+    :func:`~torch_geometric_hgt.functional.hgt_attention`. On CPU in
+    float32/float64 (eager, no autocast, no RTE) the whole layer runs as
+    one Function with a hand-written backward
+    (:mod:`~torch_geometric_hgt.functional.backends.pooled_layer`) whose large
     intermediates and gradients live in :attr:`pool`, a
     :class:`~torch_geometric_hgt.buffers.BufferPool` the layer keeps
     between calls: after the first call only the output (and the input's
@@ -56,6 +49,7 @@ class UltraFastHGTConv(SparseHGTConv):
 
     Shapes: as :class:`LoopHGTConv`.
     """
+    backend = 'ultrafast'
     repr_options = ('chunk_size', )
 
     @renamed_arguments({'num_types': 'num_node_types'})
@@ -74,22 +68,3 @@ class UltraFastHGTConv(SparseHGTConv):
     def _apply(self, fn, recurse: bool = True):
         self.pool.clear()  # buffers of the old device or dtype
         return super()._apply(fn, recurse)
-
-    def forward(self, x: Tensor, node_type: Tensor, edge_index: Tensor,
-                edge_type: Tensor, edge_time: Optional[Tensor] = None,
-                return_attention_weights: bool = False,
-                edge_mask: Optional[Tensor] = None
-                ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-        self.check_sparse(x, node_type, edge_index, edge_type, edge_time)
-        masked = self.masked_forward(x, node_type, edge_index, edge_type,
-                                     edge_time, edge_mask,
-                                     return_attention_weights)
-        if masked is not None:
-            return masked
-        out, att = fused_forward(self, x, node_type, edge_index, edge_type,
-                                 edge_time,
-                                 edges_per_chunk(self.chunk_size, x.device,
-                                                 CPU_CHUNK_SIZE,
-                                                 edge_type.numel()),
-                                 pool=self.pool)
-        return self._result(out, att, return_attention_weights)

@@ -15,7 +15,7 @@ from torch_geometric_hgt import native
 from torch_geometric_hgt.dense import kernels
 from torch_geometric_hgt.dense import math as M
 from torch_geometric_hgt.dense.math import Saved, Sizes, Weights
-from torch_geometric_hgt.ops import dropout_keep
+from torch_geometric_hgt.functional.update import dropout_keep
 
 
 def state_buffers(B: int, N: int, x: Tensor, s: Sizes, norm: bool

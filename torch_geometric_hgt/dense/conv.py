@@ -7,7 +7,7 @@ from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.chunking import chunked
 from torch_geometric_hgt.dense.function import dense_layer, supported
 from torch_geometric_hgt.dense import math as M
-from torch_geometric_hgt.ops import adjacency_softmax, update_soft
+from torch_geometric_hgt.functional.softmax import adjacency_softmax
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
 
@@ -159,7 +159,7 @@ class DenseHGTConv(HGTParameters):
         agg = M.aggregate(alpha, E, v, w._replace(msg=w.msg.to(v.dtype)), B,
                           s)[0]
         agg = agg.transpose(0, 1).reshape(B, N, H * d)
-        out = update_soft(self, agg, x, P, dropout_per_type=False)
+        out = self.update_soft(agg, x, P, dropout_per_type=False)
         if node_mask is not None:
             out = out * node_mask.unsqueeze(-1).to(out.dtype)
         return out

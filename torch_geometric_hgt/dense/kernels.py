@@ -8,7 +8,7 @@ from torch import Tensor
 
 from torch_geometric_hgt import native
 from torch_geometric_hgt.dense.math import Saved, Sizes, Weights
-from torch_geometric_hgt.ops import dropout_scale
+from torch_geometric_hgt.functional.update import dropout_scale
 
 
 def update_operands(h: Tensor, x: Tensor, P: Tensor,

@@ -8,7 +8,6 @@ from torch import Tensor
 
 from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.chunking import chunked
-from torch_geometric_hgt.ops import update_as_type, update_soft
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
 
@@ -151,7 +150,7 @@ class DifferentiableDenseHGTConv(_LegacyBase):
                          v * P.view(B, N, T, 1, 1))
         agg = torch.einsum('birhd,rhdf->bihf', u,
                            self.relation_msg).reshape(B, N, H * d)
-        return update_soft(self, agg, x, P)
+        return self.update_soft(agg, x, P)
 
 
 class LoopDifferentiableDenseHGTConv(_LegacyBase):
@@ -207,5 +206,5 @@ class LoopDifferentiableDenseHGTConv(_LegacyBase):
         out = x.new_zeros(N, self.out_dim)
         for t in range(self.num_node_types):
             if float(P[:, t].detach().sum()) >= GATE:
-                out = out + P[:, t:t + 1] * update_as_type(self, agg, x, t)
+                out = out + P[:, t:t + 1] * self.update_as_type(agg, x, t)
         return out

@@ -5,7 +5,6 @@ from torch import Tensor
 
 from torch_geometric_hgt.dense.conv import DenseHGTConv
 from torch_geometric_hgt.dense.math import edge_weights
-from torch_geometric_hgt.ops import update_as_type
 
 
 class LoopDenseHGTConv(DenseHGTConv):
@@ -59,6 +58,6 @@ class LoopDenseHGTConv(DenseHGTConv):
                 alpha = e / e.sum(0)
                 agg[i] = (alpha.unsqueeze(-1) * msg[src, i]).sum(0)
         agg = agg.view(N, H * d)
-        out = sum(P[:, t:t + 1] * update_as_type(self, agg, x, t)
+        out = sum(P[:, t:t + 1] * self.update_as_type(agg, x, t)
                   for t in range(self.num_node_types))
         return out * m.unsqueeze(-1)

@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torch_geometric_hgt.ops import (adjacency_softmax, dropout_factor,
-                                     relations_by_column, relations_by_row,
-                                     soft_update_terms)
+from torch_geometric_hgt.functional.linear import (relations_by_column,
+                                                   relations_by_row)
+from torch_geometric_hgt.functional.softmax import adjacency_softmax
+from torch_geometric_hgt.functional.update import (dropout_factor,
+                                                   soft_update_terms)
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,9 @@ def attend(kqv: Tensor, a: Tensor, E: Tensor, w: Weights, s: Sizes,
 
 def updated(agg: Tensor, x: Tensor, w: Weights, keep: Optional[Tensor],
             s: Sizes) -> Tuple[Tensor, Tensor]:
-    """``gelu(agg)`` and :func:`~torch_geometric_hgt.ops.soft_update_terms`
-    ``[n, T, out]`` of a chunk's rows with dropout mask ``keep``."""
+    """``gelu(agg)`` and
+    :func:`~torch_geometric_hgt.functional.update.soft_update_terms` ``[n,
+    T, out]`` of a chunk's rows with dropout mask ``keep``."""
     h = F.gelu(agg)
     return h, soft_update_terms(h, x, w.out, w.out_bias, w.keep_x, keep,
                                 s.dropout)

@@ -23,7 +23,7 @@ Without the kernels (no compiler, CUDA, half precision, graphs of other
 sizes, ``TORCH_GEOMETRIC_HGT_NATIVE=0`` or :func:`enabled`) the torch code
 in :mod:`torch_geometric_hgt.dense.math` runs; tests check both agree,
 and dropout masks are the same bits either way
-(:func:`torch_geometric_hgt.ops.dropout_keep`).
+(:func:`torch_geometric_hgt.functional.update.dropout_keep`).
 
 Modules: :mod:`~torch_geometric_hgt.native.build` (compiler, target,
 OpenMP runtime, cache, build), :mod:`~torch_geometric_hgt.native.bindings`

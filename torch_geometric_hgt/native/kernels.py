@@ -130,8 +130,8 @@ def dropout_mask(shape: Tuple[int, ...], seed: int, threshold: int,
                  out: Optional[Tensor] = None) -> Tensor:
     """A bool mask of ``shape`` on CPU: entry ``k`` is ``True`` where its
     32 bits of splitmix64(``seed``, ``k // 2``) reach ``threshold``
-    (:func:`torch_geometric_hgt.ops.hashed_keep` draws the same bits in
-    torch); ``out``: contiguous bool."""
+    (:func:`torch_geometric_hgt.functional.update.hashed_keep` draws the
+    same bits in torch); ``out``: contiguous bool."""
     keep = torch.empty(shape, dtype=torch.bool) if out is None else out
     _run('dropout_mask', torch.float32, keep.numel(), seed, threshold,
          _p(keep.view(torch.uint8)))

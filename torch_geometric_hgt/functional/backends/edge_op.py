@@ -1,4 +1,4 @@
-"""The edge phase of the sparse layers as one operator with a hand-written
+"""The edge operator of the pair-folded backends, with a hand-written
 backward, on head-major tensors (``[H, rows, d]``):
 
     score_e = qr[pair_e] . k_e,   k_e = k[src_e] (+ kt[trow_e])
@@ -14,14 +14,21 @@ Only the dot products (scores; ``d alpha`` in backward) gather rows, over
 chunks of edges. Registered as a ``torch.library`` custom op, so
 ``torch.compile(fullgraph=True)`` treats it as one opaque node.
 """
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torch_geometric_hgt.ops import (accumulation_dtype, chunk_ranges,
-                                     segment_softmax)
+from torch_geometric_hgt.functional.softmax import (
+    accumulation_dtype, segment_softmax, segment_softmax_backward)
+
+
+def chunk_ranges(n: int, chunk: int) -> List[Tuple[int, int]]:
+    """``[start, end)`` of consecutive chunks of ``chunk`` items out of
+    ``n``."""
+    chunk = max(int(chunk), 1)
+    return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
 
 
 def csr_offsets(index: Tensor, size: int) -> Tensor:
@@ -138,10 +145,7 @@ def score_backward(du: Tensor, alpha: Tensor, v: Tensor, vt: Tensor,
                    num_nodes: int, chunk: int) -> Tensor:
     """``d_score [H, E]`` from the per-pair sums' gradient ``du``."""
     d_alpha = gather_dots(du, pair, v, src, vt, trow, chunk)
-    # softmax backward: alpha * (d_alpha - sum_{e' -> t} alpha_e' d_alpha_e')
-    dot = alpha.new_zeros(alpha.size(0), num_nodes)
-    dot.index_add_(1, dst, alpha * d_alpha)
-    return alpha * (d_alpha - dot.index_select(1, dst))
+    return segment_softmax_backward(alpha, d_alpha, dst, num_nodes, dim=1)
 
 
 def value_backward(du: Tensor, alpha: Tensor, vt: Tensor, pair: Tensor,

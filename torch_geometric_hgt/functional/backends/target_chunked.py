@@ -1,5 +1,6 @@
-"""The whole sparse HGT layer over chunks of target nodes, with a
-hand-written outer backward (:class:`MemoryEfficientHGTConv`, eager).
+"""The ``'memory_efficient'`` backend's whole-layer form: the sparse HGT
+layer over chunks of target nodes, with a hand-written outer backward
+(:class:`~torch_geometric_hgt.MemoryEfficientHGTConv`, eager).
 
 Nodes are sorted by type and edges by (target, relation), so a range of
 targets owns one range of edges and every softmax lies inside one chunk.
@@ -25,16 +26,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from torch_geometric_hgt.conv.edge_attention import (aggregate,
-                                                     attention_weights,
-                                                     edge_attention_fwd,
-                                                     key_backward,
-                                                     score_backward,
-                                                     value_backward)
-from torch_geometric_hgt.ops import (accumulation_dtype,
-                                     fold_relations_by_head, gate_and_norm,
-                                     sum_relations_by_head, type_order,
-                                     typed_linear_sorted)
+from torch_geometric_hgt.functional.backends.edge_op import (
+    aggregate, attention_weights, edge_attention_fwd, key_backward,
+    score_backward, value_backward)
+from torch_geometric_hgt.functional.linear import (fold_relations_by_head,
+                                                   sum_relations_by_head,
+                                                   type_order,
+                                                   typed_linear_sorted)
+from torch_geometric_hgt.functional.softmax import accumulation_dtype
+from torch_geometric_hgt.functional.update import UpdateWeights, hgt_update
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.replay import ForwardState
 
@@ -112,7 +112,10 @@ def _update(p: HGTParameters, x: Tensor, node_type: Tensor, u: Tensor,
     """The chunk's output from its per-pair sums ``u [H, n R, d]``."""
     agg = sum_relations_by_head(u, msg).reshape(x.size(0), p.out_dim)
     y = typed_linear_sorted(F.gelu(agg.to(x.dtype)), sizes, w_a, b_a)
-    return gate_and_norm(p, y, x, node_type, skip, norm or None)
+    gate = skip if p.in_dim == p.out_dim else None
+    weights = UpdateWeights(gate, *(norm or (None, None)),
+                            p.norm_eps, p.drop.p)
+    return hgt_update(y, x, node_type, weights, p.training)
 
 
 def _project(p: HGTParameters, plan: _Plan, x: Tensor, w: Tensor,

@@ -1,5 +1,6 @@
-"""UltraFastHGTConv's pooled Function against the autograd path it
-replaces (``pool=None``): outputs, attention, every gradient and the
+"""The ``'ultrafast'`` whole-layer Function (what UltraFastHGTConv runs on
+CPU) against the same backend's autograd form (projections,
+``hgt_attention``, update): outputs, attention, every gradient and the
 dropout masks, on the awkward graphs; and its buffer reuse across calls."""
 import pytest
 import torch
@@ -7,8 +8,9 @@ from conftest import GRAPH_KINDS, R, T, make_graph, randomize_
 
 from torch_geometric_hgt import UltraFastHGTConv
 from torch_geometric_hgt.buffers import BufferPool
-from torch_geometric_hgt.conv.fused import fused_forward
-from torch_geometric_hgt.conv.layer_function import supported
+from torch_geometric_hgt.functional.backends.pooled_layer import \
+    pooled_forward
+from torch_geometric_hgt.functional.dispatch import layer_route
 
 TOL = {torch.float32: 2e-5, torch.float64: 1e-12}
 
@@ -25,7 +27,10 @@ def run(m, pool, x, args, seed=3):
     """Output, attention and the gradients of x and every parameter."""
     x = x.clone().requires_grad_()
     torch.manual_seed(seed)  # the dropout mask
-    out, att = fused_forward(m, x, *args, None, 16, pool=pool)
+    if pool is None:
+        out, att = m.edge_route('ultrafast', x, *args, None, None)
+    else:
+        out, att = pooled_forward(m, x, *args, 16, pool)
     w = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
     wrt = [x] + list(m.parameters())
     grads = torch.autograd.grad((out * w).sum(), wrt, allow_unused=True)
@@ -49,7 +54,7 @@ def test_matches_the_autograd_path(kind, in_dim, use_norm, dtype, train):
     m = layer(in_dim, use_norm, dropout=0.3, dtype=dtype).train(train)
     x = x.to(dtype)
     args = (node_type, edge_index, edge_type)
-    assert supported(m, x)
+    assert layer_route('ultrafast', x, False, True, dtype) == 'pooled'
     assert_close(run(m, m.pool, x, args), run(m, None, x, args),
                  TOL[dtype])
 
@@ -92,8 +97,8 @@ def test_gradcheck():
     x = x.double().requires_grad_()
 
     def f(x, *params):
-        return fused_forward(m, x, node_type, edge_index, edge_type, None,
-                             16, pool=m.pool)[0]
+        return pooled_forward(m, x, node_type, edge_index, edge_type, 16,
+                              m.pool)[0]
     assert torch.autograd.gradcheck(f, (x, ), eps=1e-6, atol=1e-5)
 
 
@@ -110,7 +115,7 @@ def test_live_graphs_keep_their_buffers():
     outs = []
     for i, xi in enumerate(xs):  # both graphs alive
         torch.manual_seed(i)
-        outs.append(fused_forward(m, xi, *args, None, 16, pool=m.pool)[0])
+        outs.append(pooled_forward(m, xi, *args, 16, m.pool)[0])
     w = torch.linspace(-1, 1, x.size(0) * 8).view(-1, 8)
     (outs[1] * w).sum().backward(retain_graph=True)
     (outs[1] * w).sum().backward()

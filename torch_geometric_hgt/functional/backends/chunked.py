@@ -1,6 +1,7 @@
-"""The whole relation-aware edge phase of the sparse layers as one operator
-with a hand-written backward, over edges sorted by (target, relation) and
-processed in chunks, so that memory outside the node-level tensors is
+"""The ``'memory_efficient'`` backend: the relation-aware edge phase as one
+operator with a hand-written backward, over edges sorted by (target,
+relation) and processed in chunks, so that memory outside the node-level
+tensors is
 bounded by the chunk size:
 
     qr_p    = mu_rh / sqrt(d) * q[t] A_rh^T     for each pair p = (t, r)
@@ -15,13 +16,16 @@ once; the scores and attention weights are the only edge-level tensors kept
 so ``torch.compile(fullgraph=True)`` treats it as one opaque node.
 """
 import functools
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from torch_geometric_hgt.ops import accumulation_dtype, chunk_ranges
-from torch_geometric_hgt.ops import segment_softmax, type_order
+from torch_geometric_hgt.functional.backends.edge_op import chunk_ranges
+from torch_geometric_hgt.functional.linear import type_order
+from torch_geometric_hgt.functional.plan import PairPlan
+from torch_geometric_hgt.functional.softmax import (
+    accumulation_dtype, segment_softmax, segment_softmax_backward)
 
 
 def _gather(table: Tensor, idx: Tensor, tt: Tensor, trow: Tensor) -> Tensor:
@@ -159,10 +163,7 @@ def relation_attention_bwd(d_agg: Tensor, alpha: Tensor, q: Tensor,
         d_v.index_add_(0, c.src, dv_e)
         if vt.numel():
             d_vt.index_add_(0, c.trow, dv_e)
-    # softmax backward: alpha * (d_alpha - sum_{e' -> t} alpha_e' d_alpha_e')
-    dot = torch.zeros(num_nodes, H, **zeros).index_add_(0, dst,
-                                                        alpha * d_alpha)
-    d_score = alpha * (d_alpha - dot.index_select(0, dst))
+    d_score = segment_softmax_backward(alpha, d_alpha, dst, num_nodes)
     for a, b, c in _pair_chunks(key, src, trow, chunk, R):
         q_p, qa, s = c.folded_query(q, att_t, scale)
         g = d_score[a:b].unsqueeze(-1)
@@ -204,16 +205,22 @@ relation_attention_fwd.register_autograd(_backward,
                                          setup_context=_setup_context)
 
 
-def relation_attention(q: Tensor, k: Tensor, v: Tensor, att: Tensor,
-                       pri: Tensor, msg: Tensor, src: Tensor, key: Tensor,
-                       num_nodes: int, chunk: int, kt: Tensor = None,
-                       vt: Tensor = None, trow: Tensor = None
-                       ) -> Tuple[Tensor, Tensor]:
-    """``(agg [N, H, d], alpha [E, H])`` for edges sorted by ``key = target
-    * R + relation``, accumulated in float32 or wider; see the module
-    docstring. ``alpha`` carries no gradient (it is for inspection)."""
-    if kt is None:
-        kt = vt = k.new_empty((0, ) + tuple(k.shape[1:]))
-        trow = src.new_empty(0)
-    return relation_attention_fwd(q, k, v, kt, vt, att, pri, msg, src, key,
-                                  trow, num_nodes, chunk)
+def chunked_attention(q: Tensor, k: Tensor, v: Tensor, plan: PairPlan,
+                      att: Tensor, pri: Tensor, msg: Tensor, chunk: int,
+                      rte: Optional[Tuple[Tensor, Tensor]] = None
+                      ) -> Tuple[Tensor, Tensor]:
+    """``(agg [N, H, d], alpha [E, H])`` from ``q``, ``k``, ``v [N, H,
+    d]``, the relation weights, a ``'dense'`` plan (its pair rows are the
+    keys ``target * R + relation``) and ``chunk`` edges per chunk;
+    accumulated in float32 or wider. See the module docstring."""
+    H, d = q.shape[1:]
+    if rte is None:
+        kt = vt = k.new_empty((0, H, d))
+        trow = plan.src.new_empty(0)
+    else:
+        kt, vt = rte[0].view(-1, 2, H, d).unbind(1)
+        trow = rte[1].index_select(0, plan.perm)
+    agg, alpha = relation_attention_fwd(q, k, v, kt, vt, att, pri, msg,
+                                        plan.src, plan.pair, trow,
+                                        plan.num_nodes, chunk)
+    return agg, plan.unsort(alpha.t())

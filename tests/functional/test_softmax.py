@@ -1,8 +1,10 @@
-"""The shared math of ops.py against plain per-segment definitions."""
+"""The softmax of the sparse backends and its hand-written backward against
+plain per-segment definitions."""
 import pytest
 import torch
 
-from torch_geometric_hgt.ops import segment_softmax
+from torch_geometric_hgt.functional.softmax import (
+    segment_softmax, segment_softmax_backward)
 
 
 @pytest.mark.parametrize('dim', [0, 1])
@@ -42,3 +44,20 @@ def test_segment_softmax_gradient_matches_softmax():
         torch.testing.assert_close(grad[rows], want)
     torch.autograd.gradcheck(lambda s: segment_softmax(s, index, 4),
                              (score, ))
+
+
+@pytest.mark.parametrize('dim', [0, 1])
+def test_segment_softmax_backward_is_autograds(dim):
+    """The hand-written backward (what the edge operators use) equals
+    autograd through :func:`segment_softmax`, empty segments included."""
+    g = torch.Generator().manual_seed(2)
+    index = torch.tensor([2, 0, 2, 2, 4, 0])  # segments 1, 3: empty
+    score = torch.randn(6, 3, dtype=torch.float64, generator=g)
+    upstream = torch.randn(6, 3, dtype=torch.float64, generator=g)
+    if dim == 1:
+        score, upstream = score.t().contiguous(), upstream.t().contiguous()
+    score.requires_grad_()
+    alpha = segment_softmax(score, index, 5, dim=dim)
+    (want, ) = torch.autograd.grad(alpha, score, upstream)
+    got = segment_softmax_backward(alpha.detach(), upstream, index, 5, dim)
+    torch.testing.assert_close(got, want)

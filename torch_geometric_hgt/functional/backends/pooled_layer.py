@@ -1,13 +1,12 @@
-r"""The whole sparse HGT layer as one autograd Function with a hand-written
-backward, whose large tensors come from the layer's
+r"""The ``'ultrafast'`` backend's whole-layer form: the sparse HGT layer as
+one autograd Function with a hand-written backward, whose large tensors
+come from the layer's
 :class:`~torch_geometric_hgt.buffers.BufferPool`: at its second and later
 calls a layer touches no fresh memory except its output (and ``dx``).
 
-The math is :func:`~torch_geometric_hgt.conv.fused.fused_forward`'s on
-nodes sorted by type, one row per ``(target, relation)`` pair: row ``t R +
-r`` for every pair when ``N R <= E`` (the relation transforms are then one
-batched GEMM per head), else only the pairs that occur, relation by
-relation (one GEMM per relation and head):
+The math is :mod:`~torch_geometric_hgt.functional.backends.pair_fold`'s
+with the projections and the update, on nodes sorted by type and pair rows
+as :class:`~torch_geometric_hgt.functional.plan.PairPlan` lays them out:
 
 .. math::
     [K, Q, V]_n = W_{\tau(n)} x_n + b_{\tau(n)}, \quad
@@ -25,7 +24,7 @@ out_dim``. Dropout draws its mask as :func:`torch.nn.functional.dropout`
 does on CPU (one ``bernoulli_`` over the ``[N, out]`` update in sorted
 order), so a seed gives the same result as the autograd path. The
 LayerNorm's backward is written out; everything else reuses the edge
-operator's functions (:mod:`~torch_geometric_hgt.conv.edge_attention`).
+operator's functions (:mod:`~torch_geometric_hgt.functional.backends.edge_op`).
 """
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
@@ -36,13 +35,12 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from torch_geometric_hgt.buffers import BufferPool
-from torch_geometric_hgt.conv.edge_attention import (bag_sums, by_rows,
-                                                     csr_offsets,
-                                                     gather_dots,
-                                                     score_backward,
-                                                     sorted_rows)
-from torch_geometric_hgt.ops import (relations_by_column, relations_by_row,
-                                     segment_softmax, type_order)
+from torch_geometric_hgt.functional.backends.edge_op import (
+    bag_sums, by_rows, csr_offsets, gather_dots, score_backward, sorted_rows)
+from torch_geometric_hgt.functional.dispatch import pair_layout
+from torch_geometric_hgt.functional.linear import type_order
+from torch_geometric_hgt.functional.plan import PairPlan
+from torch_geometric_hgt.functional.softmax import segment_softmax
 
 #: rows per block of the node-wise update (its temporaries stay small)
 ROW_BLOCK = 8192
@@ -51,17 +49,11 @@ ROW_BLOCK = 8192
 @dataclass
 class Plan:
     """What :class:`LayerFunction` needs besides the weights: the node
-    order, the edges sorted by pair, sizes and options."""
+    order, the edges by pair row, sizes and options."""
     perm: Tensor  # [N]: node_type[perm] is sorted
     rank: Tensor  # [N]: inverse of perm
     sizes: List[int]  # nodes per type
-    src: Tensor  # [E]: sorted positions of the sources, edges by pair
-    dst: Tensor  # [E]
-    pair: Tensor  # [E]: each edge's pair row, sorted
-    num_pairs: int
-    # compacted pairs, relation by relation: (relation, first row, end
-    # row, targets) of each relation that has pairs
-    groups: Optional[List[Tuple[int, int, int, Tensor]]]
+    edges: PairPlan  # over the sorted nodes
     heads: int
     chunk: int
     dropout: float  # 0 when not training
@@ -78,71 +70,6 @@ def blocks(sizes: List[int]) -> List[Tuple[int, int, int]]:
             out.append((t, s, min(s + ROW_BLOCK, start + n)))
         start += n
     return out
-
-
-def fold_queries(q: Tensor, w_q: Tensor, plan: Plan, out: Tensor
-                 ) -> Tensor:
-    """``out [H, P, d]``: each pair's query ``q[t] @ w_q[r]`` per head."""
-    H, N, d = q.shape
-    if plan.groups is None:
-        return torch.bmm(q, relations_by_column(w_q), out=out.view(H, N, -1)) \
-            .view(H, -1, d)
-    for r, o, o2, nodes in plan.groups:
-        for h in range(H):
-            torch.mm(q[h].index_select(0, nodes), w_q[r, h], out=out[h, o:o2])
-    return out
-
-
-def fold_queries_backward(d_qr: Tensor, q: Tensor, w_q: Tensor, plan: Plan,
-                          d_q: Tensor) -> Tensor:
-    """``(d_q [H, N, d]`` written into ``d_q``, ``d w_q [R, H, d, d])``."""
-    H, N, d = q.shape
-    R = w_q.size(0)
-    if plan.groups is None:
-        d_qr = d_qr.view(H, N, R * d)
-        torch.bmm(d_qr, relations_by_column(w_q).transpose(1, 2), out=d_q)
-        return torch.bmm(q.transpose(1, 2), d_qr).view(H, d, R, d) \
-            .permute(2, 0, 1, 3)
-    d_w_q = torch.zeros_like(w_q)
-    d_q.zero_()
-    for r, o, o2, nodes in plan.groups:
-        for h in range(H):
-            g = d_qr[h, o:o2]
-            d_w_q[r, h] = q[h].index_select(0, nodes).t() @ g
-            d_q[h].index_add_(0, nodes, g @ w_q[r, h].t())
-    return d_w_q
-
-
-def message_sum(u: Tensor, w_msg: Tensor, plan: Plan, out: Tensor
-                ) -> Tensor:
-    """``out [H, N, d]``: ``sum_r u[t, r] @ w_msg[r]`` per head."""
-    H, N, d = out.shape
-    if plan.groups is None:
-        return torch.bmm(u.view(H, N, -1), relations_by_row(w_msg), out=out)
-    out.zero_()
-    for r, o, o2, nodes in plan.groups:
-        for h in range(H):
-            out[h].index_add_(0, nodes, u[h, o:o2] @ w_msg[r, h])
-    return out
-
-
-def message_sum_backward(d_agg: Tensor, u: Tensor, w_msg: Tensor,
-                         plan: Plan, du: Tensor) -> Tensor:
-    """``(du [H, P, d]`` written into ``du``, ``d w_msg [R, H, d, d])``."""
-    H, N, d = d_agg.shape
-    R = w_msg.size(0)
-    if plan.groups is None:
-        torch.bmm(d_agg, relations_by_row(w_msg).transpose(1, 2),
-                  out=du.view(H, N, R * d))
-        return torch.bmm(u.view(H, N, R * d).transpose(1, 2), d_agg) \
-            .view(H, R, d, d).transpose(0, 1)
-    d_w_msg = torch.zeros_like(w_msg)
-    for r, o, o2, nodes in plan.groups:
-        for h in range(H):
-            g = d_agg[h].index_select(0, nodes)
-            d_w_msg[r, h] = u[h, o:o2].t() @ g
-            torch.mm(g, w_msg[r, h].t(), out=du[h, o:o2])
-    return d_w_msg
 
 
 class LayerFunction(torch.autograd.Function):
@@ -174,7 +101,7 @@ class LayerFunction(torch.autograd.Function):
                 ) -> Tuple[Tensor, Tensor]:
         pool, dt, dev = plan.pool, x.dtype, x.device
         N, F_in = x.shape
-        H, P = plan.heads, plan.num_pairs
+        H, P = plan.heads, plan.edges.num_pairs
         D = w_a.size(1)
         d = D // H
         xs = torch.index_select(x, 0, plan.perm,
@@ -188,17 +115,18 @@ class LayerFunction(torch.autograd.Function):
         k, q, v = (pool.empty((H, N, d), dt, dev).copy_(t.transpose(0, 1))
                    for t in kqv.view(N, 3, H, d).unbind(1))
         # folded queries, one row per (target, relation) pair
-        qr = fold_queries(q, w_q, plan, pool.empty((H, P, d), dt, dev))
+        qr = plan.edges.fold_queries(q, w_q, pool.empty((H, P, d), dt, dev))
         empty = kqv.new_empty(H, 0, d)
-        no_rows = plan.src.new_empty(0)
-        score = gather_dots(qr, plan.pair, k, plan.src, empty, no_rows,
-                            plan.chunk)
-        alpha = segment_softmax(score, plan.dst, N, dim=1)
+        no_rows = plan.edges.src.new_empty(0)
+        score = gather_dots(qr, plan.edges.pair, k, plan.edges.src, empty,
+                            no_rows, plan.chunk)
+        alpha = segment_softmax(score, plan.edges.dst, N, dim=1)
         del score
-        pair_offsets = csr_offsets(plan.pair, P)
-        u = bag_sums(v, plan.src, pair_offsets, alpha,
+        pair_offsets = csr_offsets(plan.edges.pair, P)
+        u = bag_sums(v, plan.edges.src, pair_offsets, alpha,
                      pool.empty((H, P, d), dt, dev), plan.chunk)
-        agg_h = message_sum(u, w_msg, plan, pool.empty((H, N, d), dt, dev))
+        agg_h = plan.edges.sum_messages(u, w_msg,
+                                         pool.empty((H, N, d), dt, dev))
         agg = pool.empty((N, D), dt, dev)
         agg.view(N, H, d).copy_(agg_h.transpose(0, 1))
         del agg_h
@@ -239,7 +167,7 @@ class LayerFunction(torch.autograd.Function):
          w_kqv, w_q, w_msg, w_a, skip, gamma) = ctx.saved_tensors
         dt, dev = xs.dtype, xs.device
         N, F_in = xs.shape
-        H, P = plan.heads, plan.num_pairs
+        H, P = plan.heads, plan.edges.num_pairs
         D = w_a.size(1)
         d = D // H
         T = len(plan.sizes)
@@ -281,25 +209,26 @@ class LayerFunction(torch.autograd.Function):
         d_agg_h = pool.empty((H, N, d), dt, dev)
         d_agg_h.copy_(d_agg.view(N, H, d).transpose(0, 1))
         du = pool.empty((H, P, d), dt, dev)
-        d_w_msg = message_sum_backward(d_agg_h, u, w_msg, plan, du)
+        d_w_msg = plan.edges.sum_messages_backward(d_agg_h, u, w_msg, du)
         del d_agg_h
-        empty, no_rows = k.new_empty(H, 0, d), plan.src.new_empty(0)
-        d_score = score_backward(du, alpha, v, empty, plan.src, plan.dst,
-                                 plan.pair, no_rows, N, plan.chunk)
-        sources = sorted_rows(plan.src, N)
+        empty, no_rows = k.new_empty(H, 0, d), plan.edges.src.new_empty(0)
+        d_score = score_backward(du, alpha, v, empty, plan.edges.src,
+                                 plan.edges.dst, plan.edges.pair, no_rows, N,
+                                 plan.chunk)
+        sources = sorted_rows(plan.edges.src, N)
         d_kqv = pool.empty((N, 3, H, d), dt, dev)
-        d_k = by_rows(qr, plan.pair, sources, d_score,
+        d_k = by_rows(qr, plan.edges.pair, sources, d_score,
                       pool.empty((H, N, d), dt, dev), plan.chunk)
         d_kqv[:, 0] = d_k.transpose(0, 1)
         del d_k
-        d_v = by_rows(du, plan.pair, sources, alpha,
+        d_v = by_rows(du, plan.edges.pair, sources, alpha,
                       pool.empty((H, N, d), dt, dev), plan.chunk)
         d_kqv[:, 2] = d_v.transpose(0, 1)
         del d_v, du
-        d_qr = bag_sums(k, plan.src, pair_offsets, d_score,
+        d_qr = bag_sums(k, plan.edges.src, pair_offsets, d_score,
                         pool.empty((H, P, d), dt, dev), plan.chunk)
         d_q = pool.empty((H, N, d), dt, dev)
-        d_w_q = fold_queries_backward(d_qr, q, w_q, plan, d_q)
+        d_w_q = plan.edges.fold_queries_backward(d_qr, q, w_q, d_q)
         d_kqv[:, 1] = d_q.transpose(0, 1)
         del d_qr, d_q
         d_kqv = d_kqv.view(N, 3 * D)
@@ -321,17 +250,6 @@ class LayerFunction(torch.autograd.Function):
                 dgamma, dbeta, None)
 
 
-def supported(p, x: Tensor) -> bool:
-    """Whether :func:`layer_forward` runs layer ``p`` on ``x``: float32 or
-    float64 on CPU with matching weights, eager without autocast, no
-    relative temporal encoding."""
-    return (x.device.type == 'cpu' and x.dtype in (torch.float32,
-                                                   torch.float64)
-            and p.relation_att.dtype == x.dtype and not p.use_RTE
-            and not torch.compiler.is_compiling()
-            and not torch.is_autocast_enabled('cpu'))
-
-
 def layer_forward(p, x: Tensor, plan: Plan) -> Tuple[Tensor, Tensor]:
     """``(out [N, out_dim], alpha [H, E])`` of layer ``p`` (an
     :class:`~torch_geometric_hgt.HGTParameters`) through
@@ -351,34 +269,14 @@ def pooled_forward(p, x: Tensor, node_type: Tensor, edge_index: Tensor,
                    ) -> Tuple[Tensor, Tensor]:
     """Layer ``p`` (an :class:`~torch_geometric_hgt.HGTParameters`) on a
     graph through :class:`LayerFunction`, ``chunk`` edges per chunk, large
-    tensors from ``pool``: every (target, relation) pair a row when ``N R
-    <= E``, else the pairs that occur, relation by relation. Returns the
-    output and the attention ``[E, H]`` in input edge order."""
+    tensors from ``pool``. Returns the output and the attention ``[E, H]``
+    in input edge order."""
     perm_n, rank, sizes = type_order(node_type, p.num_node_types)
-    N, R = x.size(0), p.num_relations
-    edge_index = rank[edge_index]
-    dense = N * R <= max(edge_type.numel(), 1)
-    # edges by pair row: target-major when dense, else relation-major
-    key = edge_index[1] * R + edge_type if dense else \
-        edge_type * N + edge_index[1]
-    perm = torch.argsort(key)
-    key = key.index_select(0, perm)
-    dst = edge_index[1].index_select(0, perm)
-    pair, num_pairs, groups = key, N * R, None
-    if not dense:
-        pairs, pair = torch.unique_consecutive(key, return_inverse=True)
-        rel = torch.div(pairs, N, rounding_mode='floor')
-        nodes = pairs - rel * N
-        counts = torch.bincount(rel, minlength=R).tolist()
-        num_pairs, groups, o = pairs.numel(), [], 0
-        for r, c in enumerate(counts):
-            if c:
-                groups.append((r, o, o + c, nodes[o:o + c]))
-            o += c
-    plan = Plan(perm_n, rank, sizes, edge_index[0].index_select(0, perm),
-                dst, pair, num_pairs, groups, p.n_heads, chunk,
+    N, R, E = x.size(0), p.num_relations, edge_type.numel()
+    edges = PairPlan.build(pair_layout(N, R, E, False), rank[edge_index],
+                           edge_type, N, R)
+    plan = Plan(perm_n, rank, sizes, edges, p.n_heads, chunk,
                 p.drop.p if p.training else 0.0,
-                p.norms[0].eps if p.use_norm else 1e-5, pool)
+                p.norm_eps, pool)
     out, alpha = layer_forward(p, x, plan)
-    att = torch.empty_like(alpha.t()).index_copy_(0, perm, alpha.t())
-    return out, att.to(out.dtype)
+    return out, edges.unsort(alpha).to(out.dtype)

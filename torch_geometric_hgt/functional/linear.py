@@ -1,0 +1,184 @@
+"""Typed and relation-wise linear maps: per node type (one weight per type,
+rows gathered or sorted by type) and per relation (the folds that move the
+relation transforms onto per-(target, relation) rows)."""
+import math
+from typing import Callable, List, Tuple
+
+import torch
+from torch import Tensor
+
+
+def typed_linear(x: Tensor, node_type: Tensor, weight: Tensor,
+                 bias: Tensor) -> Tensor:
+    """``weight[node_type[n]] @ x[n] + bias[node_type[n]]`` for every row.
+
+    One GEMM against all ``T`` weights (``weight [T, out, in]``) followed by a
+    gather: ``T`` times the FLOPs of the typed product, but no host sync and
+    no Python loop, so it traces under ``torch.compile``.
+    """
+    T, out_dim, _ = weight.shape
+    y = torch.nn.functional.linear(x, weight.reshape(T * out_dim, -1),
+                                   bias.reshape(-1))
+    idx = node_type.view(-1, 1, 1).expand(-1, 1, out_dim)
+    return y.view(-1, T, out_dim).gather(1, idx).squeeze(1)
+
+
+def group_apply(x: Tensor, group: Tensor, num_groups: int,
+                fn: Callable[[Tensor, int], Tensor]) -> Tensor:
+    """``out[i] = fn(x[group == g], g)[...]`` row by row: rows sorted by
+    group once, ``fn`` called once per non-empty group. One host sync (the
+    group sizes); eager only."""
+    perm = torch.argsort(group, stable=True)
+    sizes = torch.bincount(group, minlength=num_groups).tolist()
+    parts = x.index_select(0, perm).split(sizes)
+    y = torch.cat([fn(part, g) for g, part in enumerate(parts)
+                   if part.size(0) > 0], 0)
+    return torch.empty_like(y).index_copy_(0, perm, y)
+
+
+def type_order(node_type: Tensor, num_node_types: int
+               ) -> Tuple[Tensor, Tensor, List[int]]:
+    """``(perm, rank, sizes)``: ``node_type[perm]`` is sorted (stable),
+    ``rank`` inverts ``perm`` and ``sizes`` counts each type. One host sync
+    (the sizes); eager only."""
+    perm = torch.argsort(node_type, stable=True)
+    rank = torch.empty_like(perm)
+    rank[perm] = torch.arange(perm.numel(), device=perm.device)
+    return perm, rank, torch.bincount(node_type,
+                                      minlength=num_node_types).tolist()
+
+
+class _SortedTypedLinear(torch.autograd.Function):
+    """Each type's rows are one contiguous slice: one GEMM per type written
+    straight into the output (no gather, concatenation or scatter), and
+    likewise in backward."""
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor,
+                sizes: List[int]) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.sizes = sizes
+        y = x.new_empty(x.size(0), weight.size(1))
+        for t, (xt, yt) in enumerate(zip(x.split(sizes), y.split(sizes))):
+            if xt.size(0):
+                torch.addmm(bias[t], xt, weight[t].t(), out=yt)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        x, weight = ctx.saved_tensors
+        dy = dy.contiguous()
+        dx = torch.empty_like(x)
+        dw = torch.zeros_like(weight)
+        db = weight.new_zeros(weight.shape[:2])
+        for t, (xt, dyt, dxt) in enumerate(zip(x.split(ctx.sizes),
+                                               dy.split(ctx.sizes),
+                                               dx.split(ctx.sizes))):
+            if xt.size(0) == 0:
+                continue
+            if ctx.needs_input_grad[0]:
+                torch.mm(dyt, weight[t], out=dxt)
+            dw[t] = dyt.t() @ xt
+            db[t] = dyt.sum(0)
+        return dx if ctx.needs_input_grad[0] else None, dw, db, None
+
+
+def typed_linear_sorted(x: Tensor, sizes: List[int], weight: Tensor,
+                        bias: Tensor) -> Tensor:
+    """:func:`typed_linear` for rows sorted by type, ``sizes[t]`` rows of
+    type ``t``: the typed FLOPs only (eager only)."""
+    dtype = torch.get_autocast_dtype(x.device.type) \
+        if torch.is_autocast_enabled(x.device.type) else x.dtype
+    with torch.autocast(x.device.type, enabled=False):
+        return _SortedTypedLinear.apply(x.to(dtype), weight.to(dtype),
+                                        bias.to(dtype), sizes)
+
+
+class _ConcatLinear(torch.autograd.Function):
+    """``cat([x_t @ w_t^T + b_t])`` with each product written straight into
+    its rows of one output (no concatenation copy), and likewise in
+    backward."""
+    @staticmethod
+    def forward(ctx, num: int, *args: Tensor) -> Tensor:
+        xs, ws, bs = args[:num], args[num:2 * num], args[2 * num:]
+        ctx.save_for_backward(*xs, *ws)
+        ctx.num = num
+        y = xs[0].new_empty(sum(x.size(0) for x in xs), ws[0].size(0))
+        for x, w, b, out in zip(xs, ws, bs,
+                                y.split([x.size(0) for x in xs])):
+            if x.size(0):
+                torch.addmm(b, x, w.t(), out=out)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        saved, num = ctx.saved_tensors, ctx.num
+        xs, ws = saved[:num], saved[num:]
+        dys = dy.contiguous().split([x.size(0) for x in xs])
+        dxs = [dyt @ w if ctx.needs_input_grad[1 + t] else None
+               for t, (dyt, w) in enumerate(zip(dys, ws))]
+        dws = [dyt.t() @ x for dyt, x in zip(dys, xs)]
+        dbs = [dyt.sum(0) for dyt in dys]
+        return (None, *dxs, *dws, *dbs)
+
+
+def concat_linear(xs: List[Tensor], weights: List[Tensor],
+                  biases: List[Tensor]) -> Tensor:
+    """``torch.cat([F.linear(x, w, b) for ...])`` for row blocks with their
+    own weights (input sizes may differ), without the concatenation copy;
+    autocast's dtype applies as to ``F.linear`` (eager only)."""
+    device = xs[0].device.type
+    dtype = torch.get_autocast_dtype(device) \
+        if torch.is_autocast_enabled(device) else xs[0].dtype
+    with torch.autocast(device, enabled=False):
+        return _ConcatLinear.apply(len(xs), *(t.to(dtype) for t in (
+            *xs, *weights, *biases)))
+
+
+def query_fold(relation_att: Tensor, relation_pri: Tensor) -> Tensor:
+    """``mu[r, h] / sqrt(d) A[r, h]^T``, ``[R, H, d, d]``: the relation key
+    transform and prior moved onto the query side, so that
+    ``(q @ W[r, h]) . k`` is the score of ``k`` under relation ``r``."""
+    R, H, d, _ = relation_att.shape
+    scale = (relation_pri / math.sqrt(d)).view(R, H, 1, 1)
+    return (relation_att * scale).transpose(-1, -2)
+
+
+def relations_by_column(w: Tensor) -> Tensor:
+    """``[R, H, d, e]`` -> per head ``[H, d, R e]`` (column ``r e + j``):
+    one product with it applies every relation's ``w[r, h]``."""
+    R, H, d, e = w.shape
+    return w.permute(1, 2, 0, 3).reshape(H, d, R * e)
+
+
+def relations_by_row(w: Tensor) -> Tensor:
+    """``[R, H, d, e]`` -> per head ``[H, R d, e]`` (row ``r d + i``):
+    one product with it sums every relation's ``x[r] @ w[r, h]``."""
+    R, H, d, e = w.shape
+    return w.transpose(0, 1).reshape(H, R * d, e)
+
+
+def fold_relations_by_head(x: Tensor, w: Tensor) -> Tensor:
+    """``x[n, h] @ w[r, h]`` for every relation, in head-major rows: ``x
+    [N, H, d]``, ``w [R, H, d, e]`` -> ``[H, N R, e]`` (row ``n R + r``),
+    one batched GEMM with no output permutation."""
+    H, e = x.size(1), w.size(3)
+    w = relations_by_column(w.to(x.dtype))
+    return torch.bmm(x.transpose(0, 1), w).view(H, -1, e)
+
+
+def sum_relations_by_head(u: Tensor, w: Tensor) -> Tensor:
+    """``sum_r u[n, r, h] @ w[r, h]`` from head-major rows: ``u [H, N R,
+    d]`` (row ``n R + r``), ``w [R, H, d, e]`` -> ``[N, H, e]``."""
+    R, H, d, _ = w.shape
+    return torch.bmm(u.view(H, -1, R * d),
+                     relations_by_row(w.to(u.dtype))).transpose(0, 1)
+
+
+def relation_matmul(x: Tensor, rel: Tensor, weight: Tensor) -> Tensor:
+    """``x[p, h] @ weight[rel[p], h]`` for ``x [P, H, d]``, ``weight
+    [R, H, d, e]``: one batched product per relation (eager only)."""
+    if x.size(0) == 0:
+        return x.new_zeros(0, weight.size(1), weight.size(3))
+    return group_apply(
+        x, rel, weight.size(0),
+        lambda xr, r: torch.einsum('phd,hde->phe', xr, weight[r]))

@@ -1,0 +1,207 @@
+r"""The one plan of the pair-folded backends: each edge's (target,
+relation) pair row, the edges sorted by it, and the two relation-wise maps
+that act on pair rows,
+
+.. math::
+    \tilde q_{(t, r)} = Q_t \tilde A_r \qquad\text{and}\qquad
+    \mathrm{agg}_t = \sum_r u_{(t, r)} M_r,
+
+on head-major tensors (``[H, rows, d]``). Three layouts of the rows:
+
+- ``'dense'``: row ``t R + r`` for every target and relation; each map is
+  one batched GEMM per head.
+- ``'compact'``: only the pairs that occur, relation by relation (when
+  ``N R`` exceeds the edges, e.g. with tens of relations).
+- ``'blocks'``: PyG's layout, nodes as consecutive blocks (one per node
+  type) and relation ``r`` pointing into one block: its rows are that
+  block's, so its maps are one GEMM on a slice.
+"""
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from torch_geometric_hgt.functional.linear import (relations_by_column,
+                                                   relations_by_row)
+
+
+class Group(NamedTuple):
+    """Rows ``[start, end)`` of relation ``relation``, one per node of
+    ``nodes`` (an index), or of the node rows ``block`` (``(lo, hi)``, with
+    ``nodes`` empty) in the ``'blocks'`` layout."""
+    relation: int
+    start: int
+    end: int
+    nodes: Tensor
+    block: Optional[Tuple[int, int]]
+
+
+class PairPlan:
+    """Edges sorted by pair row and the rows' layout (module docstring).
+
+    Attributes:
+        src, dst (Tensor): Sorted edges' source and target ``[E]``.
+        pair (Tensor): Sorted edges' pair row ``[E]`` (non-decreasing).
+        perm (Tensor): Input position of each sorted edge ``[E]``.
+        num_nodes, num_pairs (int): Node and pair rows.
+        groups (List[Group], optional): :obj:`None` for ``'dense'``.
+    """
+    def __init__(self, edge_index: Tensor, key: Tensor, num_nodes: int,
+                 num_pairs: int, groups: Optional[List[Group]] = None):
+        self.perm = torch.argsort(key)
+        self.pair = key.index_select(0, self.perm)
+        self.src = edge_index[0].index_select(0, self.perm)
+        self.dst = edge_index[1].index_select(0, self.perm)
+        self.num_nodes, self.num_pairs = num_nodes, num_pairs
+        self.groups = groups
+
+    @classmethod
+    def build(cls, layout: str, edge_index: Tensor, edge_type: Tensor,
+              num_nodes: int, num_relations: int,
+              blocks: Optional[Tuple[Sequence[int], Sequence[int]]] = None
+              ) -> 'PairPlan':
+        """The plan in ``layout`` (``'dense'``, ``'compact'``; ``'blocks'``
+        takes ``blocks = (sizes, target)``: ``sizes[b]`` rows per node
+        block and relation ``r``'s target block ``target[r]``)."""
+        N, R = num_nodes, num_relations
+        dst = edge_index[1]
+        if layout == 'dense':
+            return cls(edge_index, dst * R + edge_type, N, N * R)
+        if layout == 'blocks':
+            sizes, target = blocks
+            lo = [sum(sizes[:b]) for b in range(len(sizes))]
+            groups, start = [], 0
+            for r, b in enumerate(target):
+                groups.append(Group(r, start, start + sizes[b],
+                                    dst.new_empty(0),
+                                    (lo[b], lo[b] + sizes[b])))
+                start += sizes[b]
+            shift = torch.tensor([g.start - g.block[0] for g in groups],
+                                 dtype=torch.long, device=dst.device)
+            return cls(edge_index, dst + shift.index_select(0, edge_type),
+                       N, start, groups)
+        plan = cls(edge_index, edge_type * N + dst, N, 0)
+        pairs, plan.pair = torch.unique_consecutive(plan.pair,
+                                                    return_inverse=True)
+        rel = torch.div(pairs, N, rounding_mode='floor')
+        nodes = pairs - rel * N
+        plan.num_pairs, plan.groups, start = pairs.numel(), [], 0
+        for r, c in enumerate(torch.bincount(rel, minlength=R).tolist()):
+            if c:
+                plan.groups.append(Group(r, start, start + c,
+                                         nodes[start:start + c], None))
+            start += c
+        return plan
+
+    def unsort(self, alpha: Tensor) -> Tensor:
+        """Per-edge rows ``[H, E]`` in sorted order -> ``[E, H]`` in input
+        order."""
+        return torch.empty_like(alpha.t()).index_copy_(0, self.perm,
+                                                       alpha.t())
+
+    def rows(self, t: Tensor, g: Group) -> Tensor:
+        """The node rows of group ``g`` from ``t [H, N, d]``."""
+        if g.block is not None:
+            return t[:, g.block[0]:g.block[1]]
+        return t.index_select(1, g.nodes)
+
+    def fold_queries(self, q: Tensor, w_q: Tensor,
+                     out: Optional[Tensor] = None) -> Tensor:
+        """``[H, P, d]``: each pair's ``q[t] @ w_q[r]`` per head, from ``q
+        [H, N, d]`` and ``w_q [R, H, d, d]`` (into ``out`` if given)."""
+        H, N, d = q.shape
+        w_q = w_q.to(q.dtype)
+        if self.groups is None:
+            return torch.bmm(q, relations_by_column(w_q), out=None if out is
+                             None else out.view(H, N, -1)).view(H, -1, d)
+        parts = [torch.bmm(self.rows(q, g), w_q[g.relation])
+                 for g in self.groups]
+        return torch.cat(parts or [q.new_empty(H, 0, d)], 1, out=out)
+
+    def sum_messages(self, u: Tensor, w_msg: Tensor,
+                     out: Optional[Tensor] = None) -> Tensor:
+        """``[H, N, d]``: ``sum_r u[(t, r)] @ w_msg[r]`` per head (into
+        ``out`` if given)."""
+        H, _, d = u.shape
+        N = self.num_nodes
+        w_msg = w_msg.to(u.dtype)
+        if self.groups is None:
+            return torch.bmm(u.view(H, N, -1), relations_by_row(w_msg),
+                             out=out)
+        parts = [torch.bmm(u[:, g.start:g.end], w_msg[g.relation])
+                 for g in self.groups]
+        if self.groups and self.groups[0].block is not None:
+            # sums per block, then one concatenation: autograd writes each
+            # gradient once (slice-wise adds would copy it per relation)
+            by_block = {}
+            for g, part in zip(self.groups, parts):
+                prev = by_block.get(g.block)
+                by_block[g.block] = part if prev is None else prev + part
+            bounds = sorted(set(by_block) | self.gaps(by_block))
+            return torch.cat([by_block[b] if b in by_block else
+                              u.new_zeros(H, b[1] - b[0], d)
+                              for b in bounds] or [u.new_zeros(H, N, d)], 1,
+                             out=out)
+        agg = u.new_zeros(H, N, d) if out is None else out.zero_()
+        for g, part in zip(self.groups, parts):
+            agg.index_add_(1, g.nodes, part)
+        return agg
+
+    def gaps(self, blocks) -> set:
+        """Node ranges between and after ``blocks`` that no relation
+        targets."""
+        out, pos = set(), 0
+        for lo, hi in sorted(blocks):
+            if lo > pos:
+                out.add((pos, lo))
+            pos = hi
+        if pos < self.num_nodes:
+            out.add((pos, self.num_nodes))
+        return out
+
+    def fold_queries_backward(self, d_qr: Tensor, q: Tensor, w_q: Tensor,
+                              d_q: Tensor) -> Tensor:
+        """Writes ``d_q [H, N, d]`` and returns ``d w_q [R, H, d, d]``."""
+        H, N, d = q.shape
+        R = w_q.size(0)
+        if self.groups is None:
+            d_qr = d_qr.view(H, N, R * d)
+            torch.bmm(d_qr, relations_by_column(w_q).transpose(1, 2),
+                      out=d_q)
+            return torch.bmm(q.transpose(1, 2), d_qr).view(H, d, R, d) \
+                .permute(2, 0, 1, 3)
+        d_w_q = torch.zeros_like(w_q)
+        d_q.zero_()
+        for g in self.groups:
+            grad = d_qr[:, g.start:g.end]
+            d_w_q[g.relation] = torch.bmm(self.rows(q, g).transpose(1, 2),
+                                          grad)
+            self.add_rows(d_q, g, torch.bmm(
+                grad, w_q[g.relation].transpose(1, 2)))
+        return d_w_q
+
+    def sum_messages_backward(self, d_agg: Tensor, u: Tensor, w_msg: Tensor,
+                              du: Tensor) -> Tensor:
+        """Writes ``du [H, P, d]`` and returns ``d w_msg [R, H, d, d]``."""
+        H, N, d = d_agg.shape
+        R = w_msg.size(0)
+        if self.groups is None:
+            torch.bmm(d_agg, relations_by_row(w_msg).transpose(1, 2),
+                      out=du.view(H, N, R * d))
+            return torch.bmm(u.view(H, N, R * d).transpose(1, 2), d_agg) \
+                .view(H, R, d, d).transpose(0, 1)
+        d_w_msg = torch.zeros_like(w_msg)
+        for g in self.groups:
+            grad = self.rows(d_agg, g)
+            d_w_msg[g.relation] = torch.bmm(
+                u[:, g.start:g.end].transpose(1, 2), grad)
+            du[:, g.start:g.end] = torch.bmm(
+                grad, w_msg[g.relation].transpose(1, 2))
+        return d_w_msg
+
+    def add_rows(self, out: Tensor, g: Group, part: Tensor) -> None:
+        """``out``'s node rows of group ``g`` += ``part`` (in place)."""
+        if g.block is not None:
+            out[:, g.block[0]:g.block[1]] += part
+        else:
+            out.index_add_(1, g.nodes, part)
