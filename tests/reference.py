@@ -29,21 +29,49 @@ def spec_sparse(p, x, node_type, edge_index, edge_type, edge_time=None,
     Q = torch.einsum('eoi,ei->eo', _stack(p.q_linears, 'weight')[tt], x[t]) \
         + _stack(p.q_linears, 'bias')[tt]
     K, V, Q = (m.view(-1, H, d) for m in (K, V, Q))
-    KA = torch.einsum('ehd,ehdf->ehf', K, p.relation_att[edge_type])
-    score = (Q * KA).sum(-1) * p.relation_pri[edge_type] / math.sqrt(d)
-    msg = torch.einsum('ehd,ehdf->ehf', V, p.relation_msg[edge_type])
-    agg = [x.new_zeros(H, d) for _ in range(N)]
-    att = torch.zeros_like(score)
-    for n in range(N):
-        m = t == n
+    agg, att = spec_edge_phase(Q, K, V, t, edge_type, p.relation_att,
+                               p.relation_pri, p.relation_msg, N, edge_mask)
+    agg = agg.view(N, -1)
+    P = F.one_hot(node_type, p.num_node_types).to(x)
+    return spec_update(p, agg, x, P), att
+
+
+def spec_edge_phase(Q, K, V, dst, edge_type, att, pri, msg, num_nodes,
+                    edge_mask=None):
+    """``(agg [N, H, d], alpha [E, H])`` from per-edge queries (of the
+    target), keys and values ``[E, H, d]``: the relation transforms per
+    edge, then an explicit softmax per target."""
+    d = Q.size(-1)
+    KA = torch.einsum('ehd,ehdf->ehf', K, att[edge_type])
+    score = (Q * KA).sum(-1) * pri[edge_type] / math.sqrt(d)
+    message = torch.einsum('ehd,ehdf->ehf', V, msg[edge_type])
+    agg = [Q.new_zeros(Q.shape[1:]) for _ in range(num_nodes)]
+    alpha = torch.zeros_like(score)
+    for n in range(num_nodes):
+        m = dst == n
         if bool(m.any()):
             a = torch.softmax(score[m], dim=0)
             w = a if edge_mask is None else a * edge_mask[m].unsqueeze(-1)
-            agg[n] = (w.unsqueeze(-1) * msg[m]).sum(0)
-            att = att.index_put((m.nonzero().view(-1), ), a)
-    agg = torch.stack(agg).view(N, -1)
-    P = F.one_hot(node_type, p.num_node_types).to(x)
-    return spec_update(p, agg, x, P), att
+            agg[n] = (w.unsqueeze(-1) * message[m]).sum(0)
+            alpha = alpha.index_put((m.nonzero().view(-1), ), a)
+    if num_nodes == 0:
+        return Q.new_zeros(0, *Q.shape[1:]), alpha
+    return torch.stack(agg), alpha
+
+
+def spec_attention(q, k, v, edge_index, edge_type, att, pri, msg, rte=None,
+                   edge_mask=None):
+    """:func:`~torch_geometric_hgt.functional.hgt_attention` by its
+    definition: per-edge gathers (``rte = (table, row)`` adds
+    ``table[row]`` to each edge's key and value) and
+    :func:`spec_edge_phase`."""
+    s, t = edge_index
+    K, V = k[s], v[s]
+    if rte is not None:
+        kv = rte[0][rte[1]].view(-1, 2, *k.shape[1:])
+        K, V = K + kv[:, 0], V + kv[:, 1]
+    return spec_edge_phase(q[t], K, V, t, edge_type, att, pri, msg,
+                           q.size(0), edge_mask)
 
 
 def spec_update(p, agg, x, P):

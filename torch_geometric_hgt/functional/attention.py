@@ -91,7 +91,8 @@ def hgt_attention(
     chunk = dispatch.edges_per_chunk(chunk_size, name, q.device, E)
     if name == 'memory_efficient':
         plan = PairPlan.build('dense', edge_index, edge_type, N, R)
-        return chunked_attention(q, k, v, plan, relation_att, relation_pri,
+        return chunked_attention(q, k, v, plan,
+                                 query_fold(relation_att, relation_pri),
                                  relation_msg, chunk, rte)
     layout = dispatch.pair_layout(N, R, E, blocks is not None)
     plan = PairPlan.build(layout, edge_index, edge_type, N, R, blocks)

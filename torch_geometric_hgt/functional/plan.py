@@ -205,3 +205,61 @@ class PairPlan:
             out[:, g.block[0]:g.block[1]] += part
         else:
             out.index_add_(1, g.nodes, part)
+
+
+class TargetChunks:
+    """Edges sorted by ``key = target * R + relation``, cut into chunks of
+    whole targets holding about ``chunk`` edges (and at most ``chunk``
+    targets), so that every softmax lies inside one chunk: the plan of the
+    ``'memory_efficient'`` backend.
+
+    Attributes:
+        bounds (List[Tuple[int, int, int, int]]): ``(n0, n1, e0, e1)`` per
+            chunk: targets ``[n0, n1)``, sorted edges ``[e0, e1)``.
+    """
+    def __init__(self, key: Tensor, src: Tensor, num_nodes: int,
+                 num_relations: int, chunk: int):
+        N, E, R, dev = num_nodes, key.numel(), num_relations, key.device
+        self.key, self.src, self.num_nodes, self.R = key, src, N, R
+        ptr = torch.searchsorted(key, torch.arange(N + 1, device=dev) * R)
+        # a chunk ends every `chunk` nodes and before the target of every
+        # `chunk`-th edge
+        starts = torch.cat([
+            torch.arange(0, N, chunk, device=dev),
+            torch.searchsorted(ptr, torch.arange(0, E, chunk, device=dev),
+                               right=True) - 1,
+            torch.tensor([N], device=dev)
+        ]).unique()
+        nodes, edges = starts.tolist(), ptr.index_select(0, starts).tolist()
+        self.bounds = list(zip(nodes[:-1], nodes[1:], edges[:-1],
+                               edges[1:]))
+
+    def edges(self, n0: int, e0: int, e1: int) -> Tuple[Tensor, Tensor,
+                                                         Tensor]:
+        """``(src, dst, pair)`` of sorted edges ``[e0, e1)``, targets and
+        pair rows (``t R + r``) numbered within the chunk that starts at
+        target ``n0``."""
+        pair = self.key[e0:e1] - n0 * self.R
+        return (self.src[e0:e1], torch.div(pair, self.R,
+                                           rounding_mode='floor'), pair)
+
+    def source_order(self) -> Tensor:
+        """Edge positions with each chunk's edges grouped by source: one
+        sort for all chunks instead of one per chunk and pass."""
+        sizes = torch.tensor([e1 - e0 for _, _, e0, e1 in self.bounds],
+                             dtype=torch.long, device=self.src.device)
+        chunk_id = torch.repeat_interleave(
+            torch.arange(sizes.numel(), device=sizes.device), sizes)
+        return torch.argsort(chunk_id * self.num_nodes + self.src,
+                             stable=True)
+
+    @staticmethod
+    def sources(src: Tensor, order: Tensor
+                ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+        """A chunk's distinct sources and, over them, the edges' order and
+        CSR offsets (``sorted_rows`` of the edge operator), given its
+        edges' order by source."""
+        uniq, counts = torch.unique_consecutive(src.index_select(0, order),
+                                                return_counts=True)
+        offsets = torch.nn.functional.pad(counts.cumsum(0), (1, 0))
+        return uniq, (order, offsets)

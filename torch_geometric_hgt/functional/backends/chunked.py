@@ -1,19 +1,25 @@
-"""The ``'memory_efficient'`` backend: the relation-aware edge phase as one
-operator with a hand-written backward, over edges sorted by (target,
-relation) and processed in chunks, so that memory outside the node-level
-tensors is
-bounded by the chunk size:
+r"""The ``'memory_efficient'`` backend: the pair-folded edge phase over
+chunks of whole targets (:class:`~torch_geometric_hgt.functional.plan.
+TargetChunks`), recomputed in backward, so that only the node-level
+inputs and the ``[H, E]`` attention weights are kept. Per chunk of targets
+:math:`[n_0, n_1)`:
 
-    qr_p    = mu_rh / sqrt(d) * q[t] A_rh^T     for each pair p = (t, r)
-    score_e = qr[pair_e] . k_e,    k_e = k[src_e] (+ kt[trow_e])
-    alpha   = softmax of score over edges with the same target (float32)
-    agg[t]  = sum_r (sum_{e in (t, r)} alpha_e v_e) M_rh,  v_e likewise
+.. math::
+    \tilde q_{(t, r)} = Q_t \tilde A_r, \quad
+    \alpha = \mathrm{softmax}_{e \to t}(\tilde q_{(t, r_e)} \cdot
+    K_{s_e}), \quad
+    \mathrm{agg}_t = \sum_r \Big(\sum_{e \in (t, r)} \alpha_e V_{s_e}\Big)
+    M_r
 
-per head. The relation transforms are applied per (target, relation) pair
-that occurs in a chunk, never per edge and never to all ``N R`` pairs at
-once; the scores and attention weights are the only edge-level tensors kept
-(``[E, H]``, two-pass softmax). Registered as a ``torch.library`` custom op,
-so ``torch.compile(fullgraph=True)`` treats it as one opaque node.
+by the edge operator's functions
+(:mod:`~torch_geometric_hgt.functional.backends.edge_op`); every softmax
+lies inside its chunk. Backward recomputes each chunk's folded queries and
+per-pair sums. :class:`~torch_geometric_hgt.MemoryEfficientHGTConv` runs
+the same algorithm with the projections and the update inside the chunk
+(:mod:`~torch_geometric_hgt.functional.backends.target_chunked`).
+Registered as a ``torch.library`` custom op, so ``torch.compile
+(fullgraph=True)`` treats it as one opaque node (the chunk plan needs the
+host).
 """
 import functools
 from typing import List, Optional, Tuple
@@ -21,68 +27,20 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from torch_geometric_hgt.functional.backends.edge_op import chunk_ranges
-from torch_geometric_hgt.functional.linear import type_order
-from torch_geometric_hgt.functional.plan import PairPlan
-from torch_geometric_hgt.functional.softmax import (
-    accumulation_dtype, segment_softmax, segment_softmax_backward)
+from torch_geometric_hgt.functional.backends.edge_op import (
+    aggregate, attention_weights, key_backward, score_backward,
+    value_backward)
+from torch_geometric_hgt.functional.linear import (fold_relations_by_head,
+                                                   relations_by_column,
+                                                   relations_by_row,
+                                                   sum_relations_by_head)
+from torch_geometric_hgt.functional.plan import PairPlan, TargetChunks
+from torch_geometric_hgt.functional.softmax import accumulation_dtype
 
 
-def _gather(table: Tensor, idx: Tensor, tt: Tensor, trow: Tensor) -> Tensor:
-    out = table.index_select(0, idx)
-    if tt.numel():
-        out = out + tt.index_select(0, trow)
-    return out.to(accumulation_dtype(out))
-
-
-class _Chunk:
-    """Edges ``[a, b)`` of the sorted edge list and the (target, relation)
-    pairs they touch, the pairs ordered by relation so that each relation's
-    transform is one batched product on a contiguous slice."""
-    def __init__(self, key: Tensor, src: Tensor, trow: Tensor, a: int,
-                 b: int, R: int):
-        self.src, self.trow = src[a:b], trow[a:b] if trow.numel() else trow
-        pairs, inv = torch.unique_consecutive(key[a:b], return_inverse=True)
-        rel = pairs % R
-        order, rank, self.sizes = type_order(rel, R)
-        self.pair = rank.index_select(0, inv)  # edge -> pair
-        self.rel = rel.index_select(0, order)
-        self.node = torch.div(pairs.index_select(0, order), R,
-                              rounding_mode='floor')
-
-    def rel_mm(self, x: Tensor, w: Tensor) -> Tensor:
-        """``x[p, h] @ w[rel_p, h]``: ``x [P, H, d]``, ``w [R, H, d, e]``."""
-        parts = [torch.einsum('phd,hde->phe', xr, w[r])
-                 for r, xr in enumerate(x.split(self.sizes)) if xr.numel()]
-        return torch.cat(parts) if parts else x.new_zeros(
-            0, w.size(1), w.size(3))
-
-    def rel_outer(self, a: Tensor, b: Tensor, R: int) -> Tensor:
-        """``sum_{p: rel_p = r} a[p, h]^T b[p, h]`` per relation:
-        ``[R, H, d, e]``."""
-        out = a.new_zeros(R, a.size(1), a.size(2), b.size(2))
-        for r, (ar, br) in enumerate(zip(a.split(self.sizes),
-                                         b.split(self.sizes))):
-            if ar.numel():
-                out[r] = torch.einsum('phd,phe->hde', ar, br)
-        return out
-
-    def folded_query(self, q: Tensor, att_t: Tensor, scale: Tensor
-                     ) -> Tuple[Tensor, Tensor, Tensor]:
-        """``(q_p, q_p A^T, scale_p)`` for the chunk's pairs."""
-        q_p = q.index_select(0, self.node)
-        return q_p, self.rel_mm(q_p, att_t), scale.index_select(0, self.rel)
-
-
-def _pair_chunks(key: Tensor, src: Tensor, trow: Tensor, chunk: int,
-                 R: int):
-    for a, b in chunk_ranges(key.numel(), chunk):
-        yield a, b, _Chunk(key, src, trow, a, b, R)
-
-
-def _exact(fn):
-    """Runs ``fn`` with autocast off: the operator picks its own
-    (float32) accumulation and must not be downcast inside."""
+def exact(fn):
+    """Runs ``fn`` with autocast off: the operator accumulates in float32
+    or wider and must not be downcast inside."""
     @functools.wraps(fn)
     def wrapper(*args):
         with torch.autocast(args[1].device.type, enabled=False):
@@ -90,129 +48,136 @@ def _exact(fn):
     return wrapper
 
 
-@torch.library.custom_op('torch_geometric_hgt::relation_attention_fwd',
+def head_major(*ts: Tensor) -> List[Tensor]:
+    """``[rows, H, d]`` -> contiguous ``[H, rows, d]`` in float32 or
+    wider."""
+    return [t.to(accumulation_dtype(t)).transpose(0, 1).contiguous()
+            for t in ts]
+
+
+@torch.library.custom_op('torch_geometric_hgt::chunked_attention_fwd',
                          mutates_args=())
-@_exact
-def relation_attention_fwd(q: Tensor, k: Tensor, v: Tensor, kt: Tensor,
-                           vt: Tensor, att: Tensor, pri: Tensor, msg: Tensor,
-                           src: Tensor, key: Tensor, trow: Tensor,
-                           num_nodes: int, chunk: int
-                           ) -> Tuple[Tensor, Tensor]:
-    E, (R, H, d, _) = src.numel(), att.shape
+@exact
+def chunked_attention_fwd(q: Tensor, k: Tensor, v: Tensor, kt: Tensor,
+                          vt: Tensor, w_q: Tensor, w_msg: Tensor, src: Tensor,
+                          key: Tensor, trow: Tensor, num_nodes: int,
+                          chunk: int) -> Tuple[Tensor, Tensor]:
+    N, (R, H, d, _) = num_nodes, w_q.shape
     acc = accumulation_dtype(k)
-    q, k, v, kt, vt = (t.to(acc) for t in (q, k, v, kt, vt))
-    att_t = att.to(acc).transpose(-1, -2)
-    msg = msg.to(acc)
-    scale = pri.to(acc) / d ** 0.5
-    dst = torch.div(key, R, rounding_mode='floor')
-    score = torch.empty(E, H, device=k.device, dtype=acc)
-    for a, b, c in _pair_chunks(key, src, trow, chunk, R):
-        _, qa, s = c.folded_query(q, att_t, scale)
-        k_e = _gather(k, c.src, kt, c.trow)
-        score[a:b] = ((qa * s.unsqueeze(-1)).index_select(0, c.pair)
-                      * k_e).sum(-1)
-    alpha = segment_softmax(score, dst, num_nodes)
-    agg = torch.zeros(num_nodes, H, d, device=k.device, dtype=acc)
-    for a, b, c in _pair_chunks(key, src, trow, chunk, R):
-        v_e = _gather(v, c.src, vt, c.trow) * alpha[a:b].unsqueeze(-1)
-        u = torch.zeros(len(c.rel), H, d, device=k.device, dtype=acc)
-        agg.index_add_(0, c.node, c.rel_mm(u.index_add_(0, c.pair, v_e),
-                                           msg))
+    k, v, kt, vt = head_major(k, v, kt, vt)
+    q, w_q, w_msg = q.to(acc), w_q.to(acc), w_msg.to(acc)
+    plan = TargetChunks(key, src, N, R, chunk)
+    agg = q.new_zeros(N, H, d)
+    alpha = q.new_empty(H, key.numel())
+    for n0, n1, e0, e1 in plan.bounds:
+        src_c, dst_c, pair_c = plan.edges(n0, e0, e1)
+        trow_c = trow[e0:e1] if trow.numel() else trow
+        qr = fold_relations_by_head(q[n0:n1], w_q)
+        a_c = attention_weights(qr, k, kt, src_c, dst_c, pair_c, trow_c,
+                                n1 - n0, chunk)
+        alpha[:, e0:e1] = a_c
+        u = aggregate(v, vt, src_c, trow_c, pair_c, (n1 - n0) * R, a_c)
+        agg[n0:n1] = sum_relations_by_head(u, w_msg)
     return agg, alpha
 
 
-@relation_attention_fwd.register_fake
-def _(q, k, v, kt, vt, att, pri, msg, src, key, trow, num_nodes, chunk):
+@chunked_attention_fwd.register_fake
+def _(q, k, v, kt, vt, w_q, w_msg, src, key, trow, num_nodes, chunk):
     acc = accumulation_dtype(k)
-    return (k.new_empty((num_nodes, ) + tuple(k.shape[1:]), dtype=acc),
-            k.new_empty((src.size(0), k.size(1)), dtype=acc))
+    return (q.new_empty((num_nodes, ) + tuple(q.shape[1:]), dtype=acc),
+            q.new_empty((q.size(1), src.size(0)), dtype=acc))
 
 
-@torch.library.custom_op('torch_geometric_hgt::relation_attention_bwd',
+@torch.library.custom_op('torch_geometric_hgt::chunked_attention_bwd',
                          mutates_args=())
-@_exact
-def relation_attention_bwd(d_agg: Tensor, alpha: Tensor, q: Tensor,
-                           k: Tensor, v: Tensor, kt: Tensor, vt: Tensor,
-                           att: Tensor, pri: Tensor, msg: Tensor, src: Tensor,
-                           key: Tensor, trow: Tensor, num_nodes: int,
-                           chunk: int) -> List[Tensor]:
-    E, (R, H, d, _) = src.numel(), att.shape
+@exact
+def chunked_attention_bwd(d_agg: Tensor, alpha: Tensor, q: Tensor,
+                          k: Tensor, v: Tensor, kt: Tensor, vt: Tensor,
+                          w_q: Tensor, w_msg: Tensor, src: Tensor,
+                          key: Tensor, trow: Tensor, num_nodes: int,
+                          chunk: int) -> List[Tensor]:
+    N, (R, H, d, _) = num_nodes, w_q.shape
     acc = accumulation_dtype(k)
-    d_agg = d_agg.to(acc)
-    q, k, v, kt, vt = (t.to(acc) for t in (q, k, v, kt, vt))
-    att_a, msg_a = att.to(acc), msg.to(acc)
-    att_t, msg_t = att_a.transpose(-1, -2), msg_a.transpose(-1, -2)
-    scale = pri.to(acc) / d ** 0.5
-    dst = torch.div(key, R, rounding_mode='floor')
-    zeros = dict(device=k.device, dtype=acc)
-    d_q, d_k, d_v = (torch.zeros(t.shape, **zeros) for t in (q, k, v))
-    d_kt, d_vt = (torch.zeros(t.shape, **zeros) for t in (kt, vt))
-    d_att = torch.zeros(att.shape, **zeros)
-    d_msg = torch.zeros(msg.shape, **zeros)
-    d_scale = torch.zeros(R, H, **zeros)
-    d_alpha = torch.empty(E, H, **zeros)
-    for a, b, c in _pair_chunks(key, src, trow, chunk, R):
-        g = d_agg.index_select(0, c.node)
-        v_e = _gather(v, c.src, vt, c.trow)
-        u = torch.zeros(len(c.rel), H, d, **zeros).index_add_(
-            0, c.pair, v_e * alpha[a:b].unsqueeze(-1))
-        d_msg += c.rel_outer(u, g, R)
-        du_e = c.rel_mm(g, msg_t).index_select(0, c.pair)
-        d_alpha[a:b] = (du_e * v_e).sum(-1)
-        dv_e = du_e * alpha[a:b].unsqueeze(-1)
-        d_v.index_add_(0, c.src, dv_e)
-        if vt.numel():
-            d_vt.index_add_(0, c.trow, dv_e)
-    d_score = segment_softmax_backward(alpha, d_alpha, dst, num_nodes)
-    for a, b, c in _pair_chunks(key, src, trow, chunk, R):
-        q_p, qa, s = c.folded_query(q, att_t, scale)
-        g = d_score[a:b].unsqueeze(-1)
-        k_e = _gather(k, c.src, kt, c.trow)
-        d_qr = torch.zeros(qa.shape, **zeros).index_add_(0, c.pair, g * k_e)
-        dk_e = g * (qa * s.unsqueeze(-1)).index_select(0, c.pair)
-        d_k.index_add_(0, c.src, dk_e)
-        if kt.numel():
-            d_kt.index_add_(0, c.trow, dk_e)
-        d_scale.index_add_(0, c.rel, (d_qr * qa).sum(-1))
-        d_qa = d_qr * s.unsqueeze(-1)
-        d_q.index_add_(0, c.node, c.rel_mm(d_qa, att_a))
-        d_att += c.rel_outer(d_qa, q_p, R)
-    return [d_q.to(q.dtype), d_k.to(k.dtype), d_v.to(v.dtype),
-            d_kt.to(kt.dtype), d_vt.to(vt.dtype), d_att.to(att.dtype),
-            (d_scale / d ** 0.5).to(pri.dtype), d_msg.to(msg.dtype)]
+    kh, vh, kth, vth = head_major(k, v, kt, vt)
+    q_a, w_q_a, w_msg_a = q.to(acc), w_q.to(acc), w_msg.to(acc)
+    d_agg = d_agg.to(acc).transpose(0, 1)
+    plan = TargetChunks(key, src, N, R, chunk)
+    by_src = plan.source_order()
+    d_q = torch.zeros_like(q_a)
+    d_k, d_v = torch.zeros_like(kh), torch.zeros_like(vh)
+    d_kt, d_vt = torch.zeros_like(kth), torch.zeros_like(vth)
+    d_w_q, d_w_msg = torch.zeros_like(w_q_a), torch.zeros_like(w_msg_a)
+    w_q_cols = relations_by_column(w_q_a)
+    w_msg_rows = relations_by_row(w_msg_a)
+    for n0, n1, e0, e1 in plan.bounds:
+        n = n1 - n0
+        src_c, dst_c, pair_c = plan.edges(n0, e0, e1)
+        trow_c = trow[e0:e1] if trow.numel() else trow
+        a_c = alpha[:, e0:e1]
+        uniq, sources = plan.sources(src_c, by_src[e0:e1] - e0)
+        # the message transform: agg = u @ w_msg, per head over (r, d)
+        u = aggregate(vh, vth, src_c, trow_c, pair_c, n * R, a_c)
+        g = d_agg[:, n0:n1]
+        d_w_msg += torch.bmm(u.view(H, n, R * d).transpose(1, 2), g) \
+            .view(H, R, d, d).transpose(0, 1)
+        du = torch.bmm(g, w_msg_rows.transpose(1, 2)).view(H, n * R, d)
+        d_score = score_backward(du, a_c, vh, vth, src_c, dst_c, pair_c,
+                                 trow_c, n, chunk)
+        g_v, g_vt = value_backward(du, a_c, vth, pair_c, trow_c, sources)
+        d_v.index_add_(1, uniq, g_v)
+        d_vt += g_vt
+        # the folded queries: qr = q @ w_q, per head over (r, d)
+        q_c = q_a[n0:n1].transpose(0, 1)
+        qr = torch.bmm(q_c, w_q_cols).view(H, n * R, d)
+        d_qr, g_k, g_kt = key_backward(d_score, qr, kh, kth, src_c, pair_c,
+                                       trow_c, sources)
+        d_k.index_add_(1, uniq, g_k)
+        d_kt += g_kt
+        d_qr = d_qr.view(H, n, R * d)
+        d_q[n0:n1] = torch.bmm(d_qr, w_q_cols.transpose(1, 2)) \
+            .transpose(0, 1)
+        d_w_q += torch.bmm(q_c.transpose(1, 2), d_qr).view(H, d, R, d) \
+            .permute(2, 0, 1, 3)
+    grads = (d_q, d_k.transpose(0, 1), d_v.transpose(0, 1),
+             d_kt.transpose(0, 1), d_vt.transpose(0, 1), d_w_q, d_w_msg)
+    # contiguous, as the fake kernel promises whatever the inputs' strides
+    return [g.to(t.dtype).contiguous() for g, t in
+            zip(grads, (q, k, v, kt, vt, w_q, w_msg))]
 
 
-@relation_attention_bwd.register_fake
-def _(d_agg, alpha, q, k, v, kt, vt, att, pri, msg, src, key, trow,
-      num_nodes, chunk):
-    return [torch.empty_like(t) for t in (q, k, v, kt, vt, att, pri, msg)]
+@chunked_attention_bwd.register_fake
+def _(d_agg, alpha, q, k, v, kt, vt, w_q, w_msg, src, key, trow, num_nodes,
+      chunk):
+    return [t.new_empty(t.shape) for t in (q, k, v, kt, vt, w_q, w_msg)]
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, kt, vt, att, pri, msg, src, key, trow, num_nodes, chunk = inputs
-    ctx.save_for_backward(output[1], q, k, v, kt, vt, att, pri, msg, src,
-                          key, trow)
+    q, k, v, kt, vt, w_q, w_msg, src, key, trow, num_nodes, chunk = inputs
+    ctx.save_for_backward(output[1], q, k, v, kt, vt, w_q, w_msg, src, key,
+                          trow)
     ctx.num_nodes, ctx.chunk = num_nodes, chunk
 
 
 def _backward(ctx, d_agg, _d_alpha):
-    grads = relation_attention_bwd(d_agg, *ctx.saved_tensors, ctx.num_nodes,
-                                   ctx.chunk)
+    grads = chunked_attention_bwd(d_agg, *ctx.saved_tensors, ctx.num_nodes,
+                                  ctx.chunk)
     return tuple(grads) + (None, ) * 5
 
 
-relation_attention_fwd.register_autograd(_backward,
-                                         setup_context=_setup_context)
+chunked_attention_fwd.register_autograd(_backward,
+                                        setup_context=_setup_context)
 
 
 def chunked_attention(q: Tensor, k: Tensor, v: Tensor, plan: PairPlan,
-                      att: Tensor, pri: Tensor, msg: Tensor, chunk: int,
+                      w_q: Tensor, w_msg: Tensor, chunk: int,
                       rte: Optional[Tuple[Tensor, Tensor]] = None
                       ) -> Tuple[Tensor, Tensor]:
     """``(agg [N, H, d], alpha [E, H])`` from ``q``, ``k``, ``v [N, H,
-    d]``, the relation weights, a ``'dense'`` plan (its pair rows are the
-    keys ``target * R + relation``) and ``chunk`` edges per chunk;
-    accumulated in float32 or wider. See the module docstring."""
+    d]``, folded query weights ``w_q`` and ``w_msg [R, H, d, d]``, a
+    ``'dense'`` plan (its pair rows are the keys ``target * R +
+    relation``), ``chunk`` edges per chunk (and at most ``chunk`` targets)
+    and the optional temporal table ``(table [rows, 2 H d], row [E])``;
+    ``agg`` in float32 or wider. ``alpha`` carries no gradient."""
     H, d = q.shape[1:]
     if rte is None:
         kt = vt = k.new_empty((0, H, d))
@@ -220,7 +185,9 @@ def chunked_attention(q: Tensor, k: Tensor, v: Tensor, plan: PairPlan,
     else:
         kt, vt = rte[0].view(-1, 2, H, d).unbind(1)
         trow = rte[1].index_select(0, plan.perm)
-    agg, alpha = relation_attention_fwd(q, k, v, kt, vt, att, pri, msg,
-                                        plan.src, plan.pair, trow,
-                                        plan.num_nodes, chunk)
-    return agg, plan.unsort(alpha.t())
+    # contiguous operands: compiled graphs check the saved tensors'
+    # strides against the traced ones
+    agg, alpha = chunked_attention_fwd(
+        *(t.contiguous() for t in (q, k, v, kt, vt, w_q, w_msg)), plan.src,
+        plan.pair, trow, plan.num_nodes, chunk)
+    return agg, plan.unsort(alpha.detach())

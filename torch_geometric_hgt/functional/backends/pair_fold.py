@@ -38,4 +38,4 @@ def pair_fold_attention(q: Tensor, k: Tensor, v: Tensor, plan: PairPlan,
                               plan.src, plan.dst, plan.pair, plan.num_nodes,
                               chunk, kt, vt, trow)
     return (plan.sum_messages(u, w_msg).transpose(0, 1),
-            plan.unsort(alpha))
+            plan.unsort(alpha.detach()))

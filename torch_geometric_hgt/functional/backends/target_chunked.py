@@ -33,69 +33,48 @@ from torch_geometric_hgt.functional.linear import (fold_relations_by_head,
                                                    sum_relations_by_head,
                                                    type_order,
                                                    typed_linear_sorted)
+from torch_geometric_hgt.functional.plan import TargetChunks
 from torch_geometric_hgt.functional.softmax import accumulation_dtype
 from torch_geometric_hgt.functional.update import UpdateWeights, hgt_update
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.replay import ForwardState
 
 
-class _Plan:
-    """Index bookkeeping (no gradients): node order, sorted edges and the
-    chunks ``(n0, n1, e0, e1, type sizes)`` in sorted node order."""
+class LayerChunks(TargetChunks):
+    """:class:`~torch_geometric_hgt.functional.plan.TargetChunks` over the
+    nodes sorted by type, with the node order and each chunk's nodes per
+    type (``chunks``: ``(n0, n1, e0, e1, type sizes)``)."""
     def __init__(self, p: HGTParameters, node_type: Tensor,
                  edge_index: Tensor, edge_type: Tensor,
                  edge_time: Optional[Tensor], chunk: int, keep_perm: bool):
-        N, E, R = node_type.numel(), edge_type.numel(), p.num_relations
+        R = p.num_relations
         self.perm_n, rank, self.sizes = type_order(node_type, p.num_node_types)
         self.node_type = node_type.index_select(0, self.perm_n)
         key = rank.index_select(0, edge_index[1]) * R + edge_type
         perm = torch.argsort(key)
         # the edge order is only needed to return attention weights
         self.perm = perm if keep_perm else None
-        self.key = key.index_select(0, perm)
-        self.src = rank.index_select(0, edge_index[0].index_select(0, perm))
-        self.trow = self.src.new_empty(0)
+        src = rank.index_select(0, edge_index[0].index_select(0, perm))
+        super().__init__(key.index_select(0, perm), src, node_type.numel(),
+                         R, chunk)
+        self.trow = src.new_empty(0)
         if p.use_RTE:
-            self.trow = self.node_type.index_select(0, self.src) * \
-                p.max_len + edge_time.index_select(0, perm)
-        dev = node_type.device
-        ptr = torch.searchsorted(self.key, torch.arange(N + 1, device=dev) * R)
-        # a chunk ends every `chunk` nodes and before the target of every
-        # `chunk`-th edge, so it holds whole targets and ~`chunk` edges
-        starts = torch.cat([
-            torch.arange(0, N, chunk, device=dev),
-            torch.searchsorted(ptr, torch.arange(0, E, chunk, device=dev),
-                               right=True) - 1,
-            torch.tensor([N], device=dev)
-        ]).unique()
-        bounds, edges = starts.tolist(), ptr.index_select(0, starts).tolist()
+            self.trow = self.node_type.index_select(0, src) * p.max_len + \
+                edge_time.index_select(0, perm)
         ends = torch.tensor(self.sizes).cumsum(0).tolist()
         self.type_bounds = list(zip([0] + ends[:-1], ends))
         self.chunks = [
             (n0, n1, e0, e1, [max(0, min(n1, b) - max(n0, a))
                               for a, b in self.type_bounds])
-            for n0, n1, e0, e1 in zip(bounds[:-1], bounds[1:], edges[:-1],
-                                      edges[1:])
+            for n0, n1, e0, e1 in self.bounds
         ]
 
-    def source_order(self) -> Tensor:
-        """Edge positions with each chunk's edges grouped by source: one
-        sort for all chunks instead of one per chunk and pass."""
-        sizes = torch.tensor([e1 - e0 for _, _, e0, e1, _ in self.chunks],
-                             device=self.src.device)
-        chunk_id = torch.repeat_interleave(
-            torch.arange(sizes.numel(), device=sizes.device), sizes)
-        return torch.argsort(chunk_id * self.perm_n.numel() + self.src,
-                             stable=True)
-
-    def edges(self, n0: int, e0: int, e1: int, R: int
-              ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(src, dst, pair, trow)`` of edges ``[e0, e1)``, with targets
-        and pairs numbered within the chunk that starts at node ``n0``."""
-        pair = self.key[e0:e1] - n0 * R
+    def chunk_edges(self, n0: int, e0: int, e1: int
+                    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(src, dst, pair, trow)`` of edges ``[e0, e1)`` (see
+        :meth:`edges`)."""
         trow = self.trow[e0:e1] if self.trow.numel() else self.trow
-        return (self.src[e0:e1], torch.div(pair, R, rounding_mode='floor'),
-                pair, trow)
+        return (*self.edges(n0, e0, e1), trow)
 
 
 def _query(p: HGTParameters, x: Tensor, sizes: List[int], w: Tensor,
@@ -118,7 +97,7 @@ def _update(p: HGTParameters, x: Tensor, node_type: Tensor, u: Tensor,
     return hgt_update(y, x, node_type, weights, p.training)
 
 
-def _project(p: HGTParameters, plan: _Plan, x: Tensor, w: Tensor,
+def _project(p: HGTParameters, plan: LayerChunks, x: Tensor, w: Tensor,
              b: Tensor, parts: Sequence[int]) -> Tensor:
     """K (part 0) and/or V (part 2) of all nodes in sorted order,
     ``[len(parts), H, N, d]`` (float32 or wider), one GEMM per type."""
@@ -135,7 +114,7 @@ def _project(p: HGTParameters, plan: _Plan, x: Tensor, w: Tensor,
     return out
 
 
-def _project_backward(plan: _Plan, x: Tensor, g: Tensor, part: int,
+def _project_backward(plan: LayerChunks, x: Tensor, g: Tensor, part: int,
                       w: Tensor, dx: Tensor, d_w: Tensor, d_b: Tensor):
     """Adds the gradients of :func:`_project` part ``part`` from ``g [N,
     out_dim]`` (sorted order): one GEMM per type, in ``g``'s dtype (float32
@@ -153,24 +132,15 @@ def _project_backward(plan: _Plan, x: Tensor, g: Tensor, part: int,
                 d_b[t, cols] += g_t.sum(0).to(d_b.dtype)
 
 
-def _sources(src: Tensor, order: Tensor
-             ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
-    """A chunk's distinct sources and :func:`sorted_rows` over them, given
-    its edges' order by source."""
-    uniq, counts = torch.unique_consecutive(src.index_select(0, order),
-                                            return_counts=True)
-    return uniq, (order, F.pad(counts.cumsum(0), (1, 0)))
-
-
-def _attention(p: HGTParameters, plan: _Plan, x: Tensor, kt: Tensor,
+def _attention(p: HGTParameters, plan: LayerChunks, x: Tensor, kt: Tensor,
                w: Tensor, b: Tensor, w_fold: Tensor, chunk: int) -> Tensor:
     """The attention weights ``[H, E]`` again, chunk by chunk."""
-    k, R = _project(p, plan, x, w, b, (0, ))[0], p.num_relations
+    k = _project(p, plan, x, w, b, (0, ))[0]
     alpha = k.new_empty(p.n_heads, plan.key.numel())
     for n0, n1, e0, e1, sizes in plan.chunks:
         qr = _query(p, x.index_select(0, plan.perm_n[n0:n1]), sizes, w, b,
                     w_fold)
-        src, dst, pair, trow = plan.edges(n0, e0, e1, R)
+        src, dst, pair, trow = plan.chunk_edges(n0, e0, e1)
         alpha[:, e0:e1] = attention_weights(qr.to(k.dtype), k, kt, src, dst,
                                             pair, trow, n1 - n0, chunk)
     return alpha
@@ -184,11 +154,11 @@ def _add(grads: Sequence[Tensor], parts: Sequence[Optional[Tensor]]):
 
 class _TargetChunked(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, p: HGTParameters, plan: _Plan, chunk: int,
+    def forward(ctx, p: HGTParameters, plan: LayerChunks, chunk: int,
                 checkpoint: bool, x: Tensor, kt: Tensor, vt: Tensor,
                 *weights: Tensor) -> Tuple[Tensor, Tensor]:
         w, b, w_fold, msg, w_a, b_a, skip, *norm = weights
-        N, E, R = x.size(0), plan.key.numel(), p.num_relations
+        N, E = x.size(0), plan.key.numel()
         acc = accumulation_dtype(x)
         ctx.p, ctx.plan, ctx.chunk = p, plan, chunk
         ctx.state = ForwardState(x.device)
@@ -199,7 +169,7 @@ class _TargetChunked(torch.autograd.Function):
             rows = plan.perm_n[n0:n1]
             x_c = x.index_select(0, rows)
             qr = _query(p, x_c, sizes, w, b, w_fold)
-            src, dst, pair, trow = plan.edges(n0, e0, e1, R)
+            src, dst, pair, trow = plan.chunk_edges(n0, e0, e1)
             u, alpha[:, e0:e1] = edge_attention_fwd(
                 qr.to(acc), kv[0], kv[1], kt, vt, src, dst, pair, trow,
                 n1 - n0, chunk)
@@ -244,7 +214,7 @@ class _TargetChunked(torch.autograd.Function):
             for n0, n1, e0, e1, sizes in plan.chunks:
                 rows = plan.perm_n[n0:n1]
                 x_c = x.index_select(0, rows).requires_grad_()
-                src, dst, pair, trow = plan.edges(n0, e0, e1, R)
+                src, dst, pair, trow = plan.chunk_edges(n0, e0, e1)
                 a_c = alpha[:, e0:e1]
                 u = aggregate(v, vt, src, trow, pair, (n1 - n0) * R, a_c)
                 u.requires_grad_()
@@ -253,7 +223,7 @@ class _TargetChunked(torch.autograd.Function):
                 dx_c, du, *g = torch.autograd.grad(
                     y, [x_c, u, *leaves[3:]], d_out.index_select(0, rows),
                     allow_unused=True)
-                uniq, sources = _sources(src, by_src[e0:e1] - e0)
+                uniq, sources = plan.sources(src, by_src[e0:e1] - e0)
                 du = du.to(acc)
                 s_c = score_backward(du, a_c, v, vt, src, dst, pair, trow,
                                      n1 - n0, chunk)
@@ -276,8 +246,8 @@ class _TargetChunked(torch.autograd.Function):
                 rows = plan.perm_n[n0:n1]
                 x_c = x.index_select(0, rows).requires_grad_()
                 qr = _query(p, x_c, sizes, w, b, w_fold)
-                src, dst, pair, trow = plan.edges(n0, e0, e1, R)
-                uniq, sources = _sources(src, by_src[e0:e1] - e0)
+                src, dst, pair, trow = plan.chunk_edges(n0, e0, e1)
+                uniq, sources = plan.sources(src, by_src[e0:e1] - e0)
                 d_qr, g_k, g_kt = key_backward(
                     d_score[:, e0:e1], qr.detach().to(acc), k, kt, src, pair,
                     trow, sources)
@@ -302,7 +272,7 @@ def target_chunked_forward(p: HGTParameters, x: Tensor, node_type: Tensor,
     ``chunk`` targets); returns the output and, if ``attention``, the
     attention weights ``[E, H]`` in input order. ``checkpoint``: keep
     only the inputs for backward, not the attention weights."""
-    plan = _Plan(p, node_type, edge_index, edge_type, edge_time, chunk,
+    plan = LayerChunks(p, node_type, edge_index, edge_type, edge_time, chunk,
                  attention)
     H, d = p.n_heads, p.d_k
     if p.use_RTE:
