@@ -5,15 +5,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import LayerNorm, ModuleDict, Parameter
-from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.dense import HeteroDictLinear, HeteroLinear
 from torch_geometric.nn.inits import ones
 from torch_geometric.nn.parameter_dict import ParameterDict
 from torch_geometric.typing import Adj, EdgeType, Metadata, NodeType
-from torch_geometric.utils import is_sparse, to_edge_index
 
 from torch_geometric_hgt import validation as V
+from torch_geometric_hgt.conv.explain import EdgeMasks
+from torch_geometric_hgt.conv.hetero_inputs import (check_arguments,
+                                                    edge_inputs, lin_ready,
+                                                    node_features)
 from torch_geometric_hgt.functional import (UpdateWeights, hgt_attention,
                                             hgt_update)
 from torch_geometric_hgt.functional.dispatch import (ChunkSize,
@@ -23,56 +25,6 @@ from torch_geometric_hgt.functional.linear import concat_linear
 from torch_geometric_hgt.params import RelTemporalEncoding
 
 AttentionDict = Dict[EdgeType, Tuple[Tensor, Tensor]]
-
-
-class EdgeMaskSlot(MessagePassing):
-    """Where PyG's explainers put the edge mask of one edge type:
-    :func:`torch_geometric.explain.algorithm.utils.set_hetero_masks` sets
-    masks on the :class:`~torch_geometric.nn.MessagePassing` modules of a
-    :class:`~torch.nn.ModuleDict` keyed by edge type, and :class:`HGTConv`
-    keeps one such slot per edge type (no parameters, no state). The layer
-    reads the slots; nothing propagates through them."""
-
-    def mask(self, num_edges: int, name: str) -> Optional[Tensor]:
-        """The mask as PyG's ``explain_message`` applies it (sigmoid when
-        asked), or :obj:`None` when not explaining."""
-        if not self.explain:
-            return None
-        mask = self._edge_mask
-        if mask is None:
-            raise ValueError(f"explaining {name}, but no edge mask is set "
-                             f"on it")
-        if mask.shape != (num_edges, ):
-            raise ValueError(f"the edge mask of {name} has shape "
-                             f"{list(mask.shape)}, expected [{num_edges}]")
-        return mask.sigmoid() if self._apply_sigmoid else mask
-
-
-def lin_ready(lin: torch.nn.Module) -> bool:
-    """Whether a (possibly lazy) linear has its weights."""
-    return not isinstance(lin.weight, UninitializedParameter)
-
-
-def check_metadata(metadata) -> Tuple[List[NodeType], List[EdgeType]]:
-    """``metadata`` as ``(node_types, edge_types)`` lists, or a clear
-    error."""
-    if not (isinstance(metadata, (tuple, list)) and len(metadata) == 2):
-        raise TypeError(f"'metadata' must be (node_types, edge_types), as "
-                        f"HeteroData.metadata() returns (got {metadata!r})")
-    node_types = list(metadata[0])
-    edge_types = [tuple(et) for et in metadata[1]]
-    if len(set(node_types)) != len(node_types):
-        raise ValueError(f"'metadata' names a node type twice: {node_types}")
-    if len(set(edge_types)) != len(edge_types):
-        raise ValueError(f"'metadata' names an edge type twice: "
-                         f"{edge_types}")
-    for et in edge_types:
-        if len(et) != 3 or et[0] not in node_types or \
-                et[2] not in node_types:
-            raise ValueError(f"'metadata' edge type {et} must be (source, "
-                             f"relation, destination) with both node types "
-                             f"in {node_types}")
-    return node_types, edge_types
 
 
 class HGTConv(MessagePassing):
@@ -168,31 +120,11 @@ class HGTConv(MessagePassing):
                  backend: str = 'auto', chunk_size: ChunkSize = 'auto',
                  validate: bool = True, **kwargs):
         super().__init__(aggr='add', node_dim=0, **kwargs)
-        V.check_positive_int('out_channels', out_channels)
-        V.check_positive_int('heads', heads)
-        if out_channels % heads != 0:
-            raise ValueError(f"'out_channels' (got {out_channels}) must be "
-                             f"divisible by the number of heads (got "
-                             f"{heads})")
-        node_types, edge_types = check_metadata(metadata)
-        if isinstance(in_channels, dict):
-            if set(in_channels) != set(node_types):
-                raise ValueError(f"'in_channels' must have one entry per "
-                                 f"node type {node_types} (got "
-                                 f"{list(in_channels)})")
-        else:
-            in_channels = {nt: in_channels for nt in node_types}
-        for nt, size in in_channels.items():
-            if size != -1:
-                V.check_positive_int(f"in_channels['{nt}']", size)
+        node_types, edge_types, in_channels = check_arguments(
+            in_channels, out_channels, metadata, heads, dropout, use_RTE)
         check_backend(backend)
         check_chunk_size(chunk_size)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"'dropout' must be in [0, 1) (got {dropout})")
         rte_size = set(in_channels.values())
-        if use_RTE and (len(rte_size) != 1 or -1 in rte_size):
-            raise ValueError(f"'use_RTE=True' needs one int 'in_channels' "
-                             f"for every node type (got {in_channels})")
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -231,9 +163,7 @@ class HGTConv(MessagePassing):
         self.emb = RelTemporalEncoding(rte_size.pop(), max_len) \
             if use_RTE else None
         # PyG's explainers reach the layer through these (set_hetero_masks)
-        self.edge_masks = ModuleDict({'__'.join(et): EdgeMaskSlot()
-                                      for et in edge_types
-                                      if '.' not in '__'.join(et)})
+        self.edge_masks = EdgeMasks(edge_types)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -293,8 +223,8 @@ class HGTConv(MessagePassing):
                 (default: :obj:`False`)
         """
         F_, H = self.out_channels, self.heads
-        xs = self._node_features(x_dict)
-        edges = self._edges(xs, edge_index_dict, edge_time_dict)
+        xs = node_features(self, x_dict)
+        edges = edge_inputs(self, xs, edge_index_dict, edge_time_dict)
         if not xs:
             return ({}, {}) if return_attention_weights else {}
         offset, start = {}, 0
@@ -324,7 +254,7 @@ class HGTConv(MessagePassing):
         sizes = [n for _, n in offset.values()]
         agg, alpha = hgt_attention(
             q, k, v, edge_index, edge_type, att, pri, msg, rte=rte,
-            edge_mask=self._edge_mask_of(edges), backend=self.backend,
+            edge_mask=self.edge_masks.mask_of(edges), backend=self.backend,
             chunk_size=self.chunk_size,
             blocks=(sizes, [list(offset).index(et[2]) for et in edges]))
         agg = F.gelu(agg.to(q.dtype).reshape(N, F_))
@@ -344,43 +274,11 @@ class HGTConv(MessagePassing):
                                       (None, None, 1e-5)), self.drop.p),
                 self.training)
         alpha = alpha.split([ei.size(1) for ei, _ in edges.values()])
-        self._report_attention(edges, alpha)
+        self.edge_masks.report(edges, alpha)
         if not return_attention_weights:
             return out_dict
         return out_dict, {et: (ei, a.to(q.dtype)) for (et, (ei, _)), a in
                           zip(edges.items(), alpha)}
-
-    def _slot(self, et: EdgeType) -> Optional[EdgeMaskSlot]:
-        key = '__'.join(et)
-        return self.edge_masks[key] if key in self.edge_masks else None
-
-    def _report_attention(self, edges, alpha: Tuple[Tensor, ...]) -> None:
-        """Hands each edge type's attention to the message forward hooks
-        registered on its :class:`EdgeMaskSlot` (as ``msg_kwargs['alpha']``,
-        what PyG's ``AttentionExplainer`` reads): the layer never calls
-        ``propagate``, which would run them. PyG keeps the hooks in
-        ``_message_forward_hooks``; without it nothing is reported."""
-        for (et, (ei, _)), a in zip(edges.items(), alpha):
-            slot = self._slot(et)
-            hooks = getattr(slot, '_message_forward_hooks', None)
-            for hook in list(hooks.values()) if hooks else ():
-                hook(slot, ({'alpha': a, 'edge_index': ei}, ), a)
-
-    def _edge_mask_of(self, edges: Dict[EdgeType, Tuple[Tensor, Optional[
-            Tensor]]]) -> Optional[Tensor]:
-        """The explanation mask of every edge of the call, in ``edges``'
-        order (ones for edge types not explained), or :obj:`None` when no
-        edge type is explained."""
-        masks = []
-        for et, (ei, _) in edges.items():
-            slot = self._slot(et)
-            masks.append(None if slot is None else
-                         slot.mask(ei.size(1), f'edge type {et}'))
-        if all(m is None for m in masks):
-            return None
-        ref = next(m for m in masks if m is not None)
-        return torch.cat([ref.new_ones(ei.size(1)) if m is None else m
-                          for m, (ei, _) in zip(masks, edges.values())])
 
     def _kqv(self, xs: Dict[NodeType, Tensor]) -> Tensor:
         """``kqv_lin`` of every type, rows in ``xs`` order: ``[N, 3 F]``."""
@@ -397,102 +295,6 @@ class HGTConv(MessagePassing):
             ])
         return concat_linear(list(xs.values()), [lin.weight for lin in lins],
                              [lin.bias for lin in lins])
-
-    def _node_features(self, x_dict: Dict[NodeType, Tensor]
-                       ) -> Dict[NodeType, Tensor]:
-        """The metadata's node types present in ``x_dict``, in metadata
-        order (as PyG's layer orders them); other keys are ignored, as
-        there."""
-        if not isinstance(x_dict, dict):
-            raise TypeError(f"'x_dict' must be a dict of node features (got "
-                            f"{type(x_dict).__name__})")
-        xs = {nt: x_dict[nt] for nt in self.node_types if nt in x_dict}
-        device = None
-        for nt, x in xs.items():
-            V.check_tensor(f"x_dict['{nt}']", x, ndim=2)
-            size = self.kqv_lin.lins[nt].in_channels
-            if size != -1 and x.size(1) != size:
-                raise ValueError(f"x_dict['{nt}'] has {x.size(1)} "
-                                 f"features but in_channels['{nt}'] is "
-                                 f"{size}")
-            if device is not None and x.device != device:
-                raise ValueError(f"'x_dict' mixes devices ({device} and "
-                                 f"{x.device} for '{nt}')")
-            device = x.device
-        return xs
-
-    def _edges(self, xs: Dict[NodeType, Tensor],
-               edge_index_dict: Dict[EdgeType, Adj],
-               edge_time_dict: Optional[Dict[EdgeType, Tensor]]
-               ) -> Dict[EdgeType, Tuple[Tensor, Optional[Tensor]]]:
-        """``(edge_index [2, E], edge_time [E] or None)`` per edge type of
-        the call, checked against the metadata and the node counts."""
-        if not isinstance(edge_index_dict, dict):
-            raise TypeError(f"'edge_index_dict' must be a dict of edge "
-                            f"indices (got {type(edge_index_dict).__name__})")
-        if edge_time_dict is not None and not self.use_RTE:
-            raise ValueError("'edge_time_dict' is given but the layer was "
-                             "built with use_RTE=False")
-        out, checks = {}, []
-        for et, adj in edge_index_dict.items():
-            if et not in self.edge_types_map:
-                raise ValueError(f"'edge_index_dict' has edge type {et}, "
-                                 f"which is not in the metadata "
-                                 f"{self.edge_types}")
-            for nt in (et[0], et[2]):
-                if nt not in xs:
-                    raise ValueError(f"'edge_index_dict' has edge type {et} "
-                                     f"but 'x_dict' has no '{nt}'")
-            n_src, n_dst = xs[et[0]].size(0), xs[et[2]].size(0)
-            if is_sparse(adj):
-                if tuple(adj.size()) != (n_dst, n_src):
-                    raise ValueError(
-                        f"'edge_index_dict[{et}]' is a sparse adjacency of "
-                        f"size {tuple(adj.size())}, expected (num_dst, "
-                        f"num_src) = {(n_dst, n_src)}")
-                ei = to_edge_index(adj)[0].flip([0])
-            else:
-                V.check_tensor(f"edge_index_dict[{et}]", adj, ndim=2)
-                if adj.size(0) != 2 or adj.is_floating_point() or \
-                        adj.is_complex() or adj.dtype == torch.bool:
-                    raise ValueError(
-                        f"'edge_index_dict[{et}]' must be an integer tensor "
-                        f"of shape [2, num_edges] (got {adj.dtype} "
-                        f"{list(adj.shape)})")
-                ei = adj.long()
-                checks.append((
-                    f"'edge_index_dict[{et}]' has an index out of range of "
-                    f"its source type '{et[0]}' ({n_src} nodes) or "
-                    f"destination type '{et[2]}' ({n_dst} nodes)",
-                    ((ei[0] < 0) | (ei[0] >= n_src) | (ei[1] < 0) |
-                     (ei[1] >= n_dst)).any()))
-            t = None
-            if self.use_RTE:
-                t = self._edge_time(edge_time_dict, et, ei.size(1), checks)
-            out[et] = (ei, t)
-        if self.validate and checks and not V.is_compiling():
-            bad = torch.stack([flag for _, flag in checks]).tolist()
-            for (message, _), failed in zip(checks, bad):
-                if failed:
-                    raise ValueError(message)
-        return out
-
-    def _edge_time(self, edge_time_dict, et: EdgeType, num_edges: int,
-                   checks: List[Tuple[str, Tensor]]) -> Tensor:
-        if edge_time_dict is None or et not in edge_time_dict:
-            raise ValueError(f"'edge_time_dict' must hold the times of "
-                             f"edge type {et} (use_RTE=True)")
-        t = edge_time_dict[et]
-        V.check_tensor(f"edge_time_dict[{et}]", t, ndim=1)
-        if t.numel() != num_edges or t.is_floating_point():
-            raise ValueError(f"'edge_time_dict[{et}]' must be an integer "
-                             f"tensor of {num_edges} entries (got "
-                             f"{t.dtype} {list(t.shape)})")
-        t = t.long()
-        checks.append((f"'edge_time_dict[{et}]' must be in [0, max_len="
-                       f"{self.max_len})", ((t < 0) |
-                                            (t >= self.max_len)).any()))
-        return t
 
     def _rte_table(self) -> Tensor:
         """``W_k[t] lin(emb[p])`` and ``W_v[t] lin(emb[p])`` of every node

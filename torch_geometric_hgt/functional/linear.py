@@ -2,7 +2,7 @@
 rows gathered or sorted by type) and per relation (the folds that move the
 relation transforms onto per-(target, relation) rows)."""
 import math
-from typing import Callable, List, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import Tensor
@@ -21,19 +21,6 @@ def typed_linear(x: Tensor, node_type: Tensor, weight: Tensor,
                                    bias.reshape(-1))
     idx = node_type.view(-1, 1, 1).expand(-1, 1, out_dim)
     return y.view(-1, T, out_dim).gather(1, idx).squeeze(1)
-
-
-def group_apply(x: Tensor, group: Tensor, num_groups: int,
-                fn: Callable[[Tensor, int], Tensor]) -> Tensor:
-    """``out[i] = fn(x[group == g], g)[...]`` row by row: rows sorted by
-    group once, ``fn`` called once per non-empty group. One host sync (the
-    group sizes); eager only."""
-    perm = torch.argsort(group, stable=True)
-    sizes = torch.bincount(group, minlength=num_groups).tolist()
-    parts = x.index_select(0, perm).split(sizes)
-    y = torch.cat([fn(part, g) for g, part in enumerate(parts)
-                   if part.size(0) > 0], 0)
-    return torch.empty_like(y).index_copy_(0, perm, y)
 
 
 def type_order(node_type: Tensor, num_node_types: int
@@ -172,13 +159,3 @@ def sum_relations_by_head(u: Tensor, w: Tensor) -> Tensor:
     R, H, d, _ = w.shape
     return torch.bmm(u.view(H, -1, R * d),
                      relations_by_row(w.to(u.dtype))).transpose(0, 1)
-
-
-def relation_matmul(x: Tensor, rel: Tensor, weight: Tensor) -> Tensor:
-    """``x[p, h] @ weight[rel[p], h]`` for ``x [P, H, d]``, ``weight
-    [R, H, d, e]``: one batched product per relation (eager only)."""
-    if x.size(0) == 0:
-        return x.new_zeros(0, weight.size(1), weight.size(3))
-    return group_apply(
-        x, rel, weight.size(0),
-        lambda xr, r: torch.einsum('phd,hde->phe', xr, weight[r]))
