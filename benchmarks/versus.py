@@ -9,7 +9,10 @@ the machine hits both alike.
 Each round runs the script from a checkout of the commit (a temporary git
 worktree) and from the working tree, each in a fresh process with its own
 tree first on ``PYTHONPATH``, and reads the JSON the script writes to its
-tree's ``benchmarks/out/``. Prints, for every number both versions report,
+tree's ``benchmarks/out/``. With ``--script-from new`` both run the
+working tree's script (one that uses only public APIs, such as
+``regression.py``, which the old commit may not have), each against its
+own tree's package. Prints, for every number both versions report,
 the medians over the rounds and new / old.
 """
 import argparse
@@ -48,11 +51,15 @@ def numbers(tree, prefix=''):
     return {}
 
 
-def run(tree: Path, script: str, args, out_name: str) -> dict:
-    out = tree / 'benchmarks' / 'out' / f'{out_name}.json'
+def run(tree: Path, script: str, args, out_name: str,
+        script_tree: Path = None) -> dict:
+    """The script's numbers, run from ``script_tree`` (default: ``tree``)
+    with ``tree``'s package."""
+    script_tree = script_tree or tree
+    out = script_tree / 'benchmarks' / 'out' / f'{out_name}.json'
     out.unlink(missing_ok=True)
     env = dict(os.environ, PYTHONPATH=str(tree))
-    res = subprocess.run([sys.executable, str(tree / script), *args],
+    res = subprocess.run([sys.executable, str(script_tree / script), *args],
                          cwd=tree, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f'{script} failed in {tree}:\n'
@@ -70,6 +77,10 @@ def main():
     p.add_argument('--json', default=None,
                    help='name of the JSON the script writes (default: the '
                         "script's name)")
+    p.add_argument('--script-from', choices=('each', 'new'),
+                   default='each',
+                   help="run each tree's own script, or the working "
+                        "tree's against both packages")
     p.add_argument('--keys', default='',
                    help='only numbers whose key contains one of these '
                         '(comma-separated)')
@@ -93,7 +104,9 @@ def main():
             seen = {'old': [], 'new': []}
             for r in range(a.rounds):
                 for side, tree in (('old', old), ('new', ROOT)):
-                    seen[side].append(run(tree, a.script, a.args, out_name))
+                    seen[side].append(run(
+                        tree, a.script, a.args, out_name,
+                        ROOT if a.script_from == 'new' else None))
                     print(f'round {r + 1} {side} done', file=sys.stderr,
                           flush=True)
         finally:
@@ -103,6 +116,7 @@ def main():
                                        seen['old'] + seen['new'])))
     common = [k for k in common if not keys or any(s in k for s in keys)]
     print(f'`python benchmarks/versus.py {a.base} {a.script}'
+          f"{' --script-from new' if a.script_from == 'new' else ''}"
           f"{' -- ' + ' '.join(a.args) if a.args else ''}` "
           f'(old {commit}, new {head} plus the working tree), '
           f'{a.rounds} alternating rounds, medians:')
