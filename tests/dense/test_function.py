@@ -1,4 +1,4 @@
-"""The hand-written dense backward (dense/function.py, chunk.py, math.py)
+"""The hand-written dense backward (dense/function.py, steps.py, math.py)
 against autograd through the plain forward, what it keeps, and which path
 each call takes."""
 import threading
@@ -9,9 +9,10 @@ from conftest import randomize_
 from test_dense_conv import KINDS, R, T, run_with_grads, soft_graph
 
 from torch_geometric_hgt import DenseHGT, DenseHGTConv
-from torch_geometric_hgt.dense import chunk, chunking
-from torch_geometric_hgt.dense.chunking import chunked
-from torch_geometric_hgt.dense.function import dense_layer, supported
+from torch_geometric_hgt.dense import planner, steps
+from torch_geometric_hgt.dense.planner import checkpointed_chunks
+from torch_geometric_hgt.dense.function import dense_layer
+from torch_geometric_hgt.functional import dispatch
 
 # (use_norm, in, out, heads): in == out has the skip gate; head size 8
 # at 8 nodes per graph runs the attention kernels
@@ -22,8 +23,8 @@ KERNEL_SHAPES = [s for s in SHAPES if s[2] // s[3] % 8 == 0]
 
 def autograd_chunks(layer, size, mask):
     """The plain forward over chunks, differentiated by autograd."""
-    return lambda *inputs: chunked(layer._forward, (*inputs, mask), size,
-                                   checkpoint=False)
+    return lambda *inputs: checkpointed_chunks(
+        layer.autograd_forward, (*inputs, mask), size, checkpoint=False)
 
 
 @pytest.mark.parametrize('kind', KINDS)
@@ -144,10 +145,14 @@ def test_no_graphs(grad, N, out_dim):
 def test_paths_by_dtype_and_autocast():
     layer = DenseHGTConv(8, 8, T, R, 2)
     x = torch.randn(2, 3, 8)
-    assert supported(layer, x) and supported(layer.double(), x.double())
-    assert not supported(layer.bfloat16(), x.bfloat16())
+    def backend(layer, x):
+        return dispatch.dense_backend(x, layer.relation_att.dtype)
+    assert backend(layer, x) == 'function'
+    assert backend(layer.double(), x.double()) == 'function'
+    assert backend(layer.bfloat16(), x.bfloat16()) == 'autograd'
+    assert backend(layer.float(), x.double()) == 'autograd'
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert not supported(layer.float(), x)
+        assert backend(layer.float(), x) == 'autograd'
 
 
 @pytest.mark.usefixtures('two_threads')
@@ -160,16 +165,16 @@ def test_chunks_on_two_workers_match_one_and_repeat_bitwise(
     inputs = [t.clone().requires_grad_() for t in (x, P, adj, E)]
     weight = torch.randn(7, 8, 16)
     threads = set()
-    chunk_forward = chunk.chunk_forward
+    chunk_forward = steps.chunk_forward
 
     def spy(*args):
         threads.add(threading.get_ident())
         return chunk_forward(*args)
 
-    monkeypatch.setattr(chunk, 'chunk_forward', spy)
+    monkeypatch.setattr(steps, 'chunk_forward', spy)
     runs = []
     for workers in (2, 2, 1):
-        monkeypatch.setattr(chunking, 'chunk_workers',
+        monkeypatch.setattr(planner, 'chunk_workers',
                             lambda n, device, w=workers: min(w, n))
         torch.manual_seed(5)  # the same dropout masks for each chunk
         runs.append(run_with_grads(lambda *a: dense_layer(layer, *a, mask, 2),
@@ -227,7 +232,8 @@ def test_cuda_matches_cpu_values_and_all_gradients(
         layer.to(device)
         inputs = [t.detach().to(device).requires_grad_()
                   for t in (x, P, adj, E)]
-        assert supported(layer, inputs[0])
+        assert dispatch.dense_backend(
+            inputs[0], layer.relation_att.dtype) == 'function'
         m = None if mask is None else mask.to(device)
         out, grads = run_with_grads(lambda *a: layer(*a, m), layer, inputs,
                                     weight.to(device))

@@ -8,7 +8,7 @@ from test_dense_conv import R, soft_graph
 
 from torch_geometric_hgt import DenseHGTConv
 from torch_geometric_hgt import native
-from torch_geometric_hgt.dense import chunk, kernels
+from torch_geometric_hgt.dense import kernels, steps
 from torch_geometric_hgt.dense import math as dense_math
 from torch_geometric_hgt.functional.update import dropout_keep
 
@@ -183,7 +183,7 @@ def spy(fn, calls):
 
 def attention_case(kind, dtype, d, b):
     """A chunk of ``b`` 8-node graphs, heads of size ``d``, the layer's
-    weights and their transposes for :func:`chunk.chunk_backward`."""
+    weights and their transposes for :func:`steps.chunk_backward`."""
     H = 2
     layer = randomize_(DenseHGTConv(8, H * d, T, R, H)).to(dtype)
     x, P, adj, E, mask = soft_graph(kind, B=b, N=8)
@@ -205,9 +205,9 @@ def chunk_results(inputs, mask, w, s, wt, dtype=None):
         w = dense_math.Weights(*[None if t is None else t.to(dtype)
                                  for t in w])
         wt = tuple(t.to(dtype) for t in wt)
-    out, saved = chunk.chunk_forward(*inputs, mask, w, s, None)
+    out, saved = steps.chunk_forward(*inputs, mask, w, s, None)
     grad = torch.randn(out.shape).to(out.dtype)
-    got, got_w = chunk.chunk_backward(grad, *inputs, mask, w, s, saved,
+    got, got_w = steps.chunk_backward(grad, *inputs, mask, w, s, saved,
                                       [True] * 4, wt)
     return [out, saved.expo, *got, *[t for t in got_w if t is not None]]
 

@@ -4,8 +4,9 @@ import torch
 from torch import Tensor
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.dense.chunking import chunked
-from torch_geometric_hgt.dense.function import dense_layer, supported
+from torch_geometric_hgt.dense.planner import checkpointed_chunks
+from torch_geometric_hgt.dense.function import dense_layer
+from torch_geometric_hgt.functional.dispatch import dense_backend
 from torch_geometric_hgt.dense import math as M
 from torch_geometric_hgt.functional.softmax import adjacency_softmax
 from torch_geometric_hgt.params import HGTParameters
@@ -111,33 +112,35 @@ class DenseHGTConv(HGTParameters):
                 edge_types: Tensor, node_mask: Optional[Tensor] = None
                 ) -> Tensor:
         self.check_dense(x, node_types, adj, edge_types, node_mask)
-        inputs = (x, node_types, adj, edge_types, node_mask)
-        if self.checkpoint:
-            return chunked(self.chunk, inputs, self.chunk_size,
-                           self.parameters())
-        return self.chunks(*inputs, self.chunk_size)
+        return self.run(x, node_types, adj, edge_types, node_mask,
+                        self.chunk_size, self.checkpoint)
 
-    def chunks(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
-               node_mask: Optional[Tensor],
-               chunk_size: Union[int, str, None]) -> Tensor:
-        """The layer over chunks of ``chunk_size`` graphs, unvalidated: the
-        hand-written backward where supported, else autograd through
-        checkpointed chunks."""
-        if supported(self, x):
-            return dense_layer(self, x, P, adj, E, node_mask, chunk_size)
-        return chunked(self.chunk, (x, P, adj, E, node_mask), chunk_size,
-                       self.parameters())
+    def run(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
+            node_mask: Optional[Tensor], chunk_size: Union[int, str, None],
+            checkpoint: bool = False) -> Tensor:
+        """The layer over chunks of ``chunk_size`` graphs, unvalidated, by
+        the backend :func:`~torch_geometric_hgt.functional.dispatch.
+        dense_backend` picks: the hand-written Function over all chunks,
+        or autograd through checkpointed chunks (each chunk by the backend
+        again, with ``checkpoint``)."""
+        if checkpoint or dense_backend(x, self.relation_att.dtype) != \
+                'function':
+            return checkpointed_chunks(self.run_chunk,
+                                       (x, P, adj, E, node_mask), chunk_size,
+                                       self.parameters())
+        return dense_layer(self, x, P, adj, E, node_mask, chunk_size)
 
-    def chunk(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
-              node_mask: Optional[Tensor]) -> Tensor:
-        """The layer on one chunk of graphs, unvalidated: the
-        hand-written backward where supported, else autograd."""
-        if supported(self, x):
+    def run_chunk(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
+                  node_mask: Optional[Tensor]) -> Tensor:
+        """The layer on one chunk of graphs, unvalidated, by the backend
+        :func:`~torch_geometric_hgt.functional.dispatch.dense_backend`
+        picks."""
+        if dense_backend(x, self.relation_att.dtype) == 'function':
             return dense_layer(self, x, P, adj, E, node_mask, None)
-        return self._forward(x, P, adj, E, node_mask)
+        return self.autograd_forward(x, P, adj, E, node_mask)
 
-    def _forward(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
-                 node_mask: Optional[Tensor]) -> Tensor:
+    def autograd_forward(self, x: Tensor, P: Tensor, adj: Tensor,
+                         E: Tensor, node_mask: Optional[Tensor]) -> Tensor:
         """The layer through autograd (half precision, autocast,
         ``torch.compile``, checkpointing): the products of the
         hand-written path (:mod:`~torch_geometric_hgt.dense.math`), with a

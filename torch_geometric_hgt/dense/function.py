@@ -1,7 +1,7 @@
 """The autograd Function of :class:`~torch_geometric_hgt.DenseHGTConv`'s
 hand-written backward, and the scheduling of its chunks: on CPU the
 chunks run on worker threads of one intra-op thread each
-(:func:`~torch_geometric_hgt.dense.chunking.run_workers`). Autograd through
+(:func:`~torch_geometric_hgt.dense.planner.run_workers`). Autograd through
 the plain forward would keep ~15 KB per node, and checkpointing
 recomputes every GEMM of the forward."""
 from typing import List, Optional, Tuple
@@ -9,9 +9,9 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from torch_geometric_hgt.dense import chunk as C
-from torch_geometric_hgt.dense.chunk import rows, x_grad_buffer
-from torch_geometric_hgt.dense.chunking import (chunk_slices,
+from torch_geometric_hgt.dense import steps as C
+from torch_geometric_hgt.dense.steps import rows, x_grad_buffer
+from torch_geometric_hgt.dense.planner import (chunk_slices,
                                                 resolve_chunk_size,
                                                 run_workers)
 from torch_geometric_hgt.dense.math import (Saved, Sizes, Weights,
@@ -22,9 +22,9 @@ from torch_geometric_hgt.dense.math import (Saved, Sizes, Weights,
 def forward_chunks(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
                    mask: Optional[Tensor], w: Weights, s: Sizes, size: int,
                    into: Optional[Saved] = None) -> Tensor:
-    """``chunk_forward`` (:mod:`~torch_geometric_hgt.dense.chunk`) over
+    """``chunk_forward`` (:mod:`~torch_geometric_hgt.dense.steps`) over
     chunks of ``size`` graphs on the workers of
-    :func:`~torch_geometric_hgt.dense.chunking.run_workers`, keeping what
+    :func:`~torch_geometric_hgt.dense.planner.run_workers`, keeping what
     the backward needs ``into`` the buffers of ``state_buffers`` if
     given."""
     B, N = x.shape[:2]
@@ -45,7 +45,7 @@ def forward_chunks(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
 
 class DenseLayerFunction(torch.autograd.Function):
     """All chunks of one layer; forward fills the buffers of
-    ``state_buffers`` (:mod:`~torch_geometric_hgt.dense.chunk`), backward
+    ``state_buffers`` (:mod:`~torch_geometric_hgt.dense.steps`), backward
     walks the chunks once and then frees them."""
     @staticmethod
     def forward(ctx, s: Sizes, size: int, x: Tensor, P: Tensor, adj: Tensor,
@@ -96,17 +96,6 @@ class DenseLayerFunction(torch.autograd.Function):
         dw = [None if t is None else sum(share[i] for share in shares)
               for i, t in enumerate(shares[0])]
         return (None, None, *inputs, None, *dw)
-
-
-def supported(layer, x: Tensor) -> bool:
-    """Whether :func:`dense_layer` runs ``layer`` on ``x``: float32 or
-    float64, outside autocast and eager (the hand-written backward keeps no
-    float32 accumulators for lower precisions); otherwise the layer
-    differentiates its plain forward with autograd."""
-    return (x.dtype in (torch.float32, torch.float64)
-            and layer.relation_att.dtype == x.dtype
-            and not torch.is_autocast_enabled(x.device.type)
-            and not torch.compiler.is_compiling())
 
 
 def dense_layer(layer, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,

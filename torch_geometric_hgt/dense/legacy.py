@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.dense.chunking import chunked
+from torch_geometric_hgt.dense.planner import checkpointed_chunks
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
 
@@ -116,9 +116,10 @@ class DifferentiableDenseHGTConv(_LegacyBase):
                 edge_time: Optional[Tensor] = None) -> Tensor:
         self.check_dense(node_features, node_types_soft, adj_matrix_soft,
                          edge_types_soft, edge_time)
-        return chunked(self._forward, (node_features, node_types_soft,
-                                       adj_matrix_soft, edge_types_soft),
-                       self.chunk_size, self.parameters())
+        return checkpointed_chunks(
+            self._forward, (node_features, node_types_soft, adj_matrix_soft,
+                            edge_types_soft), self.chunk_size,
+            self.parameters())
 
     def _forward(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor
                  ) -> Tensor:

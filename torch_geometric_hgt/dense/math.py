@@ -3,7 +3,7 @@ hand-written forward and backward, on one chunk of graphs: the weights'
 layouts, the typed input, the per-graph attention and the soft update,
 with their backwards. The C kernels of :mod:`torch_geometric_hgt.native`
 stand in for parts of it on CPU (:mod:`~torch_geometric_hgt.dense.kernels`);
-:mod:`~torch_geometric_hgt.dense.chunk` picks which."""
+:mod:`~torch_geometric_hgt.dense.steps` picks which."""
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Tuple
 

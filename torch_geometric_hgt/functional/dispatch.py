@@ -1,7 +1,8 @@
 """The one place that picks what runs: the backend of the edge phase, the
-layout of its pair rows, chunk sizes, and whether a layer runs its
-backend's whole-layer Function (the same algorithm fused with the
-projections and the update, with a hand-written backward).
+layout of its pair rows, chunk sizes, whether a layer runs its backend's
+whole-layer Function (the same algorithm fused with the projections and
+the update, with a hand-written backward), and the dense layers' backend
+(:func:`dense_backend`).
 
 Backends (each a module of :mod:`~torch_geometric_hgt.functional.backends`,
 the same algorithm from every caller):
@@ -141,3 +142,16 @@ def pooled_supported(x: torch.Tensor, use_rte: bool,
             and weight_dtype in (None, x.dtype) and not use_rte
             and not V.is_compiling()
             and not torch.is_autocast_enabled('cpu'))
+
+
+def dense_backend(x: torch.Tensor, weight_dtype: torch.dtype) -> str:
+    """The backend of the dense soft-graph layers: ``'function'`` (the
+    hand-written Function, with the C kernels where they run) for float32
+    or float64 with matching weights, eager, outside autocast (it keeps no
+    float32 accumulators for lower precisions); else ``'autograd'`` (the
+    same products differentiated by autograd)."""
+    if (x.dtype in (torch.float32, torch.float64) and weight_dtype == x.dtype
+            and not torch.is_autocast_enabled(x.device.type)
+            and not V.is_compiling()):
+        return 'function'
+    return 'autograd'

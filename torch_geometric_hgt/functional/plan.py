@@ -27,13 +27,14 @@ from torch_geometric_hgt.functional.linear import (relations_by_column,
 
 class Group(NamedTuple):
     """Rows ``[start, end)`` of relation ``relation``, one per node of
-    ``nodes`` (an index), or of the node rows ``block`` (``(lo, hi)``, with
-    ``nodes`` empty) in the ``'blocks'`` layout."""
+    ``nodes`` (an index), or in the ``'blocks'`` layout (``nodes`` empty)
+    of node block ``block``, rows ``bounds = (lo, hi)``."""
     relation: int
     start: int
     end: int
     nodes: Tensor
-    block: Optional[Tuple[int, int]]
+    block: Optional[int]
+    bounds: Optional[Tuple[int, int]]
 
 
 class PairPlan:
@@ -47,13 +48,14 @@ class PairPlan:
         groups (List[Group], optional): :obj:`None` for ``'dense'``.
     """
     def __init__(self, edge_index: Tensor, key: Tensor, num_nodes: int,
-                 num_pairs: int, groups: Optional[List[Group]] = None):
+                 num_pairs: int, groups: Optional[List[Group]] = None,
+                 block_sizes: Optional[List[int]] = None):
         self.perm = torch.argsort(key)
         self.pair = key.index_select(0, self.perm)
         self.src = edge_index[0].index_select(0, self.perm)
         self.dst = edge_index[1].index_select(0, self.perm)
         self.num_nodes, self.num_pairs = num_nodes, num_pairs
-        self.groups = groups
+        self.groups, self.block_sizes = groups, block_sizes
 
     @classmethod
     def build(cls, layout: str, edge_index: Tensor, edge_type: Tensor,
@@ -68,18 +70,18 @@ class PairPlan:
         if layout == 'dense':
             return cls(edge_index, dst * R + edge_type, N, N * R)
         if layout == 'blocks':
-            sizes, target = blocks
+            sizes, target = list(blocks[0]), blocks[1]
             lo = [sum(sizes[:b]) for b in range(len(sizes))]
             groups, start = [], 0
             for r, b in enumerate(target):
                 groups.append(Group(r, start, start + sizes[b],
-                                    dst.new_empty(0),
+                                    dst.new_empty(0), b,
                                     (lo[b], lo[b] + sizes[b])))
                 start += sizes[b]
-            shift = torch.tensor([g.start - g.block[0] for g in groups],
+            shift = torch.tensor([g.start - g.bounds[0] for g in groups],
                                  dtype=torch.long, device=dst.device)
             return cls(edge_index, dst + shift.index_select(0, edge_type),
-                       N, start, groups)
+                       N, start, groups, sizes)
         plan = cls(edge_index, edge_type * N + dst, N, 0)
         pairs, plan.pair = torch.unique_consecutive(plan.pair,
                                                     return_inverse=True)
@@ -89,7 +91,8 @@ class PairPlan:
         for r, c in enumerate(torch.bincount(rel, minlength=R).tolist()):
             if c:
                 plan.groups.append(Group(r, start, start + c,
-                                         nodes[start:start + c], None))
+                                         nodes[start:start + c], None,
+                                         None))
             start += c
         return plan
 
@@ -100,9 +103,11 @@ class PairPlan:
                                                        alpha.t())
 
     def rows(self, t: Tensor, g: Group) -> Tensor:
-        """The node rows of group ``g`` from ``t [H, N, d]``."""
-        if g.block is not None:
-            return t[:, g.block[0]:g.block[1]]
+        """The node rows of group ``g`` from ``t [H, N, d]`` (no autograd:
+        the maps below take splits, whose backward writes each gradient
+        once where a slice's would write a full-size one)."""
+        if g.bounds is not None:
+            return t[:, g.bounds[0]:g.bounds[1]]
         return t.index_select(1, g.nodes)
 
     def fold_queries(self, q: Tensor, w_q: Tensor,
@@ -114,7 +119,9 @@ class PairPlan:
         if self.groups is None:
             return torch.bmm(q, relations_by_column(w_q), out=None if out is
                              None else out.view(H, N, -1)).view(H, -1, d)
-        parts = [torch.bmm(self.rows(q, g), w_q[g.relation])
+        blocks = q.split(self.block_sizes, 1) if self.block_sizes else None
+        parts = [torch.bmm(q.index_select(1, g.nodes) if blocks is None else
+                           blocks[g.block], w_q[g.relation])
                  for g in self.groups]
         return torch.cat(parts or [q.new_empty(H, 0, d)], 1, out=out)
 
@@ -128,36 +135,22 @@ class PairPlan:
         if self.groups is None:
             return torch.bmm(u.view(H, N, -1), relations_by_row(w_msg),
                              out=out)
-        parts = [torch.bmm(u[:, g.start:g.end], w_msg[g.relation])
-                 for g in self.groups]
-        if self.groups and self.groups[0].block is not None:
-            # sums per block, then one concatenation: autograd writes each
-            # gradient once (slice-wise adds would copy it per relation)
-            by_block = {}
+        rows = u.split([g.end - g.start for g in self.groups], 1)
+        parts = [torch.bmm(ur, w_msg[g.relation])
+                 for g, ur in zip(self.groups, rows)]
+        if self.block_sizes is None:
+            agg = u.new_zeros(H, N, d) if out is None else out.zero_()
             for g, part in zip(self.groups, parts):
-                prev = by_block.get(g.block)
-                by_block[g.block] = part if prev is None else prev + part
-            bounds = sorted(set(by_block) | self.gaps(by_block))
-            return torch.cat([by_block[b] if b in by_block else
-                              u.new_zeros(H, b[1] - b[0], d)
-                              for b in bounds] or [u.new_zeros(H, N, d)], 1,
-                             out=out)
-        agg = u.new_zeros(H, N, d) if out is None else out.zero_()
+                agg.index_add_(1, g.nodes, part)
+            return agg
+        # sums per block, then one concatenation
+        by_block: List[Optional[Tensor]] = [None] * len(self.block_sizes)
         for g, part in zip(self.groups, parts):
-            agg.index_add_(1, g.nodes, part)
-        return agg
-
-    def gaps(self, blocks) -> set:
-        """Node ranges between and after ``blocks`` that no relation
-        targets."""
-        out, pos = set(), 0
-        for lo, hi in sorted(blocks):
-            if lo > pos:
-                out.add((pos, lo))
-            pos = hi
-        if pos < self.num_nodes:
-            out.add((pos, self.num_nodes))
-        return out
+            prev = by_block[g.block]
+            by_block[g.block] = part if prev is None else prev + part
+        return torch.cat([u.new_zeros(H, n, d) if b is None else b
+                          for b, n in zip(by_block, self.block_sizes)] or
+                         [u.new_zeros(H, N, d)], 1, out=out)
 
     def fold_queries_backward(self, d_qr: Tensor, q: Tensor, w_q: Tensor,
                               d_q: Tensor) -> Tensor:
@@ -201,8 +194,8 @@ class PairPlan:
 
     def add_rows(self, out: Tensor, g: Group, part: Tensor) -> None:
         """``out``'s node rows of group ``g`` += ``part`` (in place)."""
-        if g.block is not None:
-            out[:, g.block[0]:g.block[1]] += part
+        if g.bounds is not None:
+            out[:, g.bounds[0]:g.bounds[1]] += part
         else:
             out.index_add_(1, g.nodes, part)
 

@@ -7,9 +7,9 @@ from torch import Tensor
 from torch.nn import Linear, ModuleList
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.dense.chunking import chunked
+from torch_geometric_hgt.dense.planner import checkpointed_chunks
 from torch_geometric_hgt.dense.conv import DenseHGTConv
-from torch_geometric_hgt.dense.function import supported
+from torch_geometric_hgt.functional.dispatch import dense_backend
 from torch_geometric_hgt.dense.legacy import DifferentiableDenseHGTConv
 from torch_geometric_hgt.soft_graph import SoftGraph
 
@@ -102,9 +102,10 @@ class DifferentiableHGT(SoftGraphStack):
         P = hgt_data['node_types']
         V.check_tensor('hgt_data["node_types"]', P, 3, 'float')
         self._check_types('hgt_data["node_types"]', P)
-        return chunked(self._forward, (P, hgt_data['adj_matrix'],
-                                       hgt_data['edge_types']),
-                       self.chunk_size, self.parameters())
+        return checkpointed_chunks(
+            self._forward, (P, hgt_data['adj_matrix'],
+                            hgt_data['edge_types']), self.chunk_size,
+            self.parameters())
 
     def _forward(self, P: Tensor, adj: Tensor, E: Tensor) -> Tensor:
         h = self._project(P)
@@ -180,9 +181,10 @@ class DenseHGT(SoftGraphStack):
                   graph.node_mask)
         first = graph.x if graph.x is not None else \
             self.input_projection.weight
-        if self.checkpoint or not supported(self.layers[0], first):
-            return chunked(self._forward, inputs, self.chunk_size,
-                           self.parameters())
+        if self.checkpoint or dense_backend(
+                first, self.layers[0].relation_att.dtype) != 'function':
+            return checkpointed_chunks(self._forward, inputs,
+                                       self.chunk_size, self.parameters())
         return self._forward(*inputs, self.chunk_size)
 
     def _forward(self, x: Optional[Tensor], P: Tensor, adj: Tensor,
@@ -192,6 +194,7 @@ class DenseHGT(SoftGraphStack):
         checkpoint) or each layer over chunks of ``chunk_size``."""
         h = self._project(P) if x is None else x
         for layer in self.layers:
-            h = layer.chunk(h, P, adj, E, node_mask) if chunk_size is None \
-                else layer.chunks(h, P, adj, E, node_mask, chunk_size)
+            h = layer.run_chunk(h, P, adj, E, node_mask) \
+                if chunk_size is None else \
+                layer.run(h, P, adj, E, node_mask, chunk_size)
         return h

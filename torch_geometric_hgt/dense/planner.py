@@ -144,9 +144,10 @@ class _ChunkedCheckpoint(torch.autograd.Function):
         return (None, None, None, *d_in, *d_par)
 
 
-def chunked(fn: Callable[..., Tensor], tensors: Sequence[Optional[Tensor]],
-            chunk_size, params: Iterable[Tensor] = (),
-            checkpoint: Optional[bool] = None) -> Tensor:
+def checkpointed_chunks(fn: Callable[..., Tensor],
+                        tensors: Sequence[Optional[Tensor]], chunk_size,
+                        params: Iterable[Tensor] = (),
+                        checkpoint: Optional[bool] = None) -> Tensor:
     """``fn(*tensors)`` computed on chunks of the leading (graph) dimension
     and concatenated; exact because graphs are independent.
 

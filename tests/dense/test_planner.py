@@ -1,5 +1,6 @@
-"""chunked(): checkpointed chunks give plain autograd's values and
-gradients, dropout included; run_workers(): chunks on worker threads."""
+"""checkpointed_chunks(): checkpointed chunks give plain autograd's values
+and gradients, dropout included; run_workers(): chunks on worker
+threads."""
 import threading
 
 import pytest
@@ -8,10 +9,11 @@ from conftest import randomize_
 from test_dense_conv import R, T, soft_graph
 
 from torch_geometric_hgt import DenseHGTConv
-from torch_geometric_hgt.dense import chunking
-from torch_geometric_hgt.dense.chunking import (chunk_workers, chunked,
-                                                resolve_chunk_size,
-                                                run_workers)
+from torch_geometric_hgt.dense import planner
+from torch_geometric_hgt.dense.planner import (checkpointed_chunks,
+                                               chunk_workers,
+                                               resolve_chunk_size,
+                                               run_workers)
 
 CPU = torch.device('cpu')
 
@@ -26,8 +28,9 @@ def test_checkpoint_matches_plain_autograd_with_dropout(size):
     results = []
     for checkpoint in (False, True):
         torch.manual_seed(0)  # same dropout masks; recompute must replay
-        out = chunked(layer._forward, (*inputs, mask), size,
-                      layer.parameters(), checkpoint=checkpoint)
+        out = checkpointed_chunks(layer.autograd_forward, (*inputs, mask),
+                                  size, layer.parameters(),
+                                  checkpoint=checkpoint)
         results.append((out, torch.autograd.grad((out * w).sum(), wrt)))
     (plain, plain_grads), (ckpt, ckpt_grads) = results
     assert (plain == 0).any()  # dropout is on
@@ -41,12 +44,13 @@ def test_checkpoint_keeps_the_caller_rng_stream():
     x, P, adj, E, mask = soft_graph('masked', B=4)
     x.requires_grad_()
     torch.manual_seed(1)
-    chunked(layer._forward, (x, P, adj, E, mask), 2,
+    checkpointed_chunks(layer.autograd_forward, (x, P, adj, E, mask), 2,
             layer.parameters()).sum().backward()
     after_backward = torch.rand(3)
     torch.manual_seed(1)
     with torch.no_grad():
-        chunked(layer._forward, (x, P, adj, E, mask), 2, layer.parameters())
+        checkpointed_chunks(layer.autograd_forward, (x, P, adj, E, mask), 2,
+                            layer.parameters())
     assert torch.equal(after_backward, torch.rand(3))
 
 
@@ -71,7 +75,7 @@ def test_one_worker_per_thread_and_chunk_on_cpu_only(
 
 
 def test_no_workers_where_threads_share_one_count(monkeypatch):
-    monkeypatch.setattr(chunking, '_per_thread_counts', lambda: False)
+    monkeypatch.setattr(planner, '_per_thread_counts', lambda: False)
     assert chunk_workers(5, CPU) == 1
 
 
