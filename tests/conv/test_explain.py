@@ -141,6 +141,40 @@ def test_explainers_return_masks_per_edge_type(algorithm):
     assert masks[('paper', 'has_topic', 'field')].abs().sum() == 0
 
 
+def test_pg_explainer_explains_per_edge_type():
+    """PGExplainer (trained on the model's embeddings, which it reads from
+    our layer's outputs) refuses to explain before training and then
+    returns a mask in [0, 1] per edge of every type (PyG's case
+    ``test_pg_explainer_native_hetero`` with our layer)."""
+    from torch_geometric.explain import PGExplainer
+    x_dict, edge_index_dict, metadata = awkward_graph()
+    x_dict.pop('venue')
+    edge_index_dict.pop(('paper', 'in', 'venue'))
+    metadata = (list(x_dict), [et for et in metadata[1] if 'venue' not in
+                               et])
+    torch.manual_seed(0)
+    model = Model(metadata)
+    model(x_dict, edge_index_dict)  # lazy sizes
+    target = model(x_dict, edge_index_dict).argmax(-1)
+    explainer = Explainer(
+        model, algorithm=PGExplainer(epochs=2), explanation_type='phenomenon',
+        edge_mask_type='object',
+        model_config=dict(mode='multiclass_classification',
+                          task_level='node', return_type='log_probs'))
+    with pytest.raises(ValueError, match='not yet fully trained'):
+        explainer(x_dict, edge_index_dict, target=target, index=3)
+    for epoch in range(2):
+        loss = explainer.algorithm.train(epoch, model, x_dict,
+                                         edge_index_dict, target=target,
+                                         index=3)
+        assert isinstance(loss, float) and loss == loss
+    explanation = explainer(x_dict, edge_index_dict, target=target, index=3)
+    for et, ei in edge_index_dict.items():
+        mask = explanation[et].edge_mask
+        assert mask.shape == (ei.size(1), )
+        assert bool(((mask >= 0) & (mask <= 1)).all())
+
+
 def test_attention_explainer_reads_our_attention():
     """PyG's AttentionExplainer gets each layer's attention per edge type:
     with one layer and the mean over heads, the mask of an edge into the

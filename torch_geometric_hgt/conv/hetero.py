@@ -52,9 +52,10 @@ class HGTConv(MessagePassing):
     type and head (``k_rel``, ``v_rel``), :math:`\mu` (``p_rel``) and
     :math:`\beta = \sigma(\mathrm{skip})`; the gate applies only to node
     types whose input size is ``out_channels`` (else :math:`\beta = 1`).
-    Scores, softmax and sums run as one chunked operator over all edge
-    types (``docs/semantics.md``), the relation transforms folded per
-    (target, edge type) instead of applied per source and edge type. Node
+    All edge types run as one call of
+    :func:`~torch_geometric_hgt.functional.hgt_attention` (``backend``),
+    the relation transforms folded per (target, edge type) instead of
+    applied per source and edge type (``docs/semantics.md``). Node
     types that are no edge type's destination, or missing from ``x_dict``,
     get no output.
 

@@ -25,10 +25,13 @@ class MemoryEfficientHGTConv(SparseHGTConv):
     attention weights are recomputed too (one more pass over the chunks),
     which helps deep stacks, not the single-layer peak.
 
-    Under ``torch.compile`` (which cannot trace the host-side chunk plan)
-    the layer runs the same math as one edge operator with relation
-    transforms per edge chunk: edge memory stays bounded, node-level
-    tensors are kept by autograd.
+    This is the ``'memory_efficient'`` backend of
+    :func:`~torch_geometric_hgt.functional.hgt_attention` with the
+    projections and the update inside the chunks. Under ``torch.compile``
+    (which cannot trace the host-side chunk plan) the layer runs that
+    backend's edge phase, one custom op over the same chunks, between
+    ordinary projections and update: edge memory stays bounded,
+    node-level tensors are kept by autograd.
 
     Args:
         as :class:`~torch_geometric_hgt.params.HGTParameters`, and

@@ -136,17 +136,17 @@ class PairPlan:
             return torch.bmm(u.view(H, N, -1), relations_by_row(w_msg),
                              out=out)
         rows = u.split([g.end - g.start for g in self.groups], 1)
-        parts = [torch.bmm(ur, w_msg[g.relation])
-                 for g, ur in zip(self.groups, rows)]
+        # each relation's product is summed in as soon as it exists: no
+        # [H, P, d] of them at once
         if self.block_sizes is None:
             agg = u.new_zeros(H, N, d) if out is None else out.zero_()
-            for g, part in zip(self.groups, parts):
-                agg.index_add_(1, g.nodes, part)
+            for g, ur in zip(self.groups, rows):
+                agg.index_add_(1, g.nodes, torch.bmm(ur, w_msg[g.relation]))
             return agg
         # sums per block, then one concatenation
         by_block: List[Optional[Tensor]] = [None] * len(self.block_sizes)
-        for g, part in zip(self.groups, parts):
-            prev = by_block[g.block]
+        for g, ur in zip(self.groups, rows):
+            part, prev = torch.bmm(ur, w_msg[g.relation]), by_block[g.block]
             by_block[g.block] = part if prev is None else prev + part
         return torch.cat([u.new_zeros(H, n, d) if b is None else b
                           for b, n in zip(by_block, self.block_sizes)] or
