@@ -148,10 +148,14 @@ def test_pg_explainer_explains_per_edge_type():
     ``test_pg_explainer_native_hetero`` with our layer)."""
     from torch_geometric.explain import PGExplainer
     x_dict, edge_index_dict, metadata = awkward_graph()
-    x_dict.pop('venue')
-    edge_index_dict.pop(('paper', 'in', 'venue'))
-    metadata = (list(x_dict), [et for et in metadata[1] if 'venue' not in
-                               et])
+    # PGExplainer reads the last layer's output of every edge type's
+    # endpoints: no type may be only a source ('institution')
+    for nt, et in (('venue', ('paper', 'in', 'venue')),
+                   ('institution', ('institution', 'employs', 'author'))):
+        x_dict.pop(nt)
+        edge_index_dict.pop(et)
+    metadata = (list(x_dict), [et for et in metadata[1]
+                               if et[0] in x_dict and et[2] in x_dict])
     torch.manual_seed(0)
     model = Model(metadata)
     model(x_dict, edge_index_dict)  # lazy sizes
