@@ -119,7 +119,13 @@ class PairPlan:
         if self.groups is None:
             return torch.bmm(q, relations_by_column(w_q), out=None if out is
                              None else out.view(H, N, -1)).view(H, -1, d)
-        blocks = q.split(self.block_sizes, 1) if self.block_sizes else None
+        blocks = None
+        if self.block_sizes is not None:
+            # split node-major, then per block head-major: backward then
+            # concatenates node-major gradient rows, which the projections'
+            # backward reads contiguously
+            blocks = [b.transpose(0, 1) for b in
+                      q.transpose(0, 1).split(self.block_sizes)]
         parts = [torch.bmm(q.index_select(1, g.nodes) if blocks is None else
                            blocks[g.block], w_q[g.relation])
                  for g in self.groups]
