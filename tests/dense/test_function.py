@@ -11,7 +11,8 @@ from test_dense_conv import KINDS, R, T, run_with_grads, soft_graph
 from torch_geometric_hgt import DenseHGT, DenseHGTConv
 from torch_geometric_hgt.dense import planner, steps
 from torch_geometric_hgt.dense.planner import checkpointed_chunks
-from torch_geometric_hgt.dense.function import dense_layer
+from torch_geometric_hgt.dense.core import dense_hgt
+from torch_geometric_hgt.dense.math import layer_sizes, layer_weights
 from torch_geometric_hgt.functional import dispatch
 
 # (use_norm, in, out, heads): in == out has the skip gate; head size 8
@@ -19,6 +20,12 @@ from torch_geometric_hgt.functional import dispatch
 SHAPES = [(True, 8, 8, 2), (False, 8, 8, 2), (False, 8, 12, 3),
           (True, 8, 12, 3), (True, 8, 16, 2), (False, 16, 16, 2)]
 KERNEL_SHAPES = [s for s in SHAPES if s[2] // s[3] % 8 == 0]
+
+
+def dense_layer(layer, x, P, adj, E, mask, size):
+    """The core's ``'function'`` backend with ``layer``'s weights."""
+    return dense_hgt(x, P, adj, E, layer_weights(layer), layer_sizes(layer),
+                     mask, backend='function', chunk_size=size)
 
 
 def autograd_chunks(layer, size, mask):

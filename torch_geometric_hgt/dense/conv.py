@@ -1,14 +1,12 @@
 from typing import Optional, Union
 
-import torch
 from torch import Tensor
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.dense.planner import checkpointed_chunks
-from torch_geometric_hgt.dense.function import dense_layer
-from torch_geometric_hgt.functional.dispatch import dense_backend
 from torch_geometric_hgt.dense import math as M
-from torch_geometric_hgt.functional.softmax import adjacency_softmax
+from torch_geometric_hgt.dense.core import dense_hgt
+from torch_geometric_hgt.dense.planner import checkpointed_chunks
+from torch_geometric_hgt.functional.dispatch import dense_backend
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
 
@@ -118,51 +116,28 @@ class DenseHGTConv(HGTParameters):
     def run(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
             node_mask: Optional[Tensor], chunk_size: Union[int, str, None],
             checkpoint: bool = False) -> Tensor:
-        """The layer over chunks of ``chunk_size`` graphs, unvalidated, by
-        the backend :func:`~torch_geometric_hgt.functional.dispatch.
-        dense_backend` picks: the hand-written Function over all chunks,
-        or autograd through checkpointed chunks (each chunk by the backend
-        again, with ``checkpoint``)."""
+        """The layer over chunks of ``chunk_size`` graphs, unvalidated:
+        :func:`~torch_geometric_hgt.dense.core.dense_hgt` over all chunks,
+        or through checkpointed chunks (``checkpoint``, or where the
+        dispatcher picks the autograd backend)."""
         if checkpoint or dense_backend(x, self.relation_att.dtype) != \
                 'function':
             return checkpointed_chunks(self.run_chunk,
                                        (x, P, adj, E, node_mask), chunk_size,
                                        self.parameters())
-        return dense_layer(self, x, P, adj, E, node_mask, chunk_size)
+        return dense_hgt(x, P, adj, E, M.layer_weights(self),
+                         M.layer_sizes(self), node_mask,
+                         chunk_size=chunk_size)
 
     def run_chunk(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
                   node_mask: Optional[Tensor]) -> Tensor:
-        """The layer on one chunk of graphs, unvalidated, by the backend
-        :func:`~torch_geometric_hgt.functional.dispatch.dense_backend`
-        picks."""
-        if dense_backend(x, self.relation_att.dtype) == 'function':
-            return dense_layer(self, x, P, adj, E, node_mask, None)
-        return self.autograd_forward(x, P, adj, E, node_mask)
+        """The layer on one chunk of graphs, unvalidated."""
+        return dense_hgt(x, P, adj, E, M.layer_weights(self),
+                         M.layer_sizes(self), node_mask, chunk_size=None)
 
     def autograd_forward(self, x: Tensor, P: Tensor, adj: Tensor,
                          E: Tensor, node_mask: Optional[Tensor]) -> Tensor:
-        """The layer through autograd (half precision, autocast,
-        ``torch.compile``, checkpointing): the products of the
-        hand-written path (:mod:`~torch_geometric_hgt.dense.math`), with a
-        softmax that accumulates in float32 and keeps its graph."""
-        B, N, _ = x.shape
-        H, d = self.n_heads, self.d_k
-        w, s = M.layer_weights(self), M.layer_sizes(self)
-        P = P.to(x.dtype)
-        xf, Pf = x.reshape(B * N, -1), P.reshape(B * N, -1)
-        # sum_t P_t (W_t x + b_t) as one GEMM of [P_t x_t..., P] against
-        # stacked [W_t^T..., b]: no [B, N, T, 3F] output to reduce
-        kqv = torch.cat([M.typed_input(xf, Pf), Pf], -1) @ w.kqv
-        k, q, v = M.heads(kqv, H, d, B)
-        pair = M.pair_products(k, torch.bmm(q, w.query_fold.to(q.dtype)), s)
-        E = E.to(pair.dtype)
-        score = (pair.view(H, B, N, N, -1) * E).sum(-1).float()
-        a = M.edge_weights(adj.float(), node_mask)
-        alpha = (a * adjacency_softmax(score, a)).to(pair.dtype)
-        agg = M.aggregate(alpha, E, v, w._replace(msg=w.msg.to(v.dtype)), B,
-                          s)[0]
-        agg = agg.transpose(0, 1).reshape(B, N, H * d)
-        out = self.update_soft(agg, x, P, dropout_per_type=False)
-        if node_mask is not None:
-            out = out * node_mask.unsqueeze(-1).to(out.dtype)
-        return out
+        """The layer on one chunk by the ``'autograd'`` backend."""
+        return dense_hgt(x, P, adj, E, M.layer_weights(self),
+                         M.layer_sizes(self), node_mask, backend='autograd',
+                         chunk_size=None)

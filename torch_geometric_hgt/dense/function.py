@@ -1,6 +1,7 @@
-"""The autograd Function of :class:`~torch_geometric_hgt.DenseHGTConv`'s
-hand-written backward, and the scheduling of its chunks: on CPU the
-chunks run on worker threads of one intra-op thread each
+"""The ``'function'`` backend of the dense core: the autograd Function of
+:class:`~torch_geometric_hgt.DenseHGTConv`'s hand-written backward, and
+the scheduling of its chunks: on CPU the chunks run on worker threads of
+one intra-op thread each
 (:func:`~torch_geometric_hgt.dense.planner.run_workers`). Autograd through
 the plain forward would keep ~15 KB per node, and checkpointing
 recomputes every GEMM of the forward."""
@@ -15,7 +16,6 @@ from torch_geometric_hgt.dense.planner import (chunk_slices,
                                                 resolve_chunk_size,
                                                 run_workers)
 from torch_geometric_hgt.dense.math import (Saved, Sizes, Weights,
-                                            layer_sizes, layer_weights,
                                             transposed_weights)
 
 
@@ -98,16 +98,15 @@ class DenseLayerFunction(torch.autograd.Function):
         return (None, None, *inputs, None, *dw)
 
 
-def dense_layer(layer, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
-                mask: Optional[Tensor], chunk_size) -> Tensor:
-    """``layer``'s forward (a :class:`DenseHGTConv`) over chunks of
-    ``chunk_size`` graphs, differentiable through
-    :class:`DenseLayerFunction`."""
-    s = layer_sizes(layer)
+def dense_function(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
+                   mask: Optional[Tensor], w: Weights, s: Sizes,
+                   chunk_size) -> Tensor:
+    """The dense layer over chunks of ``chunk_size`` graphs,
+    differentiable through :class:`DenseLayerFunction` (see
+    :func:`~torch_geometric_hgt.dense.core.dense_hgt`)."""
     size = resolve_chunk_size(chunk_size, x.size(0), x.device)
     # (the per-graph products view them flat, the C kernels read them so)
     P, adj, E = (t.to(x.dtype).contiguous() for t in (P, adj, E))
-    w = layer_weights(layer)
     if torch.is_grad_enabled() and any(
             t.requires_grad for t in (x, P, adj, E, *w) if t is not None):
         return DenseLayerFunction.apply(s, size, x, P, adj, E, mask, *w)
