@@ -64,14 +64,16 @@ class SparseHGTConv(HGTParameters, MessagePassing):
         route = dispatch.layer_route(backend, x, self.use_RTE,
                                      self.pool is not None,
                                      self.relation_att.dtype)
-        chunk = dispatch.edges_per_chunk(self.chunk_size, backend, x.device,
-                                         E)
         if route == 'pooled':
-            out, att = pooled_forward(self, x, node_type, edge_index,
-                                      edge_type, chunk, self.pool)
+            out, att = pooled_forward(
+                self, x, node_type, edge_index, edge_type,
+                dispatch.edges_per_chunk(self.chunk_size, backend, x.device,
+                                         E), self.pool)
         elif route == 'target_chunked':
             out, att = target_chunked_forward(
-                self, x, node_type, edge_index, edge_type, edge_time, chunk,
+                self, x, node_type, edge_index, edge_type, edge_time,
+                dispatch.edges_per_chunk(self.chunk_size, backend, x.device,
+                                         E),
                 self.checkpoint, return_attention_weights)
         else:
             args = (backend, x, node_type, edge_index, edge_type, edge_time,

@@ -1,6 +1,8 @@
 """HGT as functions on tensors: :func:`hgt_attention` (the edge phase, one
 dispatcher over the backends) and :func:`hgt_update` (the typed update).
-Every layer of the package is projections, these two, and nothing else."""
+Every sparse layer of the package is projections and these two; the
+soft-graph layers have their own core
+(:func:`torch_geometric_hgt.dense.core.dense_hgt`)."""
 from torch_geometric_hgt.functional.attention import hgt_attention
 from torch_geometric_hgt.functional.dispatch import BACKENDS, select_backend
 from torch_geometric_hgt.functional.softmax import segment_softmax
