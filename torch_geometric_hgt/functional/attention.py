@@ -89,9 +89,9 @@ def hgt_attention(
                                     relation_att, relation_pri, relation_msg,
                                     rte, edge_mask)
     chunk = dispatch.edges_per_chunk(chunk_size, name, q.device, E)
-    # the small folded weights before the plan's edge-sized tensors: the
-    # order of allocations decides which freed heap blocks glibc reuses
-    # at default settings (benchmarks/RESULTS.md, HGTConv old against new)
+    # folded before the plan's edge-sized tensors exist, as the old block
+    # fold did: the order of allocations decides which freed heap blocks
+    # glibc reuses at default settings
     w_q = query_fold(relation_att, relation_pri)
     if name == 'memory_efficient':
         plan = PairPlan.build('dense', edge_index, edge_type, N, R)
