@@ -12,10 +12,15 @@ from torch_geometric_hgt.functional import dispatch, hgt_attention
 H, D = 2, 4  # heads, features per head
 TIMES = 10  # rows of the temporal table
 
-# (backend, blocks): 'blocks' hands PyG's node-block layout to the
-# pair-folded backend; the other backends take and ignore it
-BACKENDS = [('vectorized', False), ('ultrafast', False), ('ultrafast', True),
-            ('memory_efficient', False), ('memory_efficient', True)]
+# (backend, blocks, chunk_size): 'blocks' hands PyG's node-block layout
+# to the pair-folded backend, the other backends take and ignore it;
+# chunks of 3 edges put chunk boundaries inside every graph (the
+# vectorized backend has no chunks)
+BACKENDS = [('vectorized', False, 'auto'),
+            ('ultrafast', False, 'auto'), ('ultrafast', False, 3),
+            ('ultrafast', True, 'auto'), ('ultrafast', True, 3),
+            ('memory_efficient', False, 'auto'),
+            ('memory_efficient', False, 3), ('memory_efficient', True, 3)]
 KINDS = GRAPH_KINDS + ['many_relations']
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 0.1}
 
@@ -79,12 +84,11 @@ def run(fn, t, edge_index, edge_type):
               t['pri'], t['msg'], rte=rte, edge_mask=t.get('mask'))
 
 
-@pytest.mark.parametrize('backend,blocks', BACKENDS)
+@pytest.mark.parametrize('backend,blocks,chunk_size', BACKENDS)
 @pytest.mark.parametrize('kind', KINDS)
 @pytest.mark.parametrize('dtype', list(TOL))
 @pytest.mark.parametrize('rte', [False, True])
 @pytest.mark.parametrize('mask', [False, True])
-@pytest.mark.parametrize('chunk_size', ['auto', 3])
 def test_backend_matches_definition(backend, blocks, kind, dtype, rte, mask,
                                     chunk_size):
     N, edge_index, edge_type, num_rel, block_layout = graph(kind, blocks)
