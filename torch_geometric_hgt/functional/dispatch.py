@@ -15,10 +15,10 @@ the same algorithm from every caller):
   edges (:mod:`~torch_geometric_hgt.functional.plan`); on CPU in float32 /
   float64, eager, for a layer with a buffer pool, the whole layer as one
   Function whose large tensors come from the pool.
-- ``'memory_efficient'``: the same folds per chunk of edges, recomputed in
-  backward, so only node-level and ``[E, H]`` tensors are kept; a layer on
-  eager runs it over chunks of whole targets with the projections and the
-  update inside the chunk (only the input and the attention are kept).
+- ``'memory_efficient'``: the same folds over chunks of whole targets,
+  recomputed in backward, so only node-level and ``[E, H]`` tensors are
+  kept; a layer on eager puts the projections and the update inside the
+  same chunks too (only the input and the attention are kept).
 """
 from typing import Optional, Union
 
