@@ -9,7 +9,8 @@ from torch import Tensor
 from torch.nn import LayerNorm, Linear, ModuleList, Parameter
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.functional.linear import query_fold
+from torch_geometric_hgt.functional.linear import (query_fold,
+                                                   temporal_table)
 from torch_geometric_hgt.functional.update import (UpdateWeights,
                                                    hgt_update,
                                                    hgt_update_soft)
@@ -188,17 +189,13 @@ class HGTParameters(torch.nn.Module):
         return query_fold(self.relation_att, self.relation_pri)
 
     def rte_kv_table(self) -> Tensor:
-        """``W_k[t] lin(emb[p])`` and ``W_v[t] lin(emb[p])`` (no bias: RTE is
-        added to the input, so by linearity to K and V) for every type ``t``
-        and time ``p``: ``[T * max_len, 2 * out_dim]``, row ``t * max_len +
+        """:func:`~torch_geometric_hgt.functional.linear.temporal_table` of
+        this layer: ``[T * max_len, 2 * out_dim]``, row ``t * max_len +
         p``."""
-        rte = self.emb.table()
-        w = torch.stack([
-            torch.cat([k.weight, v.weight], 0)
-            for k, v in zip(self.k_linears, self.v_linears)
-        ])
-        return torch.einsum('pi,toi->tpo', rte, w).reshape(
-            self.num_node_types * self.max_len, 2 * self.out_dim)
+        return temporal_table(
+            self.emb.table(),
+            torch.stack([k.weight for k in self.k_linears]),
+            torch.stack([v.weight for v in self.v_linears]))
 
     def gated_a_weight(self) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """:meth:`a_weight` with the skip gate's ``sigmoid(skip_t)``

@@ -405,6 +405,22 @@ def test_backends_agree_in_training():
         assert_same(outs[0], out, atol=1e-5)
 
 
+def test_memory_budget_reaches_the_edge_phase():
+    """``memory_budget`` is ``hgt_attention``'s: one that fits changes no
+    number, one nothing fits is refused naming it."""
+    x_dict, edge_index_dict, metadata = awkward_graph()
+    outs = []
+    for budget in (None, 2**30):
+        torch.manual_seed(0)
+        conv = HGTConv(IN_CHANNELS, 32, metadata, heads=4,
+                       memory_budget=budget)
+        outs.append(conv(x_dict, edge_index_dict))
+    assert_same(outs[0], outs[1], atol=0)
+    conv.memory_budget = 1000
+    with pytest.raises(ValueError, match="'memory_budget' \\(1000 bytes\\)"):
+        conv(x_dict, edge_index_dict)
+
+
 def test_empty_calls():
     x_dict, _, metadata = awkward_graph()
     conv = HGTConv(IN_CHANNELS, 32, metadata, heads=4)
@@ -427,6 +443,8 @@ def test_empty_calls():
      "'in_channels' must have one entry per node type"),
     (lambda: HGTConv(16, 16, (['a'], [('a', 'r', 'a')]), backend='fast'),
      "'backend' must be one of"),
+    (lambda: HGTConv(16, 16, (['a'], [('a', 'r', 'a')]), memory_budget=0),
+     "'memory_budget' must be"),
     (lambda: HGTConv(-1, 16, (['a'], [('a', 'r', 'a')]), use_RTE=True),
      "'use_RTE=True' needs one int 'in_channels'"),
 ])

@@ -7,7 +7,7 @@ import torch
 from conftest import GRAPH_KINDS, R, make_graph
 from reference import spec_attention
 
-from torch_geometric_hgt.functional import dispatch, hgt_attention
+from torch_geometric_hgt.functional import attention, dispatch, hgt_attention
 
 H, D = 2, 4  # heads, features per head
 TIMES = 10  # rows of the temporal table
@@ -141,6 +141,7 @@ def test_auto_and_names_agree(backend):
 @pytest.mark.parametrize('kwargs,match', [
     ({'backend': 'fast'}, "'backend' must be one of"),
     ({'chunk_size': 0}, "'chunk_size' must be an int"),
+    ({'memory_budget': 0}, "'memory_budget' must be"),
 ])
 def test_bad_arguments(kwargs, match):
     N, edge_index, edge_type, num_rel, _ = graph('random', False)
@@ -148,3 +149,39 @@ def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         run(lambda *a, **k: hgt_attention(*a, **k, **kwargs), t,
             edge_index, edge_type)
+
+
+def test_memory_budget_picks_what_fits_and_stays_exact(monkeypatch):
+    """``memory_budget`` runs the fastest backend whose estimate fits (a
+    smaller chunk where that is enough) and changes no number."""
+    g = torch.Generator().manual_seed(5)
+    N, E, num_rel = 2000, 40000, 5
+    edge_index = torch.randint(0, N, (2, E), generator=g)
+    edge_type = torch.randint(0, num_rel, (E, ), generator=g)
+    t = inputs(N, E, num_rel, torch.float64, False, False)
+    work = dispatch.Workload(N, E, num_rel, H, D, 8, True)
+
+    def need(name, chunk):
+        return dispatch.working_memory(name, work, chunk, dispatch.pair_rows(
+            'dense', work, None))
+    ran = []
+    for name in ('pair_fold_attention', 'chunked_attention'):
+        fn = getattr(attention, name)
+
+        def spy(*args, fn=fn, name=name):
+            ran.append((name, args[-2]))
+            return fn(*args)
+        monkeypatch.setattr(attention, name, spy)
+    want, _ = run(spec_attention, t, edge_index, edge_type)
+    me_chunk = dispatch.CPU_CHUNK_SIZE['memory_efficient']
+    for budget, expect in [
+        (need('ultrafast', E), ('pair_fold_attention', 32768)),
+        (need('ultrafast', dispatch.MIN_CHUNK_SIZE) - 1,
+         ('chunked_attention', me_chunk)),
+        (need('memory_efficient', me_chunk) - 1,
+         ('chunked_attention', me_chunk // 2)),
+    ]:
+        agg, _ = run(lambda *a, **k: hgt_attention(
+            *a, **k, memory_budget=budget), t, edge_index, edge_type)
+        assert ran.pop() == expect
+        torch.testing.assert_close(agg, want, atol=1e-10, rtol=1e-10)

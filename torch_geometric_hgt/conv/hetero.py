@@ -15,13 +15,16 @@ from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.conv.explain import EdgeMasks
 from torch_geometric_hgt.conv.hetero_inputs import (check_arguments,
                                                     edge_inputs, lin_ready,
-                                                    node_features)
+                                                    node_features,
+                                                    one_edge_set)
 from torch_geometric_hgt.functional import (UpdateWeights, hgt_attention,
                                             hgt_update)
 from torch_geometric_hgt.functional.dispatch import (ChunkSize,
                                                      check_backend,
-                                                     check_chunk_size)
-from torch_geometric_hgt.functional.linear import concat_linear
+                                                     check_chunk_size,
+                                                     check_memory_budget)
+from torch_geometric_hgt.functional.linear import (concat_linear,
+                                                   temporal_table)
 from torch_geometric_hgt.params import RelTemporalEncoding
 
 AttentionDict = Dict[EdgeType, Tuple[Tensor, Tensor]]
@@ -98,6 +101,10 @@ class HGTConv(MessagePassing):
             edge operator (speed only); :obj:`"auto"` takes the backend's
             default for the input's device, :obj:`None` one chunk.
             (default: :obj:`"auto"`)
+        memory_budget (int, optional): Bytes the edge phase may allocate
+            (forward, backward and gradients); with ``backend='auto'`` the
+            fastest backend that fits runs (``hgt_attention``'s
+            ``memory_budget``). (default: :obj:`None`)
         validate (bool, optional): Check the inputs (one host sync for all
             edge index ranges). (default: :obj:`True`)
         **kwargs (optional): Additional arguments of
@@ -119,12 +126,14 @@ class HGTConv(MessagePassing):
                  use_norm: bool = False, dropout: float = 0.0,
                  use_RTE: bool = False, max_len: int = 240,
                  backend: str = 'auto', chunk_size: ChunkSize = 'auto',
+                 memory_budget: Optional[int] = None,
                  validate: bool = True, **kwargs):
         super().__init__(aggr='add', node_dim=0, **kwargs)
         node_types, edge_types, in_channels = check_arguments(
             in_channels, out_channels, metadata, heads, dropout, use_RTE)
         check_backend(backend)
         check_chunk_size(chunk_size)
+        check_memory_budget(memory_budget)
         rte_size = set(in_channels.values())
 
         self.in_channels = in_channels
@@ -139,6 +148,7 @@ class HGTConv(MessagePassing):
         self.max_len = max_len
         self.backend = backend
         self.chunk_size = chunk_size
+        self.memory_budget = memory_budget
         self.validate = validate
 
         # PyG's modules in PyG's order: the same keys, and the same weights
@@ -228,40 +238,23 @@ class HGTConv(MessagePassing):
         edges = edge_inputs(self, xs, edge_index_dict, edge_time_dict)
         if not xs:
             return ({}, {}) if return_attention_weights else {}
-        offset, start = {}, 0
-        for nt, x in xs.items():
-            offset[nt] = (start, x.size(0))
-            start += x.size(0)
-        N = start
+        sizes = [x.size(0) for x in xs.values()]
+        starts = dict(zip(xs, [sum(sizes[:i]) for i in range(len(sizes))]))
+        N = sum(sizes)
         k, q, v = self._kqv(xs).view(N, 3, H, F_ // H).unbind(1)
-
-        device = q.device
-        src, dst, rel, times = [], [], [], []
-        for et, (ei, t) in edges.items():
-            src.append(ei[0] + offset[et[0]][0])
-            dst.append(ei[1] + offset[et[2]][0])
-            rel.append(torch.full_like(ei[0], len(rel)))
-            if self.use_RTE:
-                row = self.node_types.index(et[0]) * self.max_len
-                times.append(t + row)
-        empty = torch.empty(0, dtype=torch.long, device=device)
-        edge_index = torch.stack([torch.cat(src or [empty]),
-                                  torch.cat(dst or [empty])])
-        edge_type = torch.cat(rel or [empty])
-        rte = (self._rte_table(), torch.cat(times or [empty])) \
-            if self.use_RTE else None
-
+        edge_index, edge_type, rows = one_edge_set(self, edges, starts,
+                                                   q.device)
+        rte = (self._rte_table(), rows) if self.use_RTE else None
         att, pri, msg = self.relation_weights(list(edges))
-        sizes = [n for _, n in offset.values()]
         agg, alpha = hgt_attention(
             q, k, v, edge_index, edge_type, att, pri, msg, rte=rte,
             edge_mask=self.edge_masks.mask_of(edges), backend=self.backend,
-            chunk_size=self.chunk_size,
-            blocks=(sizes, [list(offset).index(et[2]) for et in edges]))
+            chunk_size=self.chunk_size, memory_budget=self.memory_budget,
+            blocks=(sizes, [list(xs).index(et[2]) for et in edges]))
         agg = F.gelu(agg.to(q.dtype).reshape(N, F_))
         a_dict = self.out_lin({
             nt: a
-            for nt, a in zip(offset, agg.split(sizes))
+            for nt, a in zip(xs, agg.split(sizes))
             if nt in self.dst_node_types
         })
         out_dict = {}
@@ -298,17 +291,14 @@ class HGTConv(MessagePassing):
                              [lin.bias for lin in lins])
 
     def _rte_table(self) -> Tensor:
-        """``W_k[t] lin(emb[p])`` and ``W_v[t] lin(emb[p])`` of every node
-        type ``t`` and time ``p``: ``[T * max_len, 2 F]``, row ``t * max_len
-        + p`` (RTE is added to the source's input, so by linearity to its
-        K and V)."""
+        """:func:`~torch_geometric_hgt.functional.linear.temporal_table`
+        of ``kqv_lin``'s K and V rows, node types in metadata order."""
         F_ = self.out_channels
-        w = torch.stack([
-            torch.cat([lin.weight[:F_], lin.weight[2 * F_:]])
-            for lin in (self.kqv_lin.lins[nt] for nt in self.node_types)
-        ])
-        return torch.einsum('pi,toi->tpo', self.emb.table(), w).reshape(
-            -1, 2 * F_)
+        lins = [self.kqv_lin.lins[nt] for nt in self.node_types]
+        return temporal_table(self.emb.table(),
+                              torch.stack([lin.weight[:F_] for lin in lins]),
+                              torch.stack([lin.weight[2 * F_:]
+                                           for lin in lins]))
 
     def __repr__(self) -> str:
         extras = ''.join(

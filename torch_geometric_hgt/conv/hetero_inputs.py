@@ -93,10 +93,10 @@ def node_features(layer, x_dict: Dict[NodeType, Tensor]
         device = x.device
     return xs
 
+
 def edge_inputs(layer, xs: Dict[NodeType, Tensor],
-           edge_index_dict: Dict[EdgeType, Adj],
-           edge_time_dict: Optional[Dict[EdgeType, Tensor]]
-           ) -> Edges:
+                edge_index_dict: Dict[EdgeType, Adj],
+                edge_time_dict: Optional[Dict[EdgeType, Tensor]]) -> Edges:
     """``(edge_index [2, E], edge_time [E] or None)`` per edge type of
     the call, checked against the metadata and the node counts."""
     if not isinstance(edge_index_dict, dict):
@@ -149,8 +149,11 @@ def edge_inputs(layer, xs: Dict[NodeType, Tensor],
                 raise ValueError(message)
     return out
 
+
 def edge_time(layer, edge_time_dict, et: EdgeType, num_edges: int,
-               checks: List[Tuple[str, Tensor]]) -> Tensor:
+              checks: List[Tuple[str, Tensor]]) -> Tensor:
+    """``edge_time_dict[et]`` checked (its range check appended to
+    ``checks``, to run with the others in one host sync)."""
     if edge_time_dict is None or et not in edge_time_dict:
         raise ValueError(f"'edge_time_dict' must hold the times of "
                          f"edge type {et} (use_RTE=True)")
@@ -165,3 +168,24 @@ def edge_time(layer, edge_time_dict, et: EdgeType, num_edges: int,
                    f"{layer.max_len})", ((t < 0) |
                                         (t >= layer.max_len)).any()))
     return t
+
+
+def one_edge_set(layer, edges: Edges, offset: Dict[NodeType, int],
+                 device: torch.device
+                 ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """The call's edge types as one graph over the concatenated node rows
+    (type ``nt`` from row ``offset[nt]``): ``(edge_index [2, E],
+    edge_type [E], temporal-table row [E] or None)``, relation ``r`` the
+    ``r``-th edge type of ``edges``."""
+    src, dst, rel, times = [], [], [], []
+    for r, (et, (ei, t)) in enumerate(edges.items()):
+        src.append(ei[0] + offset[et[0]])
+        dst.append(ei[1] + offset[et[2]])
+        rel.append(torch.full_like(ei[0], r))
+        if t is not None:
+            times.append(t + layer.node_types.index(et[0]) * layer.max_len)
+    empty = torch.empty(0, dtype=torch.long, device=device)
+    edge_index = torch.stack([torch.cat(src or [empty]),
+                              torch.cat(dst or [empty])])
+    rows = torch.cat(times or [empty]) if layer.use_RTE else None
+    return edge_index, torch.cat(rel or [empty]), rows

@@ -1,6 +1,7 @@
 """The edge phase of HGT as one function over the backends."""
 from typing import Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor
 
 from torch_geometric_hgt.functional import dispatch
@@ -29,6 +30,7 @@ def hgt_attention(
     backend: str = 'auto',
     chunk_size: dispatch.ChunkSize = 'auto',
     blocks: Optional[Tuple[Sequence[int], Sequence[int]]] = None,
+    memory_budget: Optional[int] = None,
 ) -> Tuple[Tensor, Tensor]:
     r"""The attention and aggregation of HGT. For an edge :math:`e = s \to
     t` of relation :math:`r` and head :math:`h` (:math:`d` features per
@@ -73,6 +75,12 @@ def hgt_attention(
             (PyG's layout, a block per node type) and the block
             ``target[r]`` relation ``r`` points into, which lets the
             pair-folded backend work on slices. (default: :obj:`None`)
+        memory_budget (int, optional): Bytes the call may allocate beyond
+            its inputs (outputs, backward and gradients included), by
+            :func:`~torch_geometric_hgt.functional.dispatch.working_memory`'s
+            estimate: ``'auto'`` then takes the fastest backend that fits,
+            an automatic chunk size shrinks to fit, and a budget nothing
+            fits raises a :class:`ValueError`. (default: :obj:`None`)
 
     Returns:
         ``(agg [N, H, d], alpha [E, H])``, ``alpha`` unmasked and without
@@ -81,22 +89,26 @@ def hgt_attention(
     """
     dispatch.check_backend(backend)
     dispatch.check_chunk_size(chunk_size)
+    dispatch.check_memory_budget(memory_budget)
     N, R, E = q.size(0), relation_att.size(0), edge_type.numel()
-    name = dispatch.select_backend(backend, q.device, E,
-                                   edge_mask is not None)
+    weights = (q, k, v, relation_att, relation_pri, relation_msg) + \
+        (() if rte is None else (rte[0], ))
+    work = dispatch.Workload(
+        N, E, R, q.size(1), q.size(2), q.element_size(),
+        torch.is_grad_enabled() and any(t.requires_grad for t in weights))
+    name, chunk, layout = dispatch.choose(backend, chunk_size, q.device,
+                                          work, edge_mask is not None,
+                                          memory_budget, blocks)
     if name == 'vectorized':
         return vectorized_attention(q, k, v, edge_index, edge_type,
                                     relation_att, relation_pri, relation_msg,
                                     rte, edge_mask)
-    chunk = dispatch.edges_per_chunk(chunk_size, name, q.device, E)
     # folded before the plan's edge-sized tensors exist, as the old block
     # fold did: the order of allocations decides which freed heap blocks
     # glibc reuses at default settings
     w_q = query_fold(relation_att, relation_pri)
+    plan = PairPlan.build(layout, edge_index, edge_type, N, R, blocks)
     if name == 'memory_efficient':
-        plan = PairPlan.build('dense', edge_index, edge_type, N, R)
         return chunked_attention(q, k, v, plan, w_q, relation_msg, chunk,
                                  rte)
-    layout = dispatch.pair_layout(N, R, E, blocks is not None)
-    plan = PairPlan.build(layout, edge_index, edge_type, N, R, blocks)
     return pair_fold_attention(q, k, v, plan, w_q, relation_msg, chunk, rte)

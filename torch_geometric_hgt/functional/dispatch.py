@@ -19,8 +19,13 @@ the same algorithm from every caller):
   recomputed in backward, so only node-level and ``[E, H]`` tensors are
   kept; a layer on eager puts the projections and the update inside the
   same chunks too (only the input and the attention are kept).
+
+With a memory budget (:func:`choose`), ``'auto'`` takes the fastest
+backend whose working memory (:func:`working_memory`) fits, shrinking
+automatic chunk sizes where that is enough.
 """
-from typing import Optional, Union
+import math
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -54,6 +59,12 @@ def check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"'backend' must be one of {BACKENDS} (got "
                          f"{backend!r})")
+
+
+def check_memory_budget(memory_budget: Optional[int]) -> None:
+    if memory_budget is not None and not V.is_positive_int(memory_budget):
+        raise ValueError(f"'memory_budget' must be a number of bytes >= 1 "
+                         f"or None (got {memory_budget!r})")
 
 
 def check_chunk_size(chunk_size: ChunkSize) -> None:
@@ -155,3 +166,116 @@ def dense_backend(x: torch.Tensor, weight_dtype: torch.dtype) -> str:
             and not V.is_compiling()):
         return 'function'
     return 'autograd'
+
+
+#: the smallest automatic chunk a memory budget shrinks to (smaller chunks
+#: cost launches and Python steps, not memory worth having)
+MIN_CHUNK_SIZE = 1024
+
+#: the working-memory model, per backend ``(with backward, forward
+#: only)``: multiples of an int64 per edge, an ``[E, H]`` float32 (or
+#: wider) tensor, ``[E, F]``, ``[N, F]`` and ``[pair rows, F]`` feature
+#: tensors, a chunk's ``[chunk, H]`` int64 indices, its pair rows' ``[n R,
+#: F]`` (``F = H d``) and MiB. Fitted to the peaks that
+#: ``benchmarks/attention_memory.py`` measured on CPU over edges, nodes,
+#: degrees, relations, heads, head sizes and chunk sizes, then raised by
+#: 15% and rounded up: every estimate was 0.64-0.94x of the peak it bounds
+#: (``benchmarks/RESULTS.md``).
+MEMORY_MODEL = {
+    'vectorized': ((18, 5, 7, 0, 3, 0, 0, 0), (9, 0, 5, 0, 3, 0, 0, 0)),
+    'ultrafast': ((6, 8, 0, 5, 4, 2, 0, 0), (6, 4, 0, 4, 3, 3, 0, 0)),
+    'memory_efficient': ((6, 4, 0, 8, 0, 2, 6, 1), (7, 1, 0, 4, 0, 3, 4,
+                                                     1)),
+}
+
+
+class Workload(NamedTuple):
+    """The sizes of one edge-phase call that decide its memory."""
+    num_nodes: int
+    num_edges: int
+    num_relations: int
+    heads: int
+    head_dim: int
+    #: bytes per element of the features
+    itemsize: int
+    #: whether backward will run (the inputs need gradients)
+    grad: bool
+
+
+class Choice(NamedTuple):
+    """What runs for one call: the backend, edges per chunk and the pair
+    layout (:func:`pair_layout`; ``'dense'`` for ``'memory_efficient'``,
+    unused by ``'vectorized'``)."""
+    backend: str
+    chunk: int
+    layout: str
+
+
+def pair_rows(layout: str, w: Workload,
+              blocks: Optional[Tuple[Sequence[int], Sequence[int]]]) -> int:
+    """The pair rows of ``layout`` (for ``'compact'`` an upper bound: the
+    count needs the host)."""
+    N, R, E = w.num_nodes, w.num_relations, w.num_edges
+    if layout == 'blocks':
+        return sum(blocks[0][b] for b in blocks[1])
+    return N * R if layout == 'dense' else min(N * R, E)
+
+
+def working_memory(backend: str, w: Workload, chunk: int,
+                   pairs: int) -> int:
+    """Bytes :func:`~torch_geometric_hgt.functional.hgt_attention` allocates
+    beyond its inputs with ``backend``, ``chunk`` edges per chunk and
+    ``pairs`` pair rows, the outputs included and, for ``w.grad``, the
+    backward and the inputs' gradients: :data:`MEMORY_MODEL`'s estimate
+    of the peak. The chunked backends work in float32 or wider."""
+    N, E, R, H = w.num_nodes, w.num_edges, w.num_relations, w.heads
+    F = H * w.head_dim
+    acc = max(w.itemsize, 4)
+    item = w.itemsize if backend == 'vectorized' else acc
+    chunk = min(chunk, max(E, 1))
+    targets = min(N, chunk, math.ceil(chunk * N / max(E, 1)))
+    sizes = (8 * E, acc * E * H, item * E * F, item * N * F,
+             item * pairs * F, 8 * chunk * H, acc * targets * R * F, 2**20)
+    model = MEMORY_MODEL[backend][0 if w.grad else 1]
+    return sum(c * n for c, n in zip(model, sizes))
+
+
+def choose(backend: str, chunk_size: ChunkSize, device: torch.device,
+           w: Workload, masked: bool = False,
+           memory_budget: Optional[int] = None,
+           blocks: Optional[Tuple[Sequence[int], Sequence[int]]] = None
+           ) -> Choice:
+    """The dispatcher's decision for one call. Without ``memory_budget``:
+    :func:`select_backend`, :func:`edges_per_chunk` and
+    :func:`pair_layout`. With one (bytes), ``'auto'`` tries that backend,
+    then the slower, leaner ones after it (``'vectorized'``,
+    ``'ultrafast'``, ``'memory_efficient'``), and an automatic chunk size
+    halves down to :data:`MIN_CHUNK_SIZE`, until :func:`working_memory`
+    fits; a named backend or chunk size is kept. A budget that nothing
+    fits is an error (naming the least the call needs)."""
+    name = select_backend(backend, device, w.num_edges, masked)
+    order = ('vectorized', 'ultrafast', 'memory_efficient')
+    tries = order[order.index(name):] if backend == 'auto' and \
+        not masked and memory_budget is not None else (name, )
+    least = None
+    for name in tries:
+        chunk = edges_per_chunk(chunk_size, name, device, w.num_edges)
+        layout = 'dense' if name == 'memory_efficient' else pair_layout(
+            w.num_nodes, w.num_relations, w.num_edges, blocks is not None)
+        if memory_budget is None:
+            return Choice(name, chunk, layout)
+        pairs = pair_rows('dense' if name == 'vectorized' else layout, w,
+                          blocks)
+        while True:
+            need = working_memory(name, w, chunk, pairs)
+            least = need if least is None else min(least, need)
+            if need <= memory_budget:
+                return Choice(name, chunk, layout)
+            if chunk_size != 'auto' or name == 'vectorized' or \
+                    chunk <= MIN_CHUNK_SIZE:
+                break
+            chunk = max(chunk // 2, MIN_CHUNK_SIZE)
+    raise ValueError(
+        f"'memory_budget' ({memory_budget} bytes) is below what this call "
+        f"needs with backend {' or '.join(map(repr, tries))}: at least "
+        f"{least} bytes by dispatch.working_memory's estimate")

@@ -159,3 +159,13 @@ def sum_relations_by_head(u: Tensor, w: Tensor) -> Tensor:
     R, H, d, _ = w.shape
     return torch.bmm(u.view(H, -1, R * d),
                      relations_by_row(w.to(u.dtype))).transpose(0, 1)
+
+
+def temporal_table(table: Tensor, w_k: Tensor, w_v: Tensor) -> Tensor:
+    """The temporal encoding's share of K and V: ``w_k[t] @ table[p]`` and
+    ``w_v[t] @ table[p]`` for every node type ``t`` and time ``p``, ``[T
+    rows, 2 F]`` (row ``t rows + p``) from ``table [rows, in]`` and ``w_k``,
+    ``w_v [T, F, in]``. RTE is added to a source's input, so by linearity
+    (no bias) to its K and V."""
+    w = torch.cat([w_k, w_v], 1)
+    return torch.einsum('pi,toi->tpo', table, w).reshape(-1, w.size(1))

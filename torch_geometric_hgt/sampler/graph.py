@@ -11,6 +11,8 @@ from torch_geometric.data import (Data, FeatureStore, GraphStore, HeteroData,
 from torch_geometric.sampler.utils import sort_csc, to_csc
 from torch_geometric.typing import EdgeType, NodeType
 
+from torch_geometric_hgt.sampler.draws import NodeSet, segments
+
 #: the node and edge type under which a homogeneous graph is sampled
 NODE: NodeType = 'node'
 EDGE: EdgeType = (NODE, 'to', NODE)
@@ -244,3 +246,22 @@ def eligible(graph: Graph, et: EdgeType, nodes: Tensor,
     end = torch.searchsorted(rel.key, nodes * graph.times.numel() + rank,
                              right=True)
     return start, (end - start).clamp_min(0)
+
+
+def induced_edges(graph: Graph, node: Dict[NodeType, Tensor],
+                  sets: Dict[NodeType, NodeSet],
+                  bound: Optional[Dict[NodeType, Tensor]] = None) -> dict:
+    """``row``, ``col``, ``edge`` of every edge between sampled nodes (in
+    the destinations' order), with times at most the destination's
+    ``bound`` where given."""
+    row, col, edge = {}, {}, {}
+    for et, rel in graph.rel.items():
+        dst = node[et[2]]
+        start, count = eligible(graph, et, dst,
+                                None if bound is None else bound[et[2]])
+        pos, owner = segments(start, count)
+        src, e = rel.edges.index_select(0, pos).unbind(1)
+        src = sets[et[0]].local(src)
+        keep = src >= 0
+        row[et], col[et], edge[et] = src[keep], owner[keep], e[keep]
+    return dict(row=row, col=col, edge=edge)

@@ -14,8 +14,7 @@ from torch_geometric_hgt.sampler.draws import (NodeSet,
                                                uniform_without_replacement,
                                                weighted_without_replacement)
 from torch_geometric_hgt.sampler.graph import (Graph, GraphData, build_graph,
-                                               eligible)
-from torch_geometric_hgt.sampler.neighbor_sampler import induced_edges
+                                               eligible, induced_edges)
 from torch_geometric_hgt.sampler.seeds import (Seeds, WorkerGenerator,
                                                check_generator, check_seeds,
                                                hetero_output)

@@ -12,12 +12,12 @@ from torch_geometric.sampler.neighbor_sampler import edge_sample, node_sample
 from torch_geometric.typing import EdgeType, NodeType
 
 from torch_geometric_hgt.sampler.draws import (KeyedNodeSet, NodeSet, last,
-                                               segments,
                                                uniform_with_replacement,
                                                uniform_without_replacement,
                                                weighted)
 from torch_geometric_hgt.sampler.graph import (EDGE, NODE, Graph, GraphData,
-                                               build_graph, eligible)
+                                               build_graph, eligible,
+                                               induced_edges)
 from torch_geometric_hgt.sampler.seeds import (Seeds, WorkerGenerator,
                                                check_generator, check_seeds,
                                                hetero_output)
@@ -314,22 +314,3 @@ def neighbor_sample(graph: Graph, seeds: Seeds,
 def _key(ids: Tensor, batch: Optional[Tensor], num_nodes: int,
          disjoint: bool) -> Tensor:
     return batch * num_nodes + ids if disjoint else ids
-
-
-def induced_edges(graph: Graph, node: Dict[NodeType, Tensor],
-                  sets: Dict[NodeType, NodeSet],
-                  bound: Optional[Dict[NodeType, Tensor]] = None) -> dict:
-    """``row``, ``col``, ``edge`` of every edge between sampled nodes (in
-    the destinations' order), with times at most the destination's
-    ``bound`` where given."""
-    row, col, edge = {}, {}, {}
-    for et, rel in graph.rel.items():
-        dst = node[et[2]]
-        start, count = eligible(graph, et, dst,
-                                None if bound is None else bound[et[2]])
-        pos, owner = segments(start, count)
-        src, e = rel.edges.index_select(0, pos).unbind(1)
-        src = sets[et[0]].local(src)
-        keep = src >= 0
-        row[et], col[et], edge[et] = src[keep], owner[keep], e[keep]
-    return dict(row=row, col=col, edge=edge)
