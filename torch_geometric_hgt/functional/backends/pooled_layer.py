@@ -5,26 +5,15 @@ come from the layer's
 calls a layer touches no fresh memory except its output (and ``dx``).
 
 The math is :mod:`~torch_geometric_hgt.functional.backends.pair_fold`'s
-with the projections and the update, on nodes sorted by type and pair rows
-as :class:`~torch_geometric_hgt.functional.plan.PairPlan` lays them out:
-
-.. math::
-    [K, Q, V]_n = W_{\tau(n)} x_n + b_{\tau(n)}, \quad
-    \tilde q_{n r h} = Q_{n h} \tilde A_{r h}, \quad
-    \alpha_e = \mathrm{softmax}_{e \to t}(\tilde q_{t r_e h} \cdot K_{s_e h})
-
-.. math::
-    u_{t r h} = \sum_{e:(t, r)} \alpha_e V_{s_e h}, \quad
-    \mathrm{agg}_{t h} = \sum_r u_{t r h} M_{r h}, \quad
-    y_t = \mathrm{Norm}_{\tau(t)}\big(g\, \mathrm{drop}(W^a_{\tau(t)}
-    \mathrm{gelu}(\mathrm{agg}_t) + b^a_{\tau(t)}) + (1 - g) x_t\big)
-
-with :math:`g = \sigma(\mathrm{skip}_{\tau(t)})` when ``in_dim ==
-out_dim``. Dropout draws its mask as :func:`torch.nn.functional.dropout`
-does on CPU (one ``bernoulli_`` over the ``[N, out]`` update in sorted
-order), so a seed gives the same result as the autograd path. The
-LayerNorm's backward is written out; everything else reuses the edge
-operator's functions (:mod:`~torch_geometric_hgt.functional.backends.edge_op`).
+edge phase between the typed projections and
+:func:`~torch_geometric_hgt.functional.hgt_update`, on nodes sorted by type
+and pair rows as :class:`~torch_geometric_hgt.functional.plan.PairPlan`
+lays them out. Dropout draws its mask as
+:func:`torch.nn.functional.dropout` does on CPU (one ``bernoulli_`` over
+the ``[N, out]`` update in sorted order), so a seed gives the same result
+as the autograd path. The LayerNorm's backward is written out; the rest
+reuses the edge operator's functions
+(:mod:`~torch_geometric_hgt.functional.backends.edge_op`).
 """
 from dataclasses import dataclass
 from typing import List, Optional, Tuple

@@ -1,23 +1,10 @@
 """The ``'memory_efficient'`` backend's whole-layer form: the sparse HGT
-layer over chunks of target nodes, with a hand-written outer backward
-(:class:`~torch_geometric_hgt.MemoryEfficientHGTConv`, eager).
-
-Nodes are sorted by type and edges by (target, relation), so a range of
-targets owns one range of edges and every softmax lies inside one chunk.
-Forward computes K and V of all nodes (head-major, float32), then per
-chunk: the chunk's queries folded with the relation key transforms, the
-edge operator (scores, softmax, per-pair sums), the message transform and
-the update, written straight into the output. Autograd keeps only the
-inputs and the ``[H, E]`` attention weights (``checkpoint``: only the
-inputs). Backward replays the chunks (same RNG and autocast state) in two
-passes so that only one of K and V, and of their gradients, exists at a
-time: first V, each chunk's update differentiated locally and the value
-half of the edge backward (score gradients ``[H, E]``, V gradients on the
-chunk's distinct sources); then K, each chunk's queries and the key half.
-Each pass ends with one GEMM per type taking its K or V gradient to ``x``
-and the weights. Peak memory above the inputs: K or V and its gradient,
-the input gradient, the ``[H, E]`` weights and score gradients and one
-chunk's temporaries.
+layer over chunks of target nodes with a hand-written outer backward that
+replays the chunks in two passes (V side, then K side), so that only one
+of K and V and of their gradients exists at a time. The algorithm and its
+memory are :class:`~torch_geometric_hgt.MemoryEfficientHGTConv`'s
+docstring; the edge phase is
+:mod:`~torch_geometric_hgt.functional.backends.edge_op`'s functions.
 """
 from typing import List, Optional, Sequence, Tuple
 
