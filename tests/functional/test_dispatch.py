@@ -219,6 +219,6 @@ def test_working_memory_bounds_the_measured_peak():
                          check=True)
     for backend, (peak, estimate) in json.loads(
             out.stdout.strip().splitlines()[-1]).items():
-        # an upper bound, and not a loose one (0.64-0.94x on the model's
-        # grid)
+        # an upper bound, and not a loose one (peaks were 0.64-0.94x of
+        # the estimates on the model's grid)
         assert 0.5 * estimate < peak <= estimate, backend

@@ -91,11 +91,11 @@ def hgt_attention(
     dispatch.check_chunk_size(chunk_size)
     dispatch.check_memory_budget(memory_budget)
     N, R, E = q.size(0), relation_att.size(0), edge_type.numel()
-    weights = (q, k, v, relation_att, relation_pri, relation_msg) + \
+    inputs = (q, k, v, relation_att, relation_pri, relation_msg) + \
         (() if rte is None else (rte[0], ))
     work = dispatch.Workload(
         N, E, R, q.size(1), q.size(2), q.element_size(),
-        torch.is_grad_enabled() and any(t.requires_grad for t in weights))
+        torch.is_grad_enabled() and any(t.requires_grad for t in inputs))
     name, chunk, layout = dispatch.choose(backend, chunk_size, q.device,
                                           work, edge_mask is not None,
                                           memory_budget, blocks)

@@ -179,7 +179,7 @@ MIN_CHUNK_SIZE = 1024
 #: F]`` (``F = H d``) and MiB. Fitted to the peaks that
 #: ``benchmarks/attention_memory.py`` measured on CPU over edges, nodes,
 #: degrees, relations, heads, head sizes and chunk sizes, then raised by
-#: 15% and rounded up: every estimate was 0.64-0.94x of the peak it bounds
+#: 15% and rounded up: every measured peak was 0.64-0.94x of its estimate
 #: (``benchmarks/RESULTS.md``).
 MEMORY_MODEL = {
     'vectorized': ((18, 5, 7, 0, 3, 0, 0, 0), (9, 0, 5, 0, 3, 0, 0, 0)),
