@@ -158,6 +158,8 @@ def test_notebook_executes(name):
                             ).execute()
 
 
+# the benchmark smokes are slow tests, as the others below
+@pytest.mark.slow
 def test_pyg_dropin_benchmark_smoke():
     out = run('benchmarks/pyg_dropin.py', '--smoke')
     assert '| default |' in out and '| keep_freed_memory() |' in out
@@ -166,6 +168,7 @@ def test_pyg_dropin_benchmark_smoke():
     assert diff < 1e-5
 
 
+@pytest.mark.slow
 def test_sampling_benchmark_smoke():
     out = run('benchmarks/sampling.py', '--smoke')
     rows = [line for line in out.splitlines()

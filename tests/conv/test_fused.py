@@ -100,7 +100,10 @@ def test_memory_efficient_replays_dropout_in_backward(chunk_size,
     assert not torch.equal(fn(x), layer.eval()(x, node_type, edge_index,
                                                 edge_type, edge_time))
     layer.train()
-    assert torch.autograd.gradcheck(fn, (x, ), atol=1e-6)
+    # many chunks: one random direction (fast mode) still sees a mask
+    # that backward failed to replay
+    assert torch.autograd.gradcheck(fn, (x, ), atol=1e-6,
+                                    fast_mode=chunk_size == 3)
 
 
 @pytest.mark.parametrize('backend', ['ultrafast', 'memory_efficient'])
