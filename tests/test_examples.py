@@ -42,6 +42,7 @@ def _final_params(tmp_path, nproc):
     return torch.load(path)
 
 
+@pytest.mark.slow  # starts three processes
 def test_ddp_two_processes_equal_single_process(tmp_path):
     single = _final_params(tmp_path, 1)
     double = _final_params(tmp_path, 2)
@@ -49,6 +50,7 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
     assert torch.allclose(single, double, atol=1e-5)
 
 
+@pytest.mark.slow  # starts three processes
 def test_ddp_minibatch_two_ranks_equal_one_process(tmp_path):
     script = 'examples/ddp_minibatch.py'
     one, two = tmp_path / 'one.pt', tmp_path / 'two.pt'
@@ -94,6 +96,7 @@ def test_movielens_link():
     assert 'Recall@20' in out and 'sampling' in out
 
 
+@pytest.mark.slow  # starts three processes
 def test_disk_graph_two_ranks_equal_one_process(tmp_path):
     """The stores on disk sampled by two DDP ranks train to the same
     parameters as one process averaging both ranks' batches."""
@@ -143,6 +146,7 @@ def test_imdb_explain(tmp_path):
     assert (tmp_path / 'imdb_explain.png').stat().st_size > 1000
 
 
+@pytest.mark.slow  # a Jupyter kernel each
 @pytest.mark.parametrize('name', [
     'quickstart', pytest.param('imdb_pyg_dropin', marks=NEEDS_IMDB),
     pytest.param('movielens_link', marks=NEEDS_RECBOLE)])
