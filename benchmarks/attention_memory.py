@@ -49,11 +49,8 @@ def child(cfg: dict) -> dict:
     base = memory_start('cpu')
     call()
     work = dispatch.Workload(N, E, R, H, d, 4, cfg['grad'])
-    choice = dispatch.choose(cfg['backend'], cfg['chunk'], q.device, work)
-    layout = 'dense' if cfg['backend'] == 'vectorized' else choice.layout
-    estimate = dispatch.working_memory(
-        cfg['backend'], work, choice.chunk,
-        dispatch.pair_rows(layout, work, None))
+    estimate = dispatch.choice_memory(
+        dispatch.choose(cfg['backend'], cfg['chunk'], q.device, work), work)
     return {'peak_mib': memory_peak('cpu') - base,
             'estimate_mib': estimate / 2**20}
 

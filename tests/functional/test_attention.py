@@ -10,6 +10,7 @@ from reference import spec_attention
 from torch_geometric_hgt.functional import attention, dispatch, hgt_attention
 
 H, D = 2, 4  # heads, features per head
+CPU = torch.device('cpu')
 TIMES = 10  # rows of the temporal table
 
 # (backend, blocks, chunk_size): 'blocks' hands PyG's node-block layout
@@ -162,8 +163,8 @@ def test_memory_budget_picks_what_fits_and_stays_exact(monkeypatch):
     work = dispatch.Workload(N, E, num_rel, H, D, 8, True)
 
     def need(name, chunk):
-        return dispatch.working_memory(name, work, chunk, dispatch.pair_rows(
-            'dense', work, None))
+        return dispatch.choice_memory(dispatch.choose(name, chunk, CPU,
+                                                      work), work)
     ran = []
     for name in ('pair_fold_attention', 'chunked_attention'):
         fn = getattr(attention, name)

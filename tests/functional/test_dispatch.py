@@ -84,11 +84,8 @@ WORK = dispatch.Workload(20000, 400000, 5, 4, 16, 4, True)
 
 
 def need(backend, chunk='auto', work=WORK):
-    chunk = dispatch.edges_per_chunk(chunk, backend, CPU, work.num_edges)
-    layout = 'dense' if backend != 'ultrafast' else dispatch.pair_layout(
-        work.num_nodes, work.num_relations, work.num_edges, False)
-    return dispatch.working_memory(backend, work, chunk,
-                                   dispatch.pair_rows(layout, work, None))
+    return dispatch.choice_memory(
+        dispatch.choose(backend, chunk, CPU, work), work)
 
 
 def test_working_memory_orders_the_backends():
@@ -201,11 +198,8 @@ for backend in ('vectorized', 'ultrafast', 'memory_efficient'):
     open('/proc/self/clear_refs', 'w').write('5')
     base = rss('VmRSS:')
     call()
-    choice = dispatch.choose(backend, 'auto', q.device, work)
-    layout = 'dense' if backend == 'vectorized' else choice.layout
-    out[backend] = [rss('VmHWM:') - base, dispatch.working_memory(
-        backend, work, choice.chunk, dispatch.pair_rows(layout, work,
-                                                        None))]
+    out[backend] = [rss('VmHWM:') - base, dispatch.choice_memory(
+        dispatch.choose(backend, 'auto', q.device, work), work)]
 print(json.dumps(out))
 '''
 

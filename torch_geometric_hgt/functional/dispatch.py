@@ -240,6 +240,16 @@ def working_memory(backend: str, w: Workload, chunk: int,
     return sum(c * n for c, n in zip(model, sizes))
 
 
+def choice_memory(choice: Choice, w: Workload,
+                  blocks: Optional[Tuple[Sequence[int], Sequence[int]]]
+                  = None) -> int:
+    """:func:`working_memory` of what ``choice`` runs (``'vectorized'``
+    keeps a row for every (node, relation) pair, whatever the layout)."""
+    layout = 'dense' if choice.backend == 'vectorized' else choice.layout
+    return working_memory(choice.backend, w, choice.chunk,
+                          pair_rows(layout, w, blocks))
+
+
 def choose(backend: str, chunk_size: ChunkSize, device: torch.device,
            w: Workload, masked: bool = False,
            memory_budget: Optional[int] = None,
@@ -264,10 +274,8 @@ def choose(backend: str, chunk_size: ChunkSize, device: torch.device,
             w.num_nodes, w.num_relations, w.num_edges, blocks is not None)
         if memory_budget is None:
             return Choice(name, chunk, layout)
-        pairs = pair_rows('dense' if name == 'vectorized' else layout, w,
-                          blocks)
         while True:
-            need = working_memory(name, w, chunk, pairs)
+            need = choice_memory(Choice(name, chunk, layout), w, blocks)
             least = need if least is None else min(least, need)
             if need <= memory_budget:
                 return Choice(name, chunk, layout)
