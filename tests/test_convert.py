@@ -100,25 +100,33 @@ def test_family_nodes():
 
 
 def test_hetero_batch_has_named_types_and_same_edges():
+    """Every node type's rows and every (source type, relation,
+    destination type) edge set, with local indices, derived from the flat
+    batch."""
     graph = hard_graph()
     names, rels = ['a', 'b', 'c', 'd'], ['x', 'y', 'z']
     data = dense_to_hetero(graph, names, rels)
     flat = dense_to_batch(graph)
-    assert sum(data[n].num_nodes for n in names) == flat.num_nodes
-    assert sum(data[et].edge_index.size(1) for et in data.edge_types) == \
-        flat.num_edges
-    for (s, r, t) in data.edge_types:
-        assert s in names and r in rels and t in names
-    # one edge type checked edge by edge against the flat batch
-    s, r, t = data.edge_types[0]
-    si, ri, ti = names.index(s), rels.index(r), names.index(t)
+    nt = flat.node_type
+    local = torch.empty_like(nt)
+    for i, n in enumerate(names):
+        rows = (nt == i).nonzero().view(-1)
+        local[rows] = torch.arange(rows.numel())
+        assert data[n].num_nodes == rows.numel()
+        assert torch.equal(data[n].x, flat.x[rows])
+        assert torch.equal(data[n].batch, flat.batch[rows])
     src, dst = flat.edge_index
-    sel = (flat.node_type[src] == si) & (flat.edge_type == ri) & \
-        (flat.node_type[dst] == ti)
-    local = {int(n): k for k, n in enumerate(
-        (flat.node_type == si).nonzero().view(-1))}
-    assert [local[int(v)] for v in src[sel]] == \
-        data[s, r, t].edge_index[0].tolist()
+    want = {}
+    for e in range(flat.num_edges):
+        et = (names[nt[src[e]]], rels[flat.edge_type[e]], names[nt[dst[e]]])
+        want.setdefault(et, []).append(
+            (int(local[src[e]]), int(local[dst[e]]),
+             float(flat.edge_weight[e])))
+    assert sorted(data.edge_types) == sorted(want) and len(want) > 3
+    for et, edges in want.items():
+        got = torch.cat([data[et].edge_index.double(),
+                         data[et].edge_weight.double().view(1, -1)]).t()
+        assert got.tolist() == [list(e) for e in edges]
     with pytest.raises(ValueError, match='node type names'):
         dense_to_hetero(graph, names[:2], rels)
 

@@ -4,7 +4,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.data import Batch, HeteroData
+from torch_geometric.data import Batch, Data, HeteroData
 from torch_geometric.utils import to_dense_batch
 
 from torch_geometric_hgt import validation as V
@@ -272,26 +272,17 @@ def dense_to_hetero(graph: Union[SoftGraph, Dict[str, Tensor]],
             raise ValueError(f"'{what}' must be distinct (got "
                              f"{list(names)})")
     flat = dense_to_batch(graph, threshold, sample, generator)
-    nt = flat.node_type
-    # index of each node within its type
-    local = torch.empty_like(nt)
-    order = torch.argsort(nt, stable=True)
-    counts = torch.bincount(nt, minlength=T)
-    starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
-    local[order] = torch.arange(nt.numel(), device=nt.device) - \
-        starts.repeat_interleave(counts)
-    data = HeteroData()
-    for t, name in enumerate(node_type_names):
-        sel = nt == t
-        data[name].x = flat.x[sel]
-        data[name].batch = flat.batch[sel]
-        data[name].num_nodes = int(sel.sum())
     src, dst = flat.edge_index
-    key = (nt[src] * R + flat.edge_type) * T + nt[dst]
-    for k in torch.unique(key).tolist():
-        sel = key == k
-        s, r, t = k // (R * T), (k // T) % R, k % T
-        et = (node_type_names[s], relation_names[r], node_type_names[t])
-        data[et].edge_index = torch.stack([local[src[sel]], local[dst[sel]]])
-        data[et].edge_weight = flat.edge_weight[sel]
-    return data
+    # one id per (source type, relation, destination type) that occurs
+    key = (flat.node_type[src] * R + flat.edge_type) * T + \
+        flat.node_type[dst]
+    keys, edge_type = torch.unique(key, return_inverse=True)
+    edge_type_names = [(node_type_names[k // (R * T)],
+                        relation_names[k // T % R], node_type_names[k % T])
+                       for k in keys.tolist()]
+    homogeneous = Data(x=flat.x, batch=flat.batch,
+                       edge_index=flat.edge_index,
+                       edge_weight=flat.edge_weight)
+    return homogeneous.to_heterogeneous(flat.node_type, edge_type,
+                                        list(node_type_names),
+                                        edge_type_names)

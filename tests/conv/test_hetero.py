@@ -147,17 +147,17 @@ IN_CHANNELS = {'paper': 32, 'author': 16, 'institution': 8, 'field': 32,
                'venue': 32}
 
 
-def randomized_pair(metadata, seed=0, **kwargs):
+def randomized_pair(metadata, seed=0, in_channels=IN_CHANNELS, **kwargs):
     """PyG's layer, its priors and skip logits drawn away from their
     initial ones (a formula that ignored them would pass), and ours loaded
     from its state_dict with ``strict=True``."""
     torch.manual_seed(seed)
-    pyg = PyGHGTConv(IN_CHANNELS, 32, metadata, heads=4)
+    pyg = PyGHGTConv(in_channels, 32, metadata, heads=4)
     with torch.no_grad():
         for name, p in pyg.named_parameters():
             if name.startswith(('p_rel.', 'skip.')):
                 p.uniform_(-1.0, 2.0)
-    ours = HGTConv(IN_CHANNELS, 32, metadata, heads=4, **kwargs)
+    ours = HGTConv(in_channels, 32, metadata, heads=4, **kwargs)
     ours.load_state_dict(pyg.state_dict(), strict=True)
     return pyg, ours
 
@@ -373,6 +373,116 @@ def test_extras_equal_the_reference(backend):
     assert torch.allclose(got, ref_att, atol=1e-6)
     for et, (ei, _) in att.items():
         assert torch.equal(ei, edge_index_dict[et])
+
+
+def destinations_only(in_dim, seed=0):
+    """The awkward graph without 'institution' (nobody's destination) and
+    every type ``in_dim``-d: what the whole-layer route takes ('venue'
+    without nodes, an edge type without edges and one missing from the
+    call, self-loops, repeated edges, nodes without in-edges stay)."""
+    x_dict, edge_index_dict, (node_types, edge_types) = awkward_graph(seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    x_dict = {k: torch.randn(v.size(0), in_dim, generator=g)
+              for k, v in x_dict.items() if k != 'institution'}
+    edge_index_dict = {et: ei for et, ei in edge_index_dict.items()
+                       if 'institution' not in et}
+    metadata = ([nt for nt in node_types if nt != 'institution'],
+                [et for et in edge_types if 'institution' not in et])
+    return x_dict, edge_index_dict, metadata
+
+
+@pytest.fixture
+def layer_calls(monkeypatch):
+    """How often HGTConv ran the whole-layer Function."""
+    import torch_geometric_hgt.conv.hetero_routes as hetero
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return run_layer(*args, **kwargs)
+    run_layer = hetero.run_layer
+    monkeypatch.setattr(hetero, 'run_layer', spy)
+    return calls
+
+
+@pytest.mark.parametrize('in_dim', [32, 16])  # with and without the gate
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_layer_route_equals_pyg(in_dim, dtype, layer_calls):
+    """On CPU 'ultrafast' runs the whole layer as one Function (as
+    UltraFastHGTConv does): PyG's values and gradients, field by field,
+    None where PyG's is None."""
+    x_dict, edge_index_dict, metadata = destinations_only(in_dim)
+    x_dict = {k: v.to(dtype) for k, v in x_dict.items()}
+    pyg, ours = randomized_pair(metadata, in_channels=in_dim)
+    pyg, ours = pyg.to(dtype), ours.to(dtype)
+    out_p, grads_p = outputs_and_grads(pyg, x_dict, edge_index_dict)
+    out_o, grads_o = outputs_and_grads(ours, x_dict, edge_index_dict)
+    assert layer_calls == [1]
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert_same(out_p, out_o, atol=tol)
+    assert_same(grads_p, grads_o, atol=tol)
+
+
+@pytest.mark.parametrize('use_norm', [False, True])
+@pytest.mark.parametrize('train', [False, True])
+def test_layer_route_equals_the_edge_route(use_norm, train, layer_calls):
+    """The same seed draws the same dropout masks on both routes (a
+    budget sends the call to the edge route); attention weights agree."""
+    x_dict, edge_index_dict, metadata = destinations_only(32)
+    runs = []
+    for budget in (None, 2**40):
+        torch.manual_seed(0)
+        conv = HGTConv(32, 32, metadata, heads=4, use_norm=use_norm,
+                       dropout=0.3, memory_budget=budget)
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():  # priors, gates and norms away from 1, 0
+            for p in conv.parameters():
+                p.add_(torch.randn(p.shape, generator=g) * 0.3)
+        torch.manual_seed(1)
+        out, grads = outputs_and_grads(conv.train(train), x_dict,
+                                       edge_index_dict)
+        torch.manual_seed(2)
+        _, att = conv(x_dict, edge_index_dict, return_attention_weights=True)
+        runs.append((out, grads, {et: a for et, (_, a) in att.items()}))
+    assert layer_calls == [1, 1]
+    for got, want in zip(*runs):
+        assert_same(got, want, atol=1e-5)
+
+
+def test_layer_route_conditions(layer_calls):
+    """Mixed input sizes, a type that is nobody's destination, a budget,
+    another backend or relative time: the edge route."""
+    x_dict, edge_index_dict, metadata = destinations_only(32)
+    for kwargs in ({'memory_budget': 2**40}, {'backend': 'vectorized'},
+                   {'backend': 'memory_efficient'}):
+        HGTConv(32, 32, metadata, heads=4, **kwargs)(x_dict,
+                                                     edge_index_dict)
+    rte = HGTConv(32, 32, metadata, heads=4, use_RTE=True)
+    rte(x_dict, edge_index_dict, edge_time_dict={
+        et: torch.zeros(ei.size(1), dtype=torch.long)
+        for et, ei in edge_index_dict.items()})
+    x_dict, edge_index_dict, metadata = awkward_graph()
+    HGTConv(IN_CHANNELS, 32, metadata, heads=4)(x_dict, edge_index_dict)
+    x_dict, edge_index_dict, metadata = same_size_graph()
+    HGTConv(16, 32, metadata, heads=4)(x_dict, edge_index_dict)
+    assert layer_calls == []
+
+
+def test_layer_route_reuses_its_buffers():
+    """From the second call on, the pool neither grows nor shrinks;
+    moving the layer empties it."""
+    x_dict, edge_index_dict, metadata = destinations_only(32)
+    conv = HGTConv(32, 32, metadata, heads=4)
+    conv.pool.min_bytes = 0  # keep even the tiny test buffers
+    x_dict = {k: v.requires_grad_() for k, v in x_dict.items()}
+    kept = []
+    for _ in range(3):
+        sum(v.sum() for v in conv(x_dict, edge_index_dict).values()) \
+            .backward()
+        kept.append(conv.pool.nbytes)
+    assert kept[0] > 0 and kept == kept[:1] * 3
+    conv.double()
+    assert conv.pool.nbytes == 0
 
 
 def test_dropout_only_in_training():

@@ -1,8 +1,7 @@
 """PyG's :class:`torch_geometric.nn.HGTConv`, on this package's backends."""
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import LayerNorm, ModuleDict, Parameter
 from torch_geometric.nn import MessagePassing
@@ -11,20 +10,19 @@ from torch_geometric.nn.inits import ones
 from torch_geometric.nn.parameter_dict import ParameterDict
 from torch_geometric.typing import Adj, EdgeType, Metadata, NodeType
 
-from torch_geometric_hgt import validation as V
+from torch_geometric_hgt.buffers import BufferPool
 from torch_geometric_hgt.conv.explain import EdgeMasks
 from torch_geometric_hgt.conv.hetero_inputs import (check_arguments,
-                                                    edge_inputs, lin_ready,
+                                                    edge_inputs,
                                                     node_features,
                                                     one_edge_set)
-from torch_geometric_hgt.functional import (UpdateWeights, hgt_attention,
-                                            hgt_update)
+from torch_geometric_hgt.conv.hetero_routes import (edge_route,
+                                                    pooled_applies,
+                                                    pooled_route)
 from torch_geometric_hgt.functional.dispatch import (ChunkSize,
                                                      check_backend,
                                                      check_chunk_size,
                                                      check_memory_budget)
-from torch_geometric_hgt.functional.linear import (concat_linear,
-                                                   temporal_table)
 from torch_geometric_hgt.params import RelTemporalEncoding
 
 AttentionDict = Dict[EdgeType, Tuple[Tensor, Tensor]]
@@ -61,6 +59,18 @@ class HGTConv(MessagePassing):
     applied per source and edge type (``docs/semantics.md``). Node
     types that are no edge type's destination, or missing from ``x_dict``,
     get no output.
+
+    With ``'ultrafast'`` (the CPU default) on CPU in float32/float64,
+    eager, without autocast, ``use_RTE``, masks or ``memory_budget``, and
+    where every node type of the call has one input size and is some edge
+    type's destination, the layer runs as :class:`UltraFastHGTConv` does:
+    one Function with a hand-written backward
+    (:mod:`~torch_geometric_hgt.functional.backends.pooled_layer`) whose
+    large intermediates live in :attr:`pool`, a
+    :class:`~torch_geometric_hgt.buffers.BufferPool` kept between calls
+    (faster; about the layer's working set stays allocated until
+    ``layer.pool.clear()`` or ``.to()``). The results, gradients and
+    dropout masks are those of the other route.
 
     PyG's explainers reach the layer: masks set per edge type by
     :func:`~torch_geometric.explain.algorithm.utils.set_hetero_masks` (as
@@ -175,6 +185,7 @@ class HGTConv(MessagePassing):
             if use_RTE else None
         # PyG's explainers reach the layer through these (set_hetero_masks)
         self.edge_masks = EdgeMasks(edge_types)
+        self.pool = BufferPool()
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -190,24 +201,6 @@ class HGTConv(MessagePassing):
                 norm.reset_parameters()
         if self.emb is not None:
             self.emb.reset_parameters()
-
-    def relation_weights(self, edge_types: Optional[List[EdgeType]] = None
-                         ) -> Tuple[Tensor, Tensor, Tensor]:
-        """``k_rel``, ``p_rel`` and ``v_rel`` of ``edge_types`` (default:
-        the metadata's) in the backends' layout, relation ``r`` =
-        ``edge_types[r]``: ``A [R, H, d, d]``, ``mu [R, H]``, ``M [R, H, d,
-        d]``. Gradients reach PyG's parameters, and only the ``p_rel`` of
-        ``edge_types``, as in PyG's layer."""
-        edge_types = self.edge_types if edge_types is None else edge_types
-        H, d = self.heads, self.out_channels // self.heads
-        ids = torch.tensor([self.edge_types_map[et] for et in edge_types],
-                           dtype=torch.long, device=self.k_rel.weight.device)
-        att, msg = (w.view(H, -1, d, d).index_select(1, ids).transpose(0, 1)
-                    .contiguous()
-                    for w in (self.k_rel.weight, self.v_rel.weight))
-        pri = torch.cat([self.p_rel['__'.join(et)] for et in edge_types] or
-                        [att.new_empty(0, H)])
-        return att, pri, msg
 
     def forward(
         self,
@@ -233,72 +226,34 @@ class HGTConv(MessagePassing):
                 ``(edge_index, alpha)`` per edge type, ``alpha [E, H]``.
                 (default: :obj:`False`)
         """
-        F_, H = self.out_channels, self.heads
         xs = node_features(self, x_dict)
         edges = edge_inputs(self, xs, edge_index_dict, edge_time_dict)
         if not xs:
             return ({}, {}) if return_attention_weights else {}
         sizes = [x.size(0) for x in xs.values()]
         starts = dict(zip(xs, [sum(sizes[:i]) for i in range(len(sizes))]))
-        N = sum(sizes)
-        k, q, v = self._kqv(xs).view(N, 3, H, F_ // H).unbind(1)
+        device = next(iter(xs.values())).device
         edge_index, edge_type, rows = one_edge_set(self, edges, starts,
-                                                   q.device)
-        rte = (self._rte_table(), rows) if self.use_RTE else None
-        att, pri, msg = self.relation_weights(list(edges))
-        agg, alpha = hgt_attention(
-            q, k, v, edge_index, edge_type, att, pri, msg, rte=rte,
-            edge_mask=self.edge_masks.mask_of(edges), backend=self.backend,
-            chunk_size=self.chunk_size, memory_budget=self.memory_budget,
-            blocks=(sizes, [list(xs).index(et[2]) for et in edges]))
-        agg = F.gelu(agg.to(q.dtype).reshape(N, F_))
-        a_dict = self.out_lin({
-            nt: a
-            for nt, a in zip(xs, agg.split(sizes))
-            if nt in self.dst_node_types
-        })
-        out_dict = {}
-        for nt, a in a_dict.items():
-            gate = self.skip[nt] if a.size(-1) == xs[nt].size(-1) else None
-            norm = self.norms[nt] if self.norms is not None else None
-            out_dict[nt] = hgt_update(
-                a, xs[nt], None,
-                UpdateWeights(gate, *((norm.weight, norm.bias, norm.eps)
-                                      if norm is not None else
-                                      (None, None, 1e-5)), self.drop.p),
-                self.training)
+                                                   device)
+        blocks = (sizes, [list(xs).index(et[2]) for et in edges])
+        mask = self.edge_masks.mask_of(edges)
+        if pooled_applies(self, xs, edge_type.numel(), mask):
+            out_dict, alpha = pooled_route(self, xs, edges, edge_index,
+                                           edge_type, blocks)
+        else:
+            out_dict, alpha = edge_route(self, xs, edges, edge_index,
+                                         edge_type, rows, mask, blocks)
         alpha = alpha.split([ei.size(1) for ei, _ in edges.values()])
         self.edge_masks.report(edges, alpha)
         if not return_attention_weights:
             return out_dict
-        return out_dict, {et: (ei, a.to(q.dtype)) for (et, (ei, _)), a in
+        dtype = next(iter(xs.values())).dtype
+        return out_dict, {et: (ei, a.to(dtype)) for (et, (ei, _)), a in
                           zip(edges.items(), alpha)}
 
-    def _kqv(self, xs: Dict[NodeType, Tensor]) -> Tensor:
-        """``kqv_lin`` of every type, rows in ``xs`` order: ``[N, 3 F]``."""
-        lins = [self.kqv_lin.lins[nt] for nt in xs]
-        if not all(lin_ready(lin) for lin in lins) or V.is_compiling():
-            # PyG's lazy initialisation fails on types without nodes: those
-            # wait for a call that has some
-            kqv = self.kqv_lin({nt: x for nt, x in xs.items() if x.size(0)
-                                or lin_ready(self.kqv_lin.lins[nt])})
-            like = next(iter(kqv.values()), next(iter(xs.values())))
-            return torch.cat([
-                kqv[nt] if nt in kqv else
-                like.new_empty(0, 3 * self.out_channels) for nt in xs
-            ])
-        return concat_linear(list(xs.values()), [lin.weight for lin in lins],
-                             [lin.bias for lin in lins])
-
-    def _rte_table(self) -> Tensor:
-        """:func:`~torch_geometric_hgt.functional.linear.temporal_table`
-        of ``kqv_lin``'s K and V rows, node types in metadata order."""
-        F_ = self.out_channels
-        lins = [self.kqv_lin.lins[nt] for nt in self.node_types]
-        return temporal_table(self.emb.table(),
-                              torch.stack([lin.weight[:F_] for lin in lins]),
-                              torch.stack([lin.weight[2 * F_:]
-                                           for lin in lins]))
+    def _apply(self, fn, recurse: bool = True):
+        self.pool.clear()  # buffers of the old device or dtype
+        return super()._apply(fn, recurse)
 
     def __repr__(self) -> str:
         extras = ''.join(

@@ -16,7 +16,7 @@ reuses the edge operator's functions
 (:mod:`~torch_geometric_hgt.functional.backends.edge_op`).
 """
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +39,8 @@ ROW_BLOCK = 8192
 class Plan:
     """What :class:`LayerFunction` needs besides the weights: the node
     order, the edges by pair row, sizes and options."""
-    perm: Tensor  # [N]: node_type[perm] is sorted
-    rank: Tensor  # [N]: inverse of perm
+    perm: Optional[Tensor]  # [N]: node_type[perm] is sorted; None: it is
+    rank: Optional[Tensor]  # [N]: inverse of perm
     sizes: List[int]  # nodes per type
     edges: PairPlan  # over the sorted nodes
     heads: int
@@ -93,8 +93,9 @@ class LayerFunction(torch.autograd.Function):
         H, P = plan.heads, plan.edges.num_pairs
         D = w_a.size(1)
         d = D // H
-        xs = torch.index_select(x, 0, plan.perm,
-                                out=pool.empty((N, F_in), dt, dev))
+        sorted_ = plan.perm is None
+        xs = x.contiguous() if sorted_ else torch.index_select(
+            x, 0, plan.perm, out=pool.empty((N, F_in), dt, dev))
         kqv = pool.empty((N, 3 * D), dt, dev)
         for t, (xt, yt) in enumerate(zip(xs.split(plan.sizes),
                                          kqv.split(plan.sizes))):
@@ -126,7 +127,8 @@ class LayerFunction(torch.autograd.Function):
             noise.div_(1 - plan.dropout)
         zhat = pool.empty((N, D), dt, dev) if gamma is not None else None
         rstd = x.new_empty(N) if gamma is not None else None
-        out_s = pool.empty((N, D), dt, dev)
+        # the output is the caller's: from the pool only when reordered
+        out_s = x.new_empty(N, D) if sorted_ else pool.empty((N, D), dt, dev)
         for t, s, e in blocks(plan.sizes):
             torch.addmm(b_a[t], F.gelu(agg[s:e]), w_a[t].t(), out=a[s:e])
             z = a[s:e] if noise is None else a[s:e] * noise[s:e]
@@ -140,7 +142,7 @@ class LayerFunction(torch.autograd.Function):
                                                 plan.eps)
             zhat[s:e], rstd[s:e] = zh, rs.view(-1)
             torch.addcmul(beta[t], zh, gamma[t], out=out_s[s:e])
-        out = out_s.index_select(0, plan.rank)
+        out = out_s if sorted_ else out_s.index_select(0, plan.rank)
         ctx.plan = plan
         ctx.save_for_backward(xs, k, q, v, qr, alpha, u, agg, a, noise, zhat,
                               rstd, pair_offsets, w_kqv, w_q, w_msg, w_a,
@@ -161,10 +163,15 @@ class LayerFunction(torch.autograd.Function):
         d = D // H
         T = len(plan.sizes)
         need_x = ctx.needs_input_grad[0]
-        g_out = torch.index_select(d_out.contiguous(), 0, plan.perm,
-                                   out=pool.empty((N, D), dt, dev))
+        sorted_ = plan.perm is None
+        g_out = d_out.contiguous() if sorted_ else torch.index_select(
+            d_out.contiguous(), 0, plan.perm,
+            out=pool.empty((N, D), dt, dev))
         d_agg = pool.empty((N, D), dt, dev)
-        dxs = pool.zeros((N, F_in), dt, dev) if need_x else None
+        dxs = None
+        if need_x:  # the input's gradient is the caller's, as the output
+            dxs = xs.new_zeros(N, F_in) if sorted_ else \
+                pool.zeros((N, F_in), dt, dev)
         dw_a, db_a = torch.zeros_like(w_a), w_a.new_zeros(T, D)
         dskip = None if skip is None else torch.zeros_like(skip)
         dgamma = None if gamma is None else torch.zeros_like(gamma)
@@ -234,23 +241,39 @@ class LayerFunction(torch.autograd.Function):
                                               d_kqv.split(plan.sizes))):
                 if gt.size(0):
                     dxt.addmm_(gt, w_kqv[t])
-            dx = dxs.index_select(0, plan.rank)
+            dx = dxs if sorted_ else dxs.index_select(0, plan.rank)
         return (dx, dw_kqv, db_kqv, d_w_q, d_w_msg, dw_a, db_a, dskip,
                 dgamma, dbeta, None)
 
 
-def layer_forward(p, x: Tensor, plan: Plan) -> Tuple[Tensor, Tensor]:
-    """``(out [N, out_dim], alpha [H, E])`` of layer ``p`` (an
-    :class:`~torch_geometric_hgt.HGTParameters`) through
-    :class:`LayerFunction`; ``alpha`` in ``plan``'s edge order."""
-    w_kqv, b_kqv = p.kqv_weight()
-    w_a, b_a = p.a_weight()
-    norm = p.norm_weight()
-    skip = p.skip if p.in_dim == p.out_dim else None
-    gamma, beta = norm if norm is not None else (None, None)
-    return LayerFunction.apply(x, w_kqv, b_kqv, p.query_fold_weight(),
-                               p.relation_msg, w_a, b_a, skip, gamma, beta,
-                               plan)
+class LayerWeights(NamedTuple):
+    """:class:`LayerFunction`'s weights (its ``Args``)."""
+    w_kqv: Tensor
+    b_kqv: Tensor
+    w_q: Tensor
+    w_msg: Tensor
+    w_a: Tensor
+    b_a: Tensor
+    skip: Optional[Tensor]
+    gamma: Optional[Tensor]
+    beta: Optional[Tensor]
+
+
+def run_layer(x: Tensor, weights: LayerWeights, sizes: List[int],
+              edges: PairPlan, heads: int, chunk: int, dropout: float,
+              eps: float, pool: BufferPool,
+              order: Optional[Tuple[Tensor, Tensor]] = None
+              ) -> Tuple[Tensor, Tensor]:
+    """:class:`LayerFunction` on ``x [N, F_in]``: ``sizes[t]`` nodes of
+    type ``t``, consecutive unless ``order = (perm, rank)`` sorts them
+    (``edges`` over the sorted nodes), ``dropout`` 0 outside training.
+    Returns the output ``[N, F]`` in ``x``'s order and the attention ``[E,
+    H]`` in input edge order."""
+    perm, rank = order if order is not None else (None, None)
+    out, alpha = LayerFunction.apply(
+        x, *weights, Plan(perm, rank, sizes, edges, heads, chunk, dropout,
+                          eps, pool))
+    return out, edges.unsort(alpha).to(out.dtype)
 
 
 def pooled_forward(p, x: Tensor, node_type: Tensor, edge_index: Tensor,
@@ -260,12 +283,14 @@ def pooled_forward(p, x: Tensor, node_type: Tensor, edge_index: Tensor,
     graph through :class:`LayerFunction`, ``chunk`` edges per chunk, large
     tensors from ``pool``. Returns the output and the attention ``[E, H]``
     in input edge order."""
-    perm_n, rank, sizes = type_order(node_type, p.num_node_types)
+    perm, rank, sizes = type_order(node_type, p.num_node_types)
     N, R, E = x.size(0), p.num_relations, edge_type.numel()
     edges = PairPlan.build(pair_layout(N, R, E, False), rank[edge_index],
                            edge_type, N, R)
-    plan = Plan(perm_n, rank, sizes, edges, p.n_heads, chunk,
-                p.drop.p if p.training else 0.0,
-                p.norm_eps, pool)
-    out, alpha = layer_forward(p, x, plan)
-    return out, edges.unsort(alpha).to(out.dtype)
+    norm = p.norm_weight() or (None, None)
+    weights = LayerWeights(*p.kqv_weight(), p.query_fold_weight(),
+                           p.relation_msg, *p.a_weight(),
+                           p.skip if p.in_dim == p.out_dim else None, *norm)
+    return run_layer(x, weights, sizes, edges, p.n_heads, chunk,
+                     p.drop.p if p.training else 0.0, p.norm_eps, pool,
+                     (perm, rank))
