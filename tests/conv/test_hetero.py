@@ -598,3 +598,24 @@ def test_bad_input():
     times[et] = times[et] + 5
     with pytest.raises(ValueError, match=r"in \[0, max_len=5\)"):
         rte(x16, edge_index_dict, edge_time_dict=times)
+
+
+def test_layer_route_copies_pickles_and_inference_mode():
+    """A copied or unpickled layer starts with an empty pool and gives the
+    same results; buffers made in inference mode do not leak into
+    training."""
+    import copy
+    import pickle
+    x_dict, edge_index_dict, metadata = destinations_only(32)
+    conv = HGTConv(32, 32, metadata, heads=4)
+    with torch.inference_mode():
+        want = conv(x_dict, edge_index_dict)
+    for other in (copy.deepcopy(conv), pickle.loads(pickle.dumps(conv))):
+        assert other.pool.nbytes == 0
+        with torch.no_grad():
+            assert_same(want, other(x_dict, edge_index_dict), atol=0)
+    x_dict = {k: v.clone().requires_grad_() for k, v in x_dict.items()}
+    out = conv(x_dict, edge_index_dict)
+    sum(v.sum() for v in out.values()).backward()
+    assert_same(want, {k: v.detach() for k, v in out.items()}, atol=0)
+    assert all(torch.isfinite(v.grad).all() for v in x_dict.values())
