@@ -39,7 +39,7 @@ ROW_BLOCK = 8192
 class Plan:
     """What :class:`LayerFunction` needs besides the weights: the node
     order, the edges by pair row, sizes and options."""
-    perm: Optional[Tensor]  # [N]: node_type[perm] is sorted; None: it is
+    perm: Optional[Tensor]  # [N]: sorts node_type (None: already sorted)
     rank: Optional[Tensor]  # [N]: inverse of perm
     sizes: List[int]  # nodes per type
     edges: PairPlan  # over the sorted nodes
