@@ -87,6 +87,10 @@ def test_movielens():
 @NEEDS_RECBOLE
 def test_movielens_link():
     out = run('examples/movielens_link.py', '--smoke')
+    # seeded: a second run repeats the losses and metrics (not the times)
+    again = run('examples/movielens_link.py', '--smoke')
+    assert [line.split('; per batch')[0] for line in out.splitlines()] == \
+        [line.split('; per batch')[0] for line in again.splitlines()]
     first = out.split('first batch: loss ')[1].split()
     ours, pyg = float(first[0]), float(first[3])
     assert abs(ours - pyg) < 1e-6

@@ -451,7 +451,7 @@ def test_layer_route_equals_the_edge_route(use_norm, train, layer_calls):
 
 def test_layer_route_conditions(layer_calls):
     """Mixed input sizes, a type that is nobody's destination, a budget,
-    another backend or relative time: the edge route."""
+    another backend, relative time or no pool: the edge route."""
     x_dict, edge_index_dict, metadata = destinations_only(32)
     for kwargs in ({'memory_budget': 2**40}, {'backend': 'vectorized'},
                    {'backend': 'memory_efficient'}):
@@ -465,6 +465,10 @@ def test_layer_route_conditions(layer_calls):
     HGTConv(IN_CHANNELS, 32, metadata, heads=4)(x_dict, edge_index_dict)
     x_dict, edge_index_dict, metadata = same_size_graph()
     HGTConv(16, 32, metadata, heads=4)(x_dict, edge_index_dict)
+    x_dict, edge_index_dict, metadata = destinations_only(32)
+    conv = HGTConv(32, 32, metadata, heads=4)
+    conv.pool = None  # the opt-out: nothing kept between calls
+    conv.double().float()(x_dict, edge_index_dict)
     assert layer_calls == []
 
 

@@ -68,8 +68,9 @@ class HGTConv(MessagePassing):
     (:mod:`~torch_geometric_hgt.functional.backends.pooled_layer`) whose
     large intermediates live in :attr:`pool`, a
     :class:`~torch_geometric_hgt.buffers.BufferPool` kept between calls
-    (faster; about the layer's working set stays allocated until
-    ``layer.pool.clear()`` or ``.to()``). The results, gradients and
+    (faster; about the working set of the largest recent call stays
+    allocated until ``layer.pool.clear()`` or ``.to()``;
+    ``layer.pool = None`` turns the route off). The results, gradients and
     dropout masks are those of the other route.
 
     PyG's explainers reach the layer: masks set per edge type by
@@ -252,7 +253,8 @@ class HGTConv(MessagePassing):
                           zip(edges.items(), alpha)}
 
     def _apply(self, fn, recurse: bool = True):
-        self.pool.clear()  # buffers of the old device or dtype
+        if self.pool is not None:  # buffers of the old device or dtype
+            self.pool.clear()
         return super()._apply(fn, recurse)
 
     def __repr__(self) -> str:

@@ -50,7 +50,8 @@ def pooled_applies(conv, xs: Dict[NodeType, Tensor], num_edges: int,
     (:func:`~torch_geometric_hgt.functional.dispatch.layer_route`'s
     ``'pooled'``), which also needs one input size and dtype for all node
     types, every node type a destination (each then gets its output and
-    its ``out_lin`` gradient, as in PyG), no masks and no budget."""
+    its ``out_lin`` gradient, as in PyG), no masks, no budget and a
+    ``conv.pool``."""
     x = next(iter(xs.values()))
     if mask is not None or conv.memory_budget is not None or \
             dispatch.select_backend(conv.backend, x.device,
@@ -60,7 +61,8 @@ def pooled_applies(conv, xs: Dict[NodeType, Tensor], num_edges: int,
     return (all(lin_ready(lin) for lin in lins)
             and len({(t.size(1), t.dtype) for t in xs.values()}) == 1
             and set(xs) <= conv.dst_node_types
-            and dispatch.layer_route('ultrafast', x, conv.use_RTE, True,
+            and dispatch.layer_route('ultrafast', x, conv.use_RTE,
+                                     conv.pool is not None,
                                      lins[0].weight.dtype) == 'pooled')
 
 

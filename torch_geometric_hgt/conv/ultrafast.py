@@ -36,7 +36,8 @@ class UltraFastHGTConv(SparseHGTConv):
     (about the layer's peak working set; with inputs of changing size,
     such as mini-batches, at most ``pool.max_buffers`` buffers) stays
     allocated while the layer lives; ``layer.pool.clear()`` returns it
-    (moving the layer with ``.to()`` does too).
+    (moving the layer with ``.to()`` does too), and ``layer.pool = None``
+    runs the layer through the autograd path instead.
 
     Args:
         as :class:`~torch_geometric_hgt.params.HGTParameters`, and
@@ -66,5 +67,6 @@ class UltraFastHGTConv(SparseHGTConv):
         self.pool = BufferPool()
 
     def _apply(self, fn, recurse: bool = True):
-        self.pool.clear()  # buffers of the old device or dtype
+        if self.pool is not None:  # buffers of the old device or dtype
+            self.pool.clear()
         return super()._apply(fn, recurse)

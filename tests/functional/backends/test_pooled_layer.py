@@ -150,3 +150,18 @@ def test_training_after_inference_mode():
     x = x.clone().requires_grad_()
     m(x, *args).sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_no_pool_runs_the_autograd_path(monkeypatch):
+    """``layer.pool = None`` (the opt-out) survives ``.to()`` and runs the
+    projections, ``hgt_attention`` and the update instead."""
+    import torch_geometric_hgt.conv.base as base
+    x, node_type, edge_index, edge_type, _ = make_graph('random')
+    m = layer(8)
+    m.pool = None
+    m = m.double()
+    monkeypatch.setattr(base, 'pooled_forward', None)  # a call would fail
+    out = m(x.double(), node_type, edge_index, edge_type)
+    want, _ = m.edge_route('ultrafast', x.double(), node_type, edge_index,
+                           edge_type, None, None)
+    assert torch.equal(out, want)
