@@ -287,10 +287,10 @@ def pooled_forward(p, x: Tensor, node_type: Tensor, edge_index: Tensor,
     N, R, E = x.size(0), p.num_relations, edge_type.numel()
     edges = PairPlan.build(pair_layout(N, R, E, False), rank[edge_index],
                            edge_type, N, R)
-    norm = p.norm_weight() or (None, None)
+    u = p.update_weights()  # the gate only where in_dim == out_dim
     weights = LayerWeights(*p.kqv_weight(), p.query_fold_weight(),
-                           p.relation_msg, *p.a_weight(),
-                           p.skip if p.in_dim == p.out_dim else None, *norm)
+                           p.relation_msg, *p.a_weight(), u.skip,
+                           u.norm_weight, u.norm_bias)
     return run_layer(x, weights, sizes, edges, p.n_heads, chunk,
-                     p.drop.p if p.training else 0.0, p.norm_eps, pool,
+                     u.dropout if p.training else 0.0, u.eps, pool,
                      (perm, rank))
