@@ -1,6 +1,7 @@
 """The hand-written dense backward (dense/function.py, steps.py, math.py)
 against autograd through the plain forward, what it keeps, and which path
 each call takes."""
+import functools
 import threading
 
 import pytest
@@ -31,7 +32,8 @@ def dense_layer(layer, x, P, adj, E, mask, size):
 def autograd_chunks(layer, size, mask):
     """The plain forward over chunks, differentiated by autograd."""
     return lambda *inputs: checkpointed_chunks(
-        layer.autograd_forward, (*inputs, mask), size, checkpoint=False)
+        functools.partial(layer.run_chunk, backend='autograd'),
+        (*inputs, mask), size, checkpoint=False)
 
 
 @pytest.mark.parametrize('kind', KINDS)

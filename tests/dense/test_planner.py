@@ -1,6 +1,7 @@
 """checkpointed_chunks(): checkpointed chunks give plain autograd's values
 and gradients, dropout included; run_workers(): chunks on worker
 threads."""
+import functools
 import threading
 
 import pytest
@@ -28,9 +29,8 @@ def test_checkpoint_matches_plain_autograd_with_dropout(size):
     results = []
     for checkpoint in (False, True):
         torch.manual_seed(0)  # same dropout masks; recompute must replay
-        out = checkpointed_chunks(layer.autograd_forward, (*inputs, mask),
-                                  size, layer.parameters(),
-                                  checkpoint=checkpoint)
+        out = checkpointed_chunks(autograd(layer), (*inputs, mask), size,
+                                  layer.parameters(), checkpoint=checkpoint)
         results.append((out, torch.autograd.grad((out * w).sum(), wrt)))
     (plain, plain_grads), (ckpt, ckpt_grads) = results
     assert (plain == 0).any()  # dropout is on
@@ -39,17 +39,22 @@ def test_checkpoint_matches_plain_autograd_with_dropout(size):
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def autograd(layer):
+    """The layer on one chunk by the autograd backend."""
+    return functools.partial(layer.run_chunk, backend='autograd')
+
+
 def test_checkpoint_keeps_the_caller_rng_stream():
     layer = DenseHGTConv(8, 8, T, R, 2, dropout=0.5).train()
     x, P, adj, E, mask = soft_graph('masked', B=4)
     x.requires_grad_()
     torch.manual_seed(1)
-    checkpointed_chunks(layer.autograd_forward, (x, P, adj, E, mask), 2,
-            layer.parameters()).sum().backward()
+    checkpointed_chunks(autograd(layer), (x, P, adj, E, mask), 2,
+                        layer.parameters()).sum().backward()
     after_backward = torch.rand(3)
     torch.manual_seed(1)
     with torch.no_grad():
-        checkpointed_chunks(layer.autograd_forward, (x, P, adj, E, mask), 2,
+        checkpointed_chunks(autograd(layer), (x, P, adj, E, mask), 2,
                             layer.parameters())
     assert torch.equal(after_backward, torch.rand(3))
 

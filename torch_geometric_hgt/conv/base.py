@@ -20,15 +20,13 @@ from torch_geometric_hgt.params import HGTParameters
 
 
 class SparseHGTConv(HGTParameters, MessagePassing):
-    r"""The shared parameters as a PyG ``MessagePassing`` module (sum
-    aggregation over targets, nodes along dimension 0) and the one forward
-    of the sparse layers: typed projections,
+    r"""The shared parameters as a PyG ``MessagePassing`` module and the
+    one forward of the sparse layers: typed projections,
     :func:`~torch_geometric_hgt.functional.hgt_attention` with the class's
     :attr:`backend`, the output map and
-    :func:`~torch_geometric_hgt.functional.hgt_update`, or the backend's
-    whole-layer Function where
-    :func:`~torch_geometric_hgt.functional.dispatch.layer_route` picks it.
-    Subclasses set the backend and their options.
+    :func:`~torch_geometric_hgt.functional.hgt_update`, or the whole-layer
+    Function :func:`~torch_geometric_hgt.functional.dispatch.layer_route`
+    picks. Subclasses set the backend and their options.
 
     Args: as :class:`~torch_geometric_hgt.params.HGTParameters`.
     """

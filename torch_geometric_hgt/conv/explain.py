@@ -1,8 +1,4 @@
-"""Where PyG's explainers meet :class:`~torch_geometric_hgt.HGTConv`:
-:func:`torch_geometric.explain.algorithm.utils.set_hetero_masks` sets one
-edge mask per edge type on the :class:`~torch_geometric.nn.MessagePassing`
-modules of a :class:`~torch.nn.ModuleDict` keyed by edge type, and
-``AttentionExplainer`` reads attention through message forward hooks."""
+"""Where PyG's explainers meet :class:`~torch_geometric_hgt.HGTConv`."""
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -16,12 +12,10 @@ Edges = Dict[EdgeType, Tuple[Tensor, Optional[Tensor]]]
 
 
 class EdgeMaskSlot(MessagePassing):
-    """Where PyG's explainers put the edge mask of one edge type:
+    """Where PyG's explainers put one edge type's mask:
     :func:`torch_geometric.explain.algorithm.utils.set_hetero_masks` sets
-    masks on the :class:`~torch_geometric.nn.MessagePassing` modules of a
-    :class:`~torch.nn.ModuleDict` keyed by edge type, and :class:`HGTConv`
-    keeps one such slot per edge type (no parameters, no state). The layer
-    reads the slots; nothing propagates through them."""
+    masks on the ``MessagePassing`` modules of a ``ModuleDict`` keyed by
+    edge type. The layer reads the slot; nothing propagates through it."""
 
     def mask(self, num_edges: int, name: str) -> Optional[Tensor]:
         """The mask as PyG's ``explain_message`` applies it (sigmoid when
@@ -66,11 +60,10 @@ class EdgeMasks(ModuleDict):
                           for m, (ei, _) in zip(masks, edges.values())])
 
     def report(self, edges: Edges, alpha: Tuple[Tensor, ...]) -> None:
-        """Hands each edge type's attention to the message forward hooks
-        registered on its slot (as ``msg_kwargs['alpha']``, what PyG's
-        ``AttentionExplainer`` reads): the layer never calls
-        ``propagate``, which would run them. PyG keeps the hooks in
-        ``_message_forward_hooks``; without it nothing is reported."""
+        """Hands each edge type's attention to its slot's message forward
+        hooks as ``msg_kwargs['alpha']`` (what ``AttentionExplainer``
+        reads), since no ``propagate`` runs them; without PyG's
+        ``_message_forward_hooks`` nothing is reported."""
         for (et, (ei, _)), a in zip(edges.items(), alpha):
             slot = self.slot(et)
             hooks = getattr(slot, '_message_forward_hooks', None)

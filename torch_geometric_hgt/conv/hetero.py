@@ -30,11 +30,10 @@ AttentionDict = Dict[EdgeType, Tuple[Tensor, Tensor]]
 
 class HGTConv(MessagePassing):
     r"""The Heterogeneous Graph Transformer operator of `"Heterogeneous Graph
-    Transformer" <https://arxiv.org/abs/2003.01332>`_ with the constructor,
-    ``forward``, state_dict, initialisation and results of PyG's
-    :class:`torch_geometric.nn.HGTConv`, computed by this package's fused
-    backends: swap the import and keep the model, the data pipeline and the
-    checkpoints.
+    Transformer" <https://arxiv.org/abs/2003.01332>`_: PyG's
+    :class:`torch_geometric.nn.HGTConv` (constructor, ``forward``,
+    state_dict, initialisation, results) on this package's backends; swap
+    the import and keep the model, data pipeline and checkpoints.
 
     For an edge :math:`s \to t` of edge type :math:`r = (\phi(s), \cdot,
     \phi(t))` and head :math:`h` (:math:`d = F / H`):
@@ -50,38 +49,26 @@ class HGTConv(MessagePassing):
         + (1 - \beta_{\phi(t)})\, \mathbf{x}_t
 
     with :math:`K, Q, V` per node type (``kqv_lin``), :math:`A, M` per edge
-    type and head (``k_rel``, ``v_rel``), :math:`\mu` (``p_rel``) and
-    :math:`\beta = \sigma(\mathrm{skip})`; the gate applies only to node
-    types whose input size is ``out_channels`` (else :math:`\beta = 1`).
-    All edge types run as one call of
-    :func:`~torch_geometric_hgt.functional.hgt_attention` (``backend``),
-    the relation transforms folded per (target, edge type) instead of
-    applied per source and edge type (``docs/semantics.md``). Node
-    types that are no edge type's destination, or missing from ``x_dict``,
-    get no output.
+    type and head (``k_rel``, ``v_rel``), :math:`\mu` (``p_rel``),
+    :math:`\beta = \sigma(\mathrm{skip})` where the input size is
+    ``out_channels`` (else 1). All edge types run as one
+    :func:`~torch_geometric_hgt.functional.hgt_attention` call. Node types
+    that are no edge type's destination, or missing from ``x_dict``, get
+    no output.
 
-    With ``'ultrafast'`` (the CPU default) on CPU in float32/float64,
-    eager, without autocast, ``use_RTE``, masks or ``memory_budget``, and
-    where every node type of the call has one input size and is some edge
-    type's destination, the layer runs as :class:`UltraFastHGTConv` does:
-    one Function with a hand-written backward
-    (:mod:`~torch_geometric_hgt.functional.backends.pooled_layer`) whose
-    large intermediates live in :attr:`pool`, a
-    :class:`~torch_geometric_hgt.buffers.BufferPool` kept between calls
-    (faster; about the working set of the largest recent call stays
-    allocated until ``layer.pool.clear()`` or ``.to()``;
-    ``layer.pool = None`` turns the route off). The results, gradients and
-    dropout masks are those of the other route.
+    With ``'ultrafast'`` on CPU (float32/64, eager, no autocast, RTE, masks
+    or budget, every node type of the call one input size and a
+    destination) the layer runs :class:`UltraFastHGTConv`'s whole-layer
+    Function, large intermediates kept between calls in :attr:`pool`
+    (``pool.clear()`` or ``.to()`` frees them, ``pool = None`` turns the
+    route off); results and dropout masks are the other route's.
 
     PyG's explainers reach the layer: masks set per edge type by
-    :func:`~torch_geometric.explain.algorithm.utils.set_hetero_masks` (as
-    :class:`~torch_geometric.explain.Explainer` does for heterogeneous
-    models) multiply each message after attention, :math:`\alpha_h(s, t)
-    \, m_{st} V_h(s) M_{r,h}` (:math:`m = \sigma(\text{mask})` when the
-    explainer asks), as PyG's ``MessagePassing.explain_message`` does;
-    masked calls run the ``'vectorized'`` edge phase, which differentiates
-    with respect to the masks. PyG's ``AttentionExplainer`` reads the
-    attention weights through the slots' message forward hooks.
+    :func:`~torch_geometric.explain.algorithm.utils.set_hetero_masks`
+    multiply each message after attention, as
+    ``MessagePassing.explain_message`` does (sigmoid when asked; masked
+    calls run ``'vectorized'``), and ``AttentionExplainer`` reads the
+    attention through the slots' message forward hooks.
 
     Args:
         in_channels (int or Dict[str, int]): Input size of every node type,
@@ -103,11 +90,9 @@ class HGTConv(MessagePassing):
             (default: :obj:`240`)
         backend (str, optional): ``'ultrafast'``, ``'memory_efficient'``
             (bounded edge memory), ``'vectorized'`` (plain torch ops) or
-            ``'auto'`` (picked by
-            :func:`~torch_geometric_hgt.functional.select_backend`); a name
-            runs the same algorithm as in every other layer, and all give
-            the same result.
-            (default: :obj:`'auto'`)
+            ``'auto'`` (:func:`~torch_geometric_hgt.functional.
+            select_backend`); all give the same result. (default:
+            :obj:`'auto'`)
         chunk_size (int, str or None, optional): Edges per chunk of the
             edge operator (speed only); :obj:`"auto"` takes the backend's
             default for the input's device, :obj:`None` one chunk.
@@ -211,22 +196,11 @@ class HGTConv(MessagePassing):
         return_attention_weights: bool = False,
     ) -> Union[Dict[NodeType, Tensor],
                Tuple[Dict[NodeType, Tensor], AttentionDict]]:
-        r"""Runs the layer.
-
-        Args:
-            x_dict (Dict[str, torch.Tensor]): Node features per node type.
-            edge_index_dict (Dict[Tuple[str, str, str], torch.Tensor]):
-                Per edge type a ``[2, E]`` (source, destination) index, a
-                torch sparse adjacency ``[num_dst, num_src]`` or a
-                ``torch_sparse.SparseTensor``; edge types of the metadata
-                may be missing.
-            edge_time_dict (Dict[Tuple[str, str, str], torch.Tensor],
-                optional): Relative time ``[E]`` in ``[0, max_len)`` of
-                every edge, for ``use_RTE=True``. (default: :obj:`None`)
-            return_attention_weights (bool, optional): Also return
-                ``(edge_index, alpha)`` per edge type, ``alpha [E, H]``.
-                (default: :obj:`False`)
-        """
+        r"""Runs the layer (see ``Shapes``); edge types of the metadata
+        may be missing, an edge set may be a ``[2, E]`` index, a torch
+        sparse adjacency or a ``torch_sparse.SparseTensor``, and
+        ``edge_time_dict`` (``use_RTE=True`` only) holds times in ``[0,
+        max_len)``."""
         xs = node_features(self, x_dict)
         edges = edge_inputs(self, xs, edge_index_dict, edge_time_dict)
         if not xs:

@@ -1,8 +1,6 @@
-"""The two routes of :class:`~torch_geometric_hgt.HGTConv` from the call's
-node rows (node types as consecutive blocks) and its one edge set: the
-edge phase by :func:`~torch_geometric_hgt.functional.hgt_attention`
-between PyG's modules, or the ``'ultrafast'`` whole-layer Function with
-the weights of those modules stacked per node type."""
+"""The two routes of :class:`~torch_geometric_hgt.HGTConv` (node types as
+consecutive row blocks, one edge set): the edge phase between PyG's
+modules, or the ``'ultrafast'`` whole-layer Function."""
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -29,11 +27,9 @@ Route = Tuple[Dict[NodeType, Tensor], Tensor]
 
 def relation_weights(conv, edge_types: List[EdgeType]
                      ) -> Tuple[Tensor, Tensor, Tensor]:
-    """``k_rel``, ``p_rel`` and ``v_rel`` of ``edge_types`` in the
-    backends' layout, relation ``r`` = ``edge_types[r]``: ``A [R, H, d,
-    d]``, ``mu [R, H]``, ``M [R, H, d, d]``. Gradients reach PyG's
-    parameters, and only the ``p_rel`` of ``edge_types``, as in PyG's
-    layer."""
+    """``A [R, H, d, d]``, ``mu [R, H]``, ``M [R, H, d, d]`` from
+    ``k_rel``, ``p_rel``, ``v_rel``, relation ``r`` = ``edge_types[r]``
+    (only those ``p_rel`` get gradients, as in PyG)."""
     H, d = conv.heads, conv.out_channels // conv.heads
     ids = torch.tensor([conv.edge_types_map[et] for et in edge_types],
                        dtype=torch.long, device=conv.k_rel.weight.device)
@@ -46,12 +42,10 @@ def relation_weights(conv, edge_types: List[EdgeType]
 
 def pooled_applies(conv, xs: Dict[NodeType, Tensor], num_edges: int,
                    mask: Optional[Tensor]) -> bool:
-    """Whether the call runs the whole-layer Function
-    (:func:`~torch_geometric_hgt.functional.dispatch.layer_route`'s
-    ``'pooled'``), which also needs one input size and dtype for all node
-    types, every node type a destination (each then gets its output and
-    its ``out_lin`` gradient, as in PyG), no masks, no budget and a
-    ``conv.pool``."""
+    """Whether the call runs the whole-layer Function: ``layer_route``'s
+    ``'pooled'`` plus one input size and dtype, every node type a
+    destination (so each gets its output and ``out_lin`` gradient, as in
+    PyG), no masks, no budget."""
     x = next(iter(xs.values()))
     if mask is not None or conv.memory_budget is not None or \
             dispatch.select_backend(conv.backend, x.device,
@@ -69,8 +63,7 @@ def pooled_applies(conv, xs: Dict[NodeType, Tensor], num_edges: int,
 def pooled_route(conv, xs: Dict[NodeType, Tensor], edges: Edges,
                  edge_index: Tensor, edge_type: Tensor,
                  blocks: Blocks) -> Route:
-    """Projections, edge phase and update as one Function whose large
-    tensors come from ``conv.pool``: ``(out_dict, alpha [E, H])``."""
+    """``(out_dict, alpha [E, H])`` by the whole-layer Function."""
     x = torch.cat(list(xs.values()))
     att, pri, msg = relation_weights(conv, list(edges))
     kqv = [conv.kqv_lin.lins[nt] for nt in xs]
@@ -100,10 +93,9 @@ def edge_route(conv, xs: Dict[NodeType, Tensor], edges: Edges,
                edge_index: Tensor, edge_type: Tensor,
                rows: Optional[Tensor], mask: Optional[Tensor],
                blocks: Blocks) -> Route:
-    """``kqv_lin``, :func:`~torch_geometric_hgt.functional.hgt_attention`
-    (``rows``: each edge's temporal-table row), ``out_lin`` and
-    :func:`~torch_geometric_hgt.functional.hgt_update`: ``(out_dict,
-    alpha [E, H])``."""
+    """``(out_dict, alpha [E, H])`` by ``kqv_lin``, ``hgt_attention``
+    (``rows``: each edge's temporal-table row), ``out_lin``,
+    ``hgt_update``."""
     F_, H, sizes = conv.out_channels, conv.heads, blocks[0]
     N = sum(sizes)
     k, q, v = kqv(conv, xs).view(N, 3, H, F_ // H).unbind(1)

@@ -7,44 +7,31 @@ from torch_geometric_hgt.validation import renamed_arguments
 class MemoryEfficientHGTConv(SparseHGTConv):
     r"""Exact HGT (the semantics of :class:`LoopHGTConv`) whose memory
     above the inputs is node-level plus one chunk, never edge-level
-    features.
-
-    Nodes are sorted by type and edges by (target, relation), and the layer
-    runs over chunks of whole targets holding about ``chunk_size`` edges:
-    per chunk, the targets' queries folded with the relation key
-    transforms, :math:`\tilde q = \frac{\mu}{\sqrt d} Q A^\top`, the
-    scores against K, the float32 softmax (complete inside the chunk),
-    :math:`\sum_e \alpha_e V_e` per (target, relation) pair, the message
-    transform :math:`M_r`, and the update. Autograd keeps only the inputs
-    and the ``[E, H]`` attention weights. Backward replays one chunk at a
-    time (same RNG and autocast state) in two passes, the updates and the
-    value side with V, then the queries and the key side with K (each
-    recomputed by one GEMM per type), so peak memory is one of K, V, its
-    gradient, the input gradient, ``[E, H]`` score gradients and one
-    chunk's temporaries. ``checkpoint=True`` keeps only the inputs: the
-    attention weights are recomputed too (one more pass over the chunks),
-    which helps deep stacks, not the single-layer peak.
-
-    This is the ``'memory_efficient'`` backend of
+    features: the ``'memory_efficient'`` backend of
     :func:`~torch_geometric_hgt.functional.hgt_attention` with the
-    projections and the update inside the chunks. Under ``torch.compile``
-    (which cannot trace the host-side chunk plan) the layer runs that
-    backend's edge phase, one custom op over the same chunks, between
-    ordinary projections and update: edge memory stays bounded,
-    node-level tensors are kept by autograd.
+    projections and the update inside the chunks.
+
+    Over chunks of whole targets holding about ``chunk_size`` edges (nodes
+    sorted by type, edges by (target, relation)): the folded queries
+    :math:`\tilde q = \frac{\mu}{\sqrt d} Q A^\top`, scores against K,
+    the float32 softmax (complete inside the chunk), per-pair sums
+    :math:`\sum_e \alpha_e V_e`, :math:`M_r`, the update. Autograd keeps
+    the inputs and the ``[E, H]`` attention weights; backward replays the
+    chunks (same RNG and autocast state) in two passes, V side then K side,
+    so only one of K, V and their gradients exists at a time. Under
+    ``torch.compile`` the edge phase alone runs chunked, between ordinary
+    projections and update.
 
     Args:
         as :class:`~torch_geometric_hgt.params.HGTParameters`, and
-        chunk_size (int, str or None, optional): Edges per chunk (and at
-            most this many targets); any value gives the same result.
-            Smaller saves memory, larger saves time. :obj:`None` runs one
-            chunk; :obj:`"auto"` picks it by the input's device:
-            :obj:`16384` on CPU, :obj:`262144` on CUDA (where the launches
-            per chunk, not its arithmetic, set the time: ~8x faster at 100k
-            nodes / 1M edges on an H200, about twice the peak memory
-            there). (default: :obj:`"auto"`)
-        checkpoint (bool, optional): Keep only the inputs for backward
-            (recompute the attention weights). (default: :obj:`False`)
+        chunk_size (int, str or None, optional): Edges (and at most
+            targets) per chunk: smaller saves memory, larger time.
+            :obj:`"auto"`: :obj:`16384` on CPU, :obj:`262144` on CUDA
+            (launches set the time there); :obj:`None`: one chunk.
+            (default: :obj:`"auto"`)
+        checkpoint (bool, optional): Keep only the inputs for backward and
+            recompute the attention weights (helps deep stacks).
+            (default: :obj:`False`)
 
     Shapes: as :class:`LoopHGTConv`.
     """

@@ -33,46 +33,38 @@ class DenseHGTConv(HGTParameters):
         \mathrm{out}_i = \sum_t P_i(t)\, \mathrm{update}_t(\mathrm{agg}_i,
         x_i)
 
-    with the update of the sparse layers (in training, its dropout draws
-    one mask per node shared by all types), :math:`\alpha = 0` for targets
-    without any positive ``adj`` and padded nodes (``node_mask`` False)
-    neither sending nor receiving, with output 0 (and gradient exactly 0 at
-    their pairs). The gradient with respect to an ``adj`` of exactly 0
-    between real nodes (a straight-through hard edge, say) is
-    :math:`e^{s_h(j \to i)}` over the target's denominator: its exponent is
-    capped at 80 above the target's best edge, where float32 would
-    overflow, and can still overflow (inf or NaN) when scores differ by
-    that much. With one-hot types and relations and 0/1 ``adj`` it equals
-    the sparse layers on
-    :func:`~torch_geometric_hgt.convert.dense_to_batch` of the same graph.
-    Same parameters and state_dict as the sparse layers.
+    with the sparse layers' update (in training one dropout mask per node,
+    shared by all types). Targets without a positive ``adj`` get
+    :math:`\alpha = 0`; padded nodes (``node_mask`` False) neither send nor
+    receive and output 0 (gradient exactly 0 at their pairs). The gradient
+    with respect to an ``adj`` of exactly 0 between real nodes (e.g. a
+    straight-through hard edge) is :math:`e^{s_h(j \to i)}` over the
+    target's denominator, its exponent capped at 80 above the target's
+    best edge (larger score gaps can still overflow). With one-hot types
+    and relations and 0/1 ``adj`` it equals the sparse layers on
+    :func:`~torch_geometric_hgt.convert.dense_to_batch` of the same graph;
+    same parameters and state_dict.
 
     Args:
         in_dim, out_dim, num_node_types, num_relations, n_heads, dropout,
         use_norm: as :class:`~torch_geometric_hgt.params.HGTParameters`.
-        chunk_size (int, str or None, optional): Graphs per chunk.
-            ``'auto'`` = 256 on CPU, 4096 on CUDA (fewer launches),
-            ``None`` = one chunk. On CPU, without ``checkpoint``, the
-            chunks of float32/float64 inputs run on
-            ``torch.get_num_threads()`` worker threads of one intra-op
-            thread each, so that many chunks' temporaries are alive at
-            once. (default: :obj:`'auto'`)
-        checkpoint (bool, optional): Recompute each chunk in backward
-            (gradient checkpointing), so that memory is bounded by one
-            chunk. Otherwise float32/float64 runs keep, per node,
-            :math:`4 (3 \cdot \mathrm{out} + H N + 2 T)` bytes (and
-            ``out`` bytes of dropout mask in training) for a hand-written
-            backward that recomputes none of the large products but the
-            output map: 1.8 KB at 128-d, 4 heads, 8 nodes, 6 types; that
-            graph can be differentiated once (no ``retain_graph``).
-            On CPU its per-type soft update, and for 8-node graphs with
-            a head size that is a multiple of 8 its per-graph attention,
-            run in C kernels compiled on first use
-            (:mod:`~torch_geometric_hgt.native`; torch code where
-            no C compiler is found, or with
+        chunk_size (int, str or None, optional): Graphs per chunk:
+            ``'auto'`` = 256 on CPU, 4096 on CUDA, ``None`` = one chunk. On
+            CPU without ``checkpoint``, float32/float64 chunks run on
+            ``torch.get_num_threads()`` single-threaded workers.
+            (default: :obj:`'auto'`)
+        checkpoint (bool, optional): Recompute each chunk in backward, so
+            memory is bounded by one chunk. Otherwise float32/float64 keep
+            :math:`4 (3 \cdot \mathrm{out} + H N + 2 T)` bytes per node
+            (plus ``out`` bytes of dropout mask in training) for a
+            hand-written backward, 1.8 KB at 128-d, 4 heads, 8 nodes, 6
+            types (differentiable once); on CPU its soft update and, for
+            8-node graphs with head size a multiple of 8, its attention run
+            in C kernels compiled on first use (:mod:`~torch_geometric_hgt.
+            native`; torch code without a compiler or with
             ``TORCH_GEOMETRIC_HGT_NATIVE=0``). bfloat16/float16, autocast
-            and ``torch.compile`` always checkpoint, differentiating the
-            plain forward with autograd. (default: :obj:`False`)
+            and ``torch.compile`` always checkpoint. (default:
+            :obj:`False`)
         validate (bool, optional): Check inputs. (default: :obj:`True`)
 
     Shapes:
@@ -130,14 +122,9 @@ class DenseHGTConv(HGTParameters):
                          chunk_size=chunk_size)
 
     def run_chunk(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
-                  node_mask: Optional[Tensor]) -> Tensor:
-        """The layer on one chunk of graphs, unvalidated."""
+                  node_mask: Optional[Tensor], backend: str = 'auto'
+                  ) -> Tensor:
+        """The layer on one chunk of graphs by ``backend``, unvalidated."""
         return dense_hgt(x, P, adj, E, M.layer_weights(self),
-                         M.layer_sizes(self), node_mask, chunk_size=None)
-
-    def autograd_forward(self, x: Tensor, P: Tensor, adj: Tensor,
-                         E: Tensor, node_mask: Optional[Tensor]) -> Tensor:
-        """The layer on one chunk by the ``'autograd'`` backend."""
-        return dense_hgt(x, P, adj, E, M.layer_weights(self),
-                         M.layer_sizes(self), node_mask, backend='autograd',
+                         M.layer_sizes(self), node_mask, backend=backend,
                          chunk_size=None)

@@ -1,20 +1,9 @@
-r"""The dense soft-graph HGT as one function over two backends, picked by
-:func:`~torch_geometric_hgt.functional.dispatch.dense_backend`: for graphs
-``b`` with soft node types :math:`P`, soft adjacency :math:`a` and soft
-relations :math:`E`,
-
-.. math::
-    \alpha_{ji} = \frac{a_{ji} \exp(s_{ji})}{\sum_{j'} a_{j'i}
-    \exp(s_{j'i})}, \quad
-    s_{ji} = \sum_r E_{jir} \frac{\mu_r}{\sqrt d} Q(i) \cdot K(j) A_r,
-    \quad \mathrm{agg}(i) = \sum_j \alpha_{ji} \sum_r E_{jir} V(j) M_r
-
-per head, with :math:`Q, K, V` mixed over types by :math:`P`, then the
-soft update (``docs/semantics.md``). Backends: ``'function'`` (the
-hand-written Function with the optional C kernels,
+"""The dense soft-graph HGT (``docs/semantics.md``) as one function over two
+backends picked by :func:`~torch_geometric_hgt.functional.dispatch.
+dense_backend`: ``'function'`` (hand-written, optional C kernels,
 :mod:`~torch_geometric_hgt.dense.function`) and ``'autograd'``
-(:mod:`~torch_geometric_hgt.dense.autograd`); chunks of graphs come from
-the one planner (:mod:`~torch_geometric_hgt.dense.planner`)."""
+(:mod:`~torch_geometric_hgt.dense.autograd`), over chunks of graphs from
+:mod:`~torch_geometric_hgt.dense.planner`."""
 from typing import Optional
 
 from torch import Tensor

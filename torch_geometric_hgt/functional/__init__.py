@@ -1,8 +1,5 @@
 """HGT as functions on tensors: :func:`hgt_attention` (the edge phase, one
-dispatcher over the backends) and :func:`hgt_update` (the typed update).
-Every sparse layer of the package is projections and these two; the
-soft-graph layers have their own core
-(:func:`torch_geometric_hgt.dense.core.dense_hgt`)."""
+dispatcher over the backends) and :func:`hgt_update` (the typed update)."""
 from torch_geometric_hgt.functional.attention import hgt_attention
 from torch_geometric_hgt.functional.dispatch import BACKENDS, select_backend
 from torch_geometric_hgt.functional.softmax import segment_softmax

@@ -1,28 +1,15 @@
-"""The one place that picks what runs: the backend of the edge phase, the
-layout of its pair rows, chunk sizes, whether a layer runs its backend's
-whole-layer Function (the same algorithm fused with the projections and
-the update, with a hand-written backward), and the dense layers' backend
-(:func:`dense_backend`).
+"""The one place that picks what runs: the edge phase's backend, pair
+layout and chunk size (:func:`choose`), a sparse layer's route
+(:func:`layer_route`) and the dense layers' backend (:func:`dense_backend`).
 
-Backends (each a module of :mod:`~torch_geometric_hgt.functional.backends`,
-the same algorithm from every caller):
-
-- ``'vectorized'``: per-edge gathers and plain torch ops, differentiated by
-  autograd; no host sync (traces under ``torch.compile``); the one backend
-  that takes explanation masks.
-- ``'ultrafast'``: relation transforms folded onto (target, relation) pair
-  rows and one edge operator with a hand-written backward over chunks of
-  edges (:mod:`~torch_geometric_hgt.functional.plan`); on CPU in float32 /
-  float64, eager, for a layer with a buffer pool, the whole layer as one
-  Function whose large tensors come from the pool.
-- ``'memory_efficient'``: the same folds over chunks of whole targets,
-  recomputed in backward, so only node-level and ``[E, H]`` tensors are
-  kept; a layer on eager puts the projections and the update inside the
-  same chunks too (only the input and the attention are kept).
-
-With a memory budget (:func:`choose`), ``'auto'`` takes the fastest
-backend whose working memory (:func:`working_memory`) fits, shrinking
-automatic chunk sizes where that is enough.
+Backends (modules of :mod:`~torch_geometric_hgt.functional.backends`, the
+same algorithm from every caller): ``'vectorized'`` (per-edge gathers,
+autograd, no host sync; the one that takes explanation masks),
+``'ultrafast'`` (relation transforms folded onto (target, relation) pair
+rows, one edge operator with a hand-written backward over chunks of
+edges; on CPU a layer may run it as one pooled Function),
+``'memory_efficient'`` (the same over chunks of whole targets, recomputed
+in backward; a layer puts its projections and update in the chunks too).
 """
 import math
 from typing import NamedTuple, Optional, Sequence, Tuple, Union

@@ -1,20 +1,11 @@
 r"""The one plan of the pair-folded backends: each edge's (target,
-relation) pair row, the edges sorted by it, and the two relation-wise maps
-that act on pair rows,
-
-.. math::
-    \tilde q_{(t, r)} = Q_t \tilde A_r \qquad\text{and}\qquad
-    \mathrm{agg}_t = \sum_r u_{(t, r)} M_r,
-
-on head-major tensors (``[H, rows, d]``). Three layouts of the rows:
-
-- ``'dense'``: row ``t R + r`` for every target and relation; each map is
-  one batched GEMM per head.
-- ``'compact'``: only the pairs that occur, relation by relation (when
-  ``N R`` exceeds the edges, e.g. with tens of relations).
-- ``'blocks'``: PyG's layout, nodes as consecutive blocks (one per node
-  type) and relation ``r`` pointing into one block: its rows are that
-  block's, so its maps are one GEMM on a slice.
+relation) pair row, the edges sorted by it, and the two maps on pair rows,
+:math:`\tilde q_{(t, r)} = Q_t \tilde A_r` and :math:`\mathrm{agg}_t =
+\sum_r u_{(t, r)} M_r`, on head-major ``[H, rows, d]`` tensors. Layouts:
+``'dense'`` (row ``t R + r`` for all pairs; one batched GEMM per head),
+``'compact'`` (only the pairs that occur, relation by relation, when ``N
+R`` exceeds the edges) and ``'blocks'`` (PyG's consecutive node blocks:
+relation ``r``'s rows are its target block's, one GEMM on a slice).
 """
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 

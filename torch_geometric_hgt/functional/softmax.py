@@ -1,10 +1,6 @@
-"""The softmax of every backend and its one hand-written backward.
-
-Sparse backends normalise scores over each target's in-edges
-(:func:`segment_softmax`); dense backends over a soft adjacency's sources
-(:func:`adjacency_softmax`, mirrored by the C kernel). Both run in float32
-or wider (:func:`accumulation_dtype`) and subtract the group's maximum,
-a constant for the gradient.
+"""The softmax of every backend, in float32 or wider, and its one
+hand-written backward: over each target's in-edges (:func:`segment_softmax`)
+or a soft adjacency's sources (:func:`adjacency_softmax`, as the C kernel).
 """
 from typing import Optional
 

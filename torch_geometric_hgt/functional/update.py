@@ -4,14 +4,10 @@ r"""The typed update of every layer, on tensors:
     y_t = \mathrm{Norm}_{\tau(t)}\big(g\, \mathrm{drop}(a_t) + (1 - g)
     x_t\big), \qquad g = \sigma(\mathrm{skip}_{\tau(t)})
 
-for hard node types (:func:`hgt_update`, given the output map's result
-:math:`a_t = W^a_{\tau(t)} \mathrm{gelu}(\mathrm{agg}_t) + b^a_{\tau(t)}`,
-whose layout, gathered, type-sorted or per type, the caller knows), and
-:math:`\sum_\tau P_{t\tau}\, y_t(\tau)` for soft ones
-(:func:`hgt_update_soft`). The gate exists only when ``in_dim ==
-out_dim``, the norm only with ``use_norm``. The hand-written backwards
-(:mod:`~torch_geometric_hgt.functional.backends.pooled_layer`, the dense
-Function and C kernels) are tested against these.
+for hard node types (:func:`hgt_update`, :math:`a_t = W^a_{\tau(t)}
+\mathrm{gelu}(\mathrm{agg}_t) + b^a_{\tau(t)}`) and :math:`\sum_\tau
+P_{t\tau}\, y_t(\tau)` for soft ones (:func:`hgt_update_soft`); the gate
+only when ``in_dim == out_dim``, the norm only with ``use_norm``.
 """
 import math
 from typing import NamedTuple, Optional

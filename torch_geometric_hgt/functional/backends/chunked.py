@@ -1,25 +1,9 @@
 r"""The ``'memory_efficient'`` backend: the pair-folded edge phase over
 chunks of whole targets (:class:`~torch_geometric_hgt.functional.plan.
-TargetChunks`), recomputed in backward, so that only the node-level
-inputs and the ``[H, E]`` attention weights are kept. Per chunk of targets
-:math:`[n_0, n_1)`:
-
-.. math::
-    \tilde q_{(t, r)} = Q_t \tilde A_r, \quad
-    \alpha = \mathrm{softmax}_{e \to t}(\tilde q_{(t, r_e)} \cdot
-    K_{s_e}), \quad
-    \mathrm{agg}_t = \sum_r \Big(\sum_{e \in (t, r)} \alpha_e V_{s_e}\Big)
-    M_r
-
-by the edge operator's functions
-(:mod:`~torch_geometric_hgt.functional.backends.edge_op`); every softmax
-lies inside its chunk. Backward recomputes each chunk's folded queries and
-per-pair sums. :class:`~torch_geometric_hgt.MemoryEfficientHGTConv` runs
-the same algorithm with the projections and the update inside the chunk
-(:mod:`~torch_geometric_hgt.functional.backends.target_chunked`).
-Registered as a ``torch.library`` custom op, so ``torch.compile
-(fullgraph=True)`` treats it as one opaque node (the chunk plan needs the
-host).
+TargetChunks`), every softmax inside its chunk, recomputed chunk by chunk
+in backward, so only the node-level inputs and the ``[H, E]`` attention
+weights are kept. A ``torch.library`` custom op: ``torch.compile
+(fullgraph=True)`` treats it as one opaque node (the plan needs the host).
 """
 import functools
 from typing import List, Optional, Tuple

@@ -1,18 +1,15 @@
-"""The edge operator of the pair-folded backends, with a hand-written
-backward, on head-major tensors (``[H, rows, d]``):
+"""The edge operator of the pair-folded backends on head-major ``[H, rows,
+d]`` tensors, per head:
 
     score_e = qr[pair_e] . k_e,   k_e = k[src_e] (+ kt[trow_e])
     alpha   = softmax of score over edges with the same dst (float32)
     u[p]    = sum_{e: pair_e = p} alpha_e v_e,   v_e = v[src_e] (+ vt[trow_e])
 
-per head. Edges come sorted by ``pair``, so each pair's edges are one CSR
-row and every sum over edges is an ``embedding_bag`` per head (gather, scale
-and sum in one pass; no edge-level row is ever written): ``u`` by pair in
-forward, and in backward the query gradient by pair and the key, value and
-temporal-table gradients by source (or time row) after one stable sort.
-Only the dot products (scores; ``d alpha`` in backward) gather rows, over
-chunks of edges. Registered as a ``torch.library`` custom op, so
-``torch.compile(fullgraph=True)`` treats it as one opaque node.
+with a hand-written backward. Edges come sorted by ``pair``, so every sum
+over edges is an ``embedding_bag`` (gather, scale, sum in one pass; no
+edge-level row is written); only the dot products gather rows, over chunks
+of edges. A ``torch.library`` custom op (one opaque node under
+``torch.compile(fullgraph=True)``).
 """
 from typing import List, Optional, Tuple
 

@@ -1,15 +1,9 @@
-r"""The ``'ultrafast'`` backend: the relation transforms folded onto
-(target, relation) pair rows (:mod:`~torch_geometric_hgt.functional.plan`),
-
-.. math::
-    \tilde q_{(t, r)} = \tfrac{\mu_r}{\sqrt d} Q_t A_r^\top, \qquad
-    \mathrm{agg}_t = \sum_r \Big(\sum_{e \in (t, r)} \alpha_e V_{s_e}\Big)
-    M_r,
-
-and per edge only gathers, dot products and sums, in the edge operator
-(:mod:`~torch_geometric_hgt.functional.backends.edge_op`) with its
-hand-written backward, over cache-sized chunks of edges: no ``[E, F]``
-tensor is ever materialised. Autograd keeps pair-level tensors.
+r"""The ``'ultrafast'`` backend: relation transforms folded onto (target,
+relation) pair rows (:mod:`~torch_geometric_hgt.functional.plan`),
+:math:`\tilde q_{(t, r)} = \tfrac{\mu_r}{\sqrt d} Q_t A_r^\top`,
+:math:`\mathrm{agg}_t = \sum_r (\sum_{e \in (t, r)} \alpha_e V_{s_e})
+M_r`, per edge only the edge operator's gathers and sums over
+cache-sized chunks: no ``[E, F]`` tensor exists.
 """
 from typing import Optional, Tuple
 

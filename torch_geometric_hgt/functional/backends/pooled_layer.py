@@ -1,19 +1,11 @@
-r"""The ``'ultrafast'`` backend's whole-layer form: the sparse HGT layer as
-one autograd Function with a hand-written backward, whose large tensors
-come from the layer's
-:class:`~torch_geometric_hgt.buffers.BufferPool`: at its second and later
-calls a layer touches no fresh memory except its output (and ``dx``).
-
-The math is :mod:`~torch_geometric_hgt.functional.backends.pair_fold`'s
-edge phase between the typed projections and
-:func:`~torch_geometric_hgt.functional.hgt_update`, on nodes sorted by type
-and pair rows as :class:`~torch_geometric_hgt.functional.plan.PairPlan`
-lays them out. Dropout draws its mask as
+r"""The ``'ultrafast'`` backend's whole-layer form: projections,
+:mod:`~torch_geometric_hgt.functional.backends.pair_fold`'s edge phase and
+:func:`~torch_geometric_hgt.functional.hgt_update` as one Function with a
+hand-written backward, its large tensors from the layer's
+:class:`~torch_geometric_hgt.buffers.BufferPool` (from the second call on,
+only the output and ``dx`` are fresh memory). Dropout draws its mask as
 :func:`torch.nn.functional.dropout` does on CPU (one ``bernoulli_`` over
-the ``[N, out]`` update in sorted order), so a seed gives the same result
-as the autograd path. The LayerNorm's backward is written out; the rest
-reuses the edge operator's functions
-(:mod:`~torch_geometric_hgt.functional.backends.edge_op`).
+``[N, out]`` in sorted order), so a seed gives the autograd path's result.
 """
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Tuple
@@ -62,26 +54,10 @@ def blocks(sizes: List[int]) -> List[Tuple[int, int, int]]:
 
 
 class LayerFunction(torch.autograd.Function):
-    r"""The layer (module docstring) with a hand-written backward.
-
-    Args:
-        x (Tensor): Node features :math:`(N, F_{in})`, float32 or float64.
-        w_kqv, b_kqv (Tensor): K, Q, V weights :math:`(T, 3 F, F_{in})` and
-            biases :math:`(T, 3 F)` (``HGTParameters.kqv_weight()``).
-        w_q (Tensor): Folded query weights :math:`(R, H, d, d)`
-            (``HGTParameters.query_fold_weight()``).
-        w_msg (Tensor): ``relation_msg`` :math:`(R, H, d, d)`.
-        w_a, b_a (Tensor): Output maps :math:`(T, F, F)`, :math:`(T, F)`.
-        skip (Tensor, optional): Skip logits :math:`(T)`; None when
-            ``in_dim != out_dim``.
-        gamma, beta (Tensor, optional): LayerNorm affine :math:`(T, F)`;
-            None without norm.
-        plan (Plan): Node order, sorted edges and options.
-
-    Returns:
-        ``(out, alpha)``: :math:`(N, F)` in input node order and the
-        attention :math:`(H, E)` in ``plan``'s edge order (no gradient).
-    """
+    """The layer (module docstring) on ``x [N, F_in]`` (float32 or
+    float64), the fields of :class:`LayerWeights` and a :class:`Plan`:
+    ``(out [N, F]`` in input node order, ``alpha [H, E]`` in the plan's
+    edge order, no gradient)."""
     @staticmethod
     def forward(ctx, x: Tensor, w_kqv: Tensor, b_kqv: Tensor, w_q: Tensor,
                 w_msg: Tensor, w_a: Tensor, b_a: Tensor,
@@ -247,7 +223,10 @@ class LayerFunction(torch.autograd.Function):
 
 
 class LayerWeights(NamedTuple):
-    """:class:`LayerFunction`'s weights (its ``Args``)."""
+    """:class:`LayerFunction`'s weights: K, Q, V ``[T, 3 F, F_in]``, ``[T,
+    3 F]``; folded queries and ``relation_msg`` ``[R, H, d, d]``; output
+    maps ``[T, F, F]``, ``[T, F]``; skip logits ``[T]`` (None without
+    gate); LayerNorm affine ``[T, F]`` (None without norm)."""
     w_kqv: Tensor
     b_kqv: Tensor
     w_q: Tensor

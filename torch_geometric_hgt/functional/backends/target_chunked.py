@@ -1,10 +1,7 @@
-"""The ``'memory_efficient'`` backend's whole-layer form: the sparse HGT
-layer over chunks of target nodes with a hand-written outer backward that
-replays the chunks in two passes (V side, then K side), so that only one
-of K and V and of their gradients exists at a time. The algorithm and its
-memory are :class:`~torch_geometric_hgt.MemoryEfficientHGTConv`'s
-docstring; the edge phase is
-:mod:`~torch_geometric_hgt.functional.backends.edge_op`'s functions.
+"""The ``'memory_efficient'`` backend's whole-layer form (see
+:class:`~torch_geometric_hgt.MemoryEfficientHGTConv`): the layer over
+chunks of targets, a hand-written backward replaying them in two passes (V
+side, then K side) so only one of K and V and their gradients exists.
 """
 from typing import List, Optional, Sequence, Tuple
 
