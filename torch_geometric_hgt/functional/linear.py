@@ -2,7 +2,7 @@
 rows gathered or sorted by type) and per relation (the folds that move the
 relation transforms onto per-(target, relation) rows)."""
 import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -144,21 +144,46 @@ def relations_by_row(w: Tensor) -> Tensor:
     return w.transpose(0, 1).reshape(H, R * d, e)
 
 
-def fold_relations_by_head(x: Tensor, w: Tensor) -> Tensor:
-    """``x[n, h] @ w[r, h]`` for every relation, in head-major rows: ``x
-    [N, H, d]``, ``w [R, H, d, e]`` -> ``[H, N R, e]`` (row ``n R + r``),
-    one batched GEMM with no output permutation."""
-    H, e = x.size(1), w.size(3)
-    w = relations_by_column(w.to(x.dtype))
-    return torch.bmm(x.transpose(0, 1), w).view(H, -1, e)
+def fold_pairs(q: Tensor, w: Tensor, out: Optional[Tensor] = None
+               ) -> Tensor:
+    """``q[h, n] @ w[r, h]`` for every relation: ``q [H, N, d]``, ``w [R,
+    H, d, e]`` -> ``[H, N R, e]`` (row ``n R + r``, the pair rows'
+    ``'dense'`` layout), one batched GEMM (into ``out`` if given)."""
+    H, N, _ = q.shape
+    return torch.bmm(q, relations_by_column(w.to(q.dtype)),
+                     out=None if out is None else out.view(H, N, -1)) \
+        .view(H, N * w.size(0), -1)
 
 
-def sum_relations_by_head(u: Tensor, w: Tensor) -> Tensor:
-    """``sum_r u[n, r, h] @ w[r, h]`` from head-major rows: ``u [H, N R,
-    d]`` (row ``n R + r``), ``w [R, H, d, e]`` -> ``[N, H, e]``."""
-    R, H, d, _ = w.shape
-    return torch.bmm(u.view(H, -1, R * d),
-                     relations_by_row(w.to(u.dtype))).transpose(0, 1)
+def sum_pairs(u: Tensor, w: Tensor, out: Optional[Tensor] = None
+              ) -> Tensor:
+    """``sum_r u[h, n R + r] @ w[r, h]``: ``u [H, N R, d]``, ``w [R, H,
+    d, e]`` -> ``[H, N, e]`` (into ``out`` if given)."""
+    R, d = w.size(0), w.size(2)
+    return torch.bmm(u.view(u.size(0), -1, R * d),
+                     relations_by_row(w.to(u.dtype)), out=out)
+
+
+def fold_pairs_backward(d_qr: Tensor, q: Tensor, w: Tensor,
+                        d_q: Tensor) -> Tensor:
+    """For :func:`fold_pairs`: writes ``d_q [H, N, d]`` and returns the
+    gradient of ``w``."""
+    (H, N, d), (R, e) = q.shape, (w.size(0), w.size(3))
+    d_qr = d_qr.view(H, N, R * e)
+    torch.bmm(d_qr, relations_by_column(w).transpose(1, 2), out=d_q)
+    return torch.bmm(q.transpose(1, 2), d_qr).view(H, d, R, e) \
+        .permute(2, 0, 1, 3)
+
+
+def sum_pairs_backward(d_agg: Tensor, u: Tensor, w: Tensor,
+                       du: Tensor) -> Tensor:
+    """For :func:`sum_pairs`: writes ``du [H, N R, d]`` and returns the
+    gradient of ``w``."""
+    (H, N, e), (R, d) = d_agg.shape, (w.size(0), w.size(2))
+    torch.bmm(d_agg, relations_by_row(w).transpose(1, 2),
+              out=du.view(H, N, R * d))
+    return torch.bmm(u.view(H, N, R * d).transpose(1, 2), d_agg) \
+        .view(H, R, d, e).transpose(0, 1)
 
 
 def temporal_table(table: Tensor, w_k: Tensor, w_v: Tensor) -> Tensor:

@@ -12,8 +12,10 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from torch_geometric_hgt.functional.linear import (relations_by_column,
-                                                   relations_by_row)
+from torch_geometric_hgt.functional.linear import (fold_pairs,
+                                                   fold_pairs_backward,
+                                                   sum_pairs,
+                                                   sum_pairs_backward)
 
 
 class Group(NamedTuple):
@@ -108,8 +110,7 @@ class PairPlan:
         H, N, d = q.shape
         w_q = w_q.to(q.dtype)
         if self.groups is None:
-            return torch.bmm(q, relations_by_column(w_q), out=None if out is
-                             None else out.view(H, N, -1)).view(H, -1, d)
+            return fold_pairs(q, w_q, out)
         blocks = None
         if self.block_sizes is not None:
             # split node-major, then per block head-major: backward then
@@ -130,8 +131,7 @@ class PairPlan:
         N = self.num_nodes
         w_msg = w_msg.to(u.dtype)
         if self.groups is None:
-            return torch.bmm(u.view(H, N, -1), relations_by_row(w_msg),
-                             out=out)
+            return sum_pairs(u, w_msg, out)
         rows = u.split([g.end - g.start for g in self.groups], 1)
         # each relation's product is summed in as soon as it exists: no
         # [H, P, d] of them at once
@@ -152,14 +152,8 @@ class PairPlan:
     def fold_queries_backward(self, d_qr: Tensor, q: Tensor, w_q: Tensor,
                               d_q: Tensor) -> Tensor:
         """Writes ``d_q [H, N, d]`` and returns ``d w_q [R, H, d, d]``."""
-        H, N, d = q.shape
-        R = w_q.size(0)
         if self.groups is None:
-            d_qr = d_qr.view(H, N, R * d)
-            torch.bmm(d_qr, relations_by_column(w_q).transpose(1, 2),
-                      out=d_q)
-            return torch.bmm(q.transpose(1, 2), d_qr).view(H, d, R, d) \
-                .permute(2, 0, 1, 3)
+            return fold_pairs_backward(d_qr, q, w_q, d_q)
         d_w_q = torch.zeros_like(w_q)
         d_q.zero_()
         for g in self.groups:
@@ -173,13 +167,8 @@ class PairPlan:
     def sum_messages_backward(self, d_agg: Tensor, u: Tensor, w_msg: Tensor,
                               du: Tensor) -> Tensor:
         """Writes ``du [H, P, d]`` and returns ``d w_msg [R, H, d, d]``."""
-        H, N, d = d_agg.shape
-        R = w_msg.size(0)
         if self.groups is None:
-            torch.bmm(d_agg, relations_by_row(w_msg).transpose(1, 2),
-                      out=du.view(H, N, R * d))
-            return torch.bmm(u.view(H, N, R * d).transpose(1, 2), d_agg) \
-                .view(H, R, d, d).transpose(0, 1)
+            return sum_pairs_backward(d_agg, u, w_msg, du)
         d_w_msg = torch.zeros_like(w_msg)
         for g in self.groups:
             grad = self.rows(d_agg, g)

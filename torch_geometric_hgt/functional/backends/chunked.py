@@ -14,10 +14,10 @@ from torch import Tensor
 from torch_geometric_hgt.functional.backends.edge_op import (
     aggregate, attention_weights, key_backward, score_backward,
     value_backward)
-from torch_geometric_hgt.functional.linear import (fold_relations_by_head,
-                                                   relations_by_column,
-                                                   relations_by_row,
-                                                   sum_relations_by_head)
+from torch_geometric_hgt.functional.linear import (fold_pairs,
+                                                   fold_pairs_backward,
+                                                   sum_pairs,
+                                                   sum_pairs_backward)
 from torch_geometric_hgt.functional.plan import PairPlan, TargetChunks
 from torch_geometric_hgt.functional.softmax import accumulation_dtype
 
@@ -56,12 +56,12 @@ def chunked_attention_fwd(q: Tensor, k: Tensor, v: Tensor, kt: Tensor,
     for n0, n1, e0, e1 in plan.bounds:
         src_c, dst_c, pair_c = plan.edges(n0, e0, e1)
         trow_c = trow[e0:e1] if trow.numel() else trow
-        qr = fold_relations_by_head(q[n0:n1], w_q)
+        qr = fold_pairs(q[n0:n1].transpose(0, 1), w_q)
         a_c = attention_weights(qr, k, kt, src_c, dst_c, pair_c, trow_c,
                                 n1 - n0, chunk)
         alpha[:, e0:e1] = a_c
         u = aggregate(v, vt, src_c, trow_c, pair_c, (n1 - n0) * R, a_c)
-        agg[n0:n1] = sum_relations_by_head(u, w_msg)
+        agg[n0:n1] = sum_pairs(u, w_msg).transpose(0, 1)
     return agg, alpha
 
 
@@ -80,8 +80,7 @@ def chunked_attention_bwd(d_agg: Tensor, alpha: Tensor, q: Tensor,
                           w_q: Tensor, w_msg: Tensor, src: Tensor,
                           key: Tensor, trow: Tensor, num_nodes: int,
                           chunk: int) -> List[Tensor]:
-    N, (R, H, d, _) = num_nodes, w_q.shape
-    acc = accumulation_dtype(k)
+    N, R, acc = num_nodes, w_q.size(0), accumulation_dtype(k)
     kh, vh, kth, vth = head_major(k, v, kt, vt)
     q_a, w_q_a, w_msg_a = q.to(acc), w_q.to(acc), w_msg.to(acc)
     d_agg = d_agg.to(acc).transpose(0, 1)
@@ -91,37 +90,27 @@ def chunked_attention_bwd(d_agg: Tensor, alpha: Tensor, q: Tensor,
     d_k, d_v = torch.zeros_like(kh), torch.zeros_like(vh)
     d_kt, d_vt = torch.zeros_like(kth), torch.zeros_like(vth)
     d_w_q, d_w_msg = torch.zeros_like(w_q_a), torch.zeros_like(w_msg_a)
-    w_q_cols = relations_by_column(w_q_a)
-    w_msg_rows = relations_by_row(w_msg_a)
     for n0, n1, e0, e1 in plan.bounds:
         n = n1 - n0
         src_c, dst_c, pair_c = plan.edges(n0, e0, e1)
         trow_c = trow[e0:e1] if trow.numel() else trow
         a_c = alpha[:, e0:e1]
         uniq, sources = plan.sources(src_c, by_src[e0:e1] - e0)
-        # the message transform: agg = u @ w_msg, per head over (r, d)
         u = aggregate(vh, vth, src_c, trow_c, pair_c, n * R, a_c)
-        g = d_agg[:, n0:n1]
-        d_w_msg += torch.bmm(u.view(H, n, R * d).transpose(1, 2), g) \
-            .view(H, R, d, d).transpose(0, 1)
-        du = torch.bmm(g, w_msg_rows.transpose(1, 2)).view(H, n * R, d)
+        du = torch.empty_like(u)
+        d_w_msg += sum_pairs_backward(d_agg[:, n0:n1], u, w_msg_a, du)
         d_score = score_backward(du, a_c, vh, vth, src_c, dst_c, pair_c,
                                  trow_c, n, chunk)
         g_v, g_vt = value_backward(du, a_c, vth, pair_c, trow_c, sources)
         d_v.index_add_(1, uniq, g_v)
         d_vt += g_vt
-        # the folded queries: qr = q @ w_q, per head over (r, d)
         q_c = q_a[n0:n1].transpose(0, 1)
-        qr = torch.bmm(q_c, w_q_cols).view(H, n * R, d)
-        d_qr, g_k, g_kt = key_backward(d_score, qr, kh, kth, src_c, pair_c,
-                                       trow_c, sources)
+        d_qr, g_k, g_kt = key_backward(d_score, fold_pairs(q_c, w_q_a), kh,
+                                       kth, src_c, pair_c, trow_c, sources)
         d_k.index_add_(1, uniq, g_k)
         d_kt += g_kt
-        d_qr = d_qr.view(H, n, R * d)
-        d_q[n0:n1] = torch.bmm(d_qr, w_q_cols.transpose(1, 2)) \
-            .transpose(0, 1)
-        d_w_q += torch.bmm(q_c.transpose(1, 2), d_qr).view(H, d, R, d) \
-            .permute(2, 0, 1, 3)
+        d_w_q += fold_pairs_backward(d_qr, q_c, w_q_a,
+                                     d_q[n0:n1].transpose(0, 1))
     grads = (d_q, d_k.transpose(0, 1), d_v.transpose(0, 1),
              d_kt.transpose(0, 1), d_vt.transpose(0, 1), d_w_q, d_w_msg)
     # contiguous, as the fake kernel promises whatever the inputs' strides

@@ -13,8 +13,7 @@ from torch.autograd.function import once_differentiable
 from torch_geometric_hgt.functional.backends.edge_op import (
     aggregate, attention_weights, edge_attention_fwd, key_backward,
     score_backward, value_backward)
-from torch_geometric_hgt.functional.linear import (fold_relations_by_head,
-                                                   sum_relations_by_head,
+from torch_geometric_hgt.functional.linear import (fold_pairs, sum_pairs,
                                                    type_order,
                                                    typed_linear_sorted)
 from torch_geometric_hgt.functional.plan import TargetChunks
@@ -66,14 +65,14 @@ def _query(p: HGTParameters, x: Tensor, sizes: List[int], w: Tensor,
     """The chunk's folded queries ``[H, n R, d]``."""
     D = p.out_dim
     q = typed_linear_sorted(x, sizes, w[:, D:2 * D], b[:, D:2 * D])
-    return fold_relations_by_head(q.view(-1, p.n_heads, p.d_k), w_fold)
+    return fold_pairs(q.view(-1, p.n_heads, p.d_k).transpose(0, 1), w_fold)
 
 
 def _update(p: HGTParameters, x: Tensor, node_type: Tensor, u: Tensor,
             sizes: List[int], msg: Tensor, w_a: Tensor, b_a: Tensor,
             skip: Tensor, norm: Sequence[Tensor]) -> Tensor:
     """The chunk's output from its per-pair sums ``u [H, n R, d]``."""
-    agg = sum_relations_by_head(u, msg).reshape(x.size(0), p.out_dim)
+    agg = sum_pairs(u, msg).transpose(0, 1).reshape(x.size(0), p.out_dim)
     y = typed_linear_sorted(F.gelu(agg.to(x.dtype)), sizes, w_a, b_a)
     gate = skip if p.in_dim == p.out_dim else None
     weights = UpdateWeights(gate, *(norm or (None, None)),
