@@ -107,10 +107,10 @@ class PairPlan:
                      out: Optional[Tensor] = None) -> Tensor:
         """``[H, P, d]``: each pair's ``q[t] @ w_q[r]`` per head, from ``q
         [H, N, d]`` and ``w_q [R, H, d, d]`` (into ``out`` if given)."""
-        H, N, d = q.shape
-        w_q = w_q.to(q.dtype)
         if self.groups is None:
             return fold_pairs(q, w_q, out)
+        H, N, d = q.shape
+        w_q = w_q.to(q.dtype)
         blocks = None
         if self.block_sizes is not None:
             # split node-major, then per block head-major: backward then
@@ -127,11 +127,11 @@ class PairPlan:
                      out: Optional[Tensor] = None) -> Tensor:
         """``[H, N, d]``: ``sum_r u[(t, r)] @ w_msg[r]`` per head (into
         ``out`` if given)."""
+        if self.groups is None:
+            return sum_pairs(u, w_msg, out)
         H, _, d = u.shape
         N = self.num_nodes
         w_msg = w_msg.to(u.dtype)
-        if self.groups is None:
-            return sum_pairs(u, w_msg, out)
         rows = u.split([g.end - g.start for g in self.groups], 1)
         # each relation's product is summed in as soon as it exists: no
         # [H, P, d] of them at once
