@@ -22,9 +22,9 @@ from common import OUT, median_time, memory_peak, memory_start
 CASES = ('ultrafast', 'memory_efficient', 'hgtconv_dict', 'dense')
 
 
-def case(name: str, smoke: bool, repeat: int) -> dict:
-    """Times (s) and peak memory above the inputs (MB) of one case."""
-    torch.set_num_threads(2)
+def setup(name: str, smoke: bool):
+    """``(fwd, leaves)``: one case's forward, and the inputs that backward
+    differentiates."""
     if name in ('ultrafast', 'memory_efficient'):
         import sparse
         N, E = (2000, 20000) if smoke else (100_000, 1_000_000)
@@ -53,6 +53,13 @@ def case(name: str, smoke: bool, repeat: int) -> dict:
         def fwd():
             return layer(graph.x, graph.node_types, graph.adj,
                          graph.edge_types)
+    return fwd, leaves
+
+
+def case(name: str, smoke: bool, repeat: int) -> dict:
+    """Times (s) and peak memory above the inputs (MB) of one case."""
+    torch.set_num_threads(2)
+    fwd, leaves = setup(name, smoke)
     with torch.no_grad():
         fwd()  # the code paths and one-time buffers, below the baseline
     base = memory_start('cpu')

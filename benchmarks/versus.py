@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,26 @@ def numbers(tree, prefix=''):
     if isinstance(tree, (int, float)) and not isinstance(tree, bool):
         return {prefix[:-1]: float(tree)}
     return {}
+
+
+def short(rev: str) -> str:
+    return subprocess.run(['git', 'rev-parse', '--short', rev], cwd=ROOT,
+                          capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@contextmanager
+def checkout(commit: str):
+    """A temporary git worktree of ``commit``, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix='versus-') as tmp:
+        tree = Path(tmp) / commit
+        subprocess.run(['git', 'worktree', 'add', '--detach', str(tree),
+                        commit], cwd=ROOT, check=True, capture_output=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(['git', 'worktree', 'remove', '--force',
+                            str(tree)], cwd=ROOT, capture_output=True)
 
 
 def run(tree: Path, script: str, args, out_name: str,
@@ -90,28 +111,16 @@ def main():
     a.args = argv[cut + 1:]
     out_name = a.json or Path(a.script).stem
     keys = [k for k in a.keys.split(',') if k]
-    commit = subprocess.run(['git', 'rev-parse', '--short', a.base],
-                            cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.strip()
-    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT,
-                          capture_output=True, text=True,
-                          check=True).stdout.strip()
-    with tempfile.TemporaryDirectory(prefix='versus-') as tmp:
-        old = Path(tmp) / commit
-        subprocess.run(['git', 'worktree', 'add', '--detach', str(old),
-                        commit], cwd=ROOT, check=True, capture_output=True)
-        try:
-            seen = {'old': [], 'new': []}
-            for r in range(a.rounds):
-                for side, tree in (('old', old), ('new', ROOT)):
-                    seen[side].append(run(
-                        tree, a.script, a.args, out_name,
-                        ROOT if a.script_from == 'new' else None))
-                    print(f'round {r + 1} {side} done', file=sys.stderr,
-                          flush=True)
-        finally:
-            subprocess.run(['git', 'worktree', 'remove', '--force',
-                            str(old)], cwd=ROOT, capture_output=True)
+    commit, head = short(a.base), short('HEAD')
+    with checkout(commit) as old:
+        seen = {'old': [], 'new': []}
+        for r in range(a.rounds):
+            for side, tree in (('old', old), ('new', ROOT)):
+                seen[side].append(run(
+                    tree, a.script, a.args, out_name,
+                    ROOT if a.script_from == 'new' else None))
+                print(f'round {r + 1} {side} done', file=sys.stderr,
+                      flush=True)
     common = sorted(set.intersection(*(set(d) for d in
                                        seen['old'] + seen['new'])))
     common = [k for k in common if not keys or any(s in k for s in keys)]
