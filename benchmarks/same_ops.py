@@ -66,6 +66,23 @@ def run(tree: Path, out: Path):
             torch.load(out / 'results.pt'))
 
 
+def compare(ops_o, res_o, ops_n, res_n):
+    """``(lines, same)``: a line per case and per differing operator, and
+    whether every case has the same operators and equal results."""
+    lines, same = [], True
+    for name in ops_o:
+        a_, b_ = (collections.Counter(ops[name]) for ops in (ops_o, ops_n))
+        equal = len(res_o[name]) == len(res_n[name]) and all(
+            torch.equal(x, y) for x, y in zip(res_o[name], res_n[name]))
+        lines.append(f'{name}: {sum(b_.values())} operator calls, '
+                     f"{'the same' if a_ == b_ else 'DIFFERENT'} operators, "
+                     f"{'bitwise equal' if equal else 'DIFFERENT'} results")
+        lines += [f"   {'old' if a_[op] > b_[op] else 'new'} only: {n}x {op}"
+                  for op, n in ((a_ - b_) + (b_ - a_)).most_common(20)]
+        same &= a_ == b_ and equal
+    return lines, same
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('base', nargs='?', help='the previous commit')
@@ -79,18 +96,8 @@ def main():
             run(tree, Path(tmp) / side)
             for side, tree in (('old', old), ('new', ROOT)))
     print(f'old {commit}, new {short("HEAD")} plus the working tree:')
-    same = True
-    for name in CASES:
-        a_, b_ = collections.Counter(ops_o[name]), collections.Counter(
-            ops_n[name])
-        equal = len(res_o[name]) == len(res_n[name]) and all(
-            torch.equal(x, y) for x, y in zip(res_o[name], res_n[name]))
-        print(f'{name}: {sum(b_.values())} operator calls, '
-              f"{'the same' if a_ == b_ else 'DIFFERENT'} operators, "
-              f"{'bitwise equal' if equal else 'DIFFERENT'} results")
-        for op, n in ((a_ - b_) + (b_ - a_)).most_common(20):
-            print(f"   {'old' if a_[op] > b_[op] else 'new'} only: {n}x {op}")
-        same &= a_ == b_ and equal
+    lines, same = compare(ops_o, res_o, ops_n, res_n)
+    print('\n'.join(lines))
     sys.exit(0 if same else 1)
 
 

@@ -185,6 +185,47 @@ def test_sampling_benchmark_smoke():
     assert len(rows) == 4
 
 
+def test_same_ops_compare_reports_differences():
+    spec = importlib.util.spec_from_file_location(
+        'same_ops', ROOT / 'benchmarks' / 'same_ops.py',
+        submodule_search_locations=[])
+    sys.path.insert(0, str(ROOT / 'benchmarks'))
+    try:
+        same_ops = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(same_ops)
+    finally:
+        sys.path.remove(str(ROOT / 'benchmarks'))
+    ops = {'a': ['mm [[2, 2]]', 'add [[2]]'], 'b': ['mm [[2, 2]]']}
+    res = {'a': [torch.ones(2)], 'b': [torch.zeros(2)]}
+    lines, same = same_ops.compare(ops, res, ops, res)
+    assert same and lines == [
+        'a: 2 operator calls, the same operators, bitwise equal results',
+        'b: 1 operator calls, the same operators, bitwise equal results']
+    # one more call of an operator, and a result one ulp off
+    ops2 = {'a': ops['a'] + ['add [[2]]'], 'b': ops['b']}
+    res2 = {'a': res['a'], 'b': [torch.nextafter(torch.zeros(2),
+                                                 torch.ones(2))]}
+    lines, same = same_ops.compare(ops, res, ops2, res2)
+    assert not same and lines == [
+        'a: 3 operator calls, DIFFERENT operators, bitwise equal results',
+        '   new only: 1x add [[2]]',
+        'b: 1 operator calls, the same operators, DIFFERENT results']
+
+
+@pytest.mark.slow
+def test_same_ops_against_head():
+    # the working tree against its own commit: with the package as
+    # committed, every layer's operators and results must match
+    if subprocess.run(['git', 'diff', '--quiet', 'HEAD', '--',
+                       'torch_geometric_hgt'], cwd=ROOT).returncode:
+        pytest.skip('the package differs from HEAD')
+    out = run('benchmarks/same_ops.py', 'HEAD')
+    lines = out.splitlines()[1:]
+    assert len(lines) == 4 and all(
+        line.endswith('the same operators, bitwise equal results')
+        for line in lines), out
+
+
 # each starts a process per configuration (minutes in all)
 @pytest.mark.slow
 @pytest.mark.parametrize('script', ['legacy', 'dense', 'sparse'])
