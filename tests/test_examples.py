@@ -187,8 +187,7 @@ def test_sampling_benchmark_smoke():
 
 def test_same_ops_compare_reports_differences():
     spec = importlib.util.spec_from_file_location(
-        'same_ops', ROOT / 'benchmarks' / 'same_ops.py',
-        submodule_search_locations=[])
+        'same_ops', ROOT / 'benchmarks' / 'same_ops.py')
     sys.path.insert(0, str(ROOT / 'benchmarks'))
     try:
         same_ops = importlib.util.module_from_spec(spec)

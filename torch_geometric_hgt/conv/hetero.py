@@ -196,11 +196,22 @@ class HGTConv(MessagePassing):
         return_attention_weights: bool = False,
     ) -> Union[Dict[NodeType, Tensor],
                Tuple[Dict[NodeType, Tensor], AttentionDict]]:
-        r"""Runs the layer (see ``Shapes``); edge types of the metadata
-        may be missing, an edge set may be a ``[2, E]`` index, a torch
-        sparse adjacency or a ``torch_sparse.SparseTensor``, and
-        ``edge_time_dict`` (``use_RTE=True`` only) holds times in ``[0,
-        max_len)``."""
+        r"""Runs the layer.
+
+        Args:
+            x_dict (Dict[str, torch.Tensor]): Node features per node type.
+            edge_index_dict (Dict[Tuple[str, str, str], torch.Tensor]):
+                Per edge type a ``[2, E]`` (source, destination) index, a
+                torch sparse adjacency ``[num_dst, num_src]`` or a
+                ``torch_sparse.SparseTensor``; edge types of the metadata
+                may be missing.
+            edge_time_dict (Dict[Tuple[str, str, str], torch.Tensor],
+                optional): Relative time ``[E]`` in ``[0, max_len)`` of
+                every edge, for ``use_RTE=True``. (default: :obj:`None`)
+            return_attention_weights (bool, optional): Also return
+                ``(edge_index, alpha)`` per edge type, ``alpha [E, H]``.
+                (default: :obj:`False`)
+        """
         xs = node_features(self, x_dict)
         edges = edge_inputs(self, xs, edge_index_dict, edge_time_dict)
         if not xs:

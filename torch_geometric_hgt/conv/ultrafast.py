@@ -16,16 +16,18 @@ class UltraFastHGTConv(SparseHGTConv):
     (K_h(s) A_{rh}) = \tilde q_{t,r,h} \cdot K_h(s)`, and the message
     transform applied after aggregation, :math:`\sum_e \alpha_e V(s_e) M_r
     = (\sum_e \alpha_e V(s_e)) M_r`; per edge only gathers, dot products
-    and sums, over cache-sized chunks, so no ``[E, F]`` tensor exists.
-    Works under ``torch.compile(fullgraph=True, dynamic=True)`` and
-    autocast.
+    and sums, over cache-sized chunks, so no ``[E, F]`` tensor exists;
+    pair rows are compacted to those that occur when ``N R > E``, so tens
+    of relations cost no ``N x R`` memory. Works under
+    ``torch.compile(fullgraph=True, dynamic=True)`` and autocast.
 
     On CPU in float32/float64 (eager, no autocast, no RTE) the whole layer
     is one Function with a hand-written backward whose large tensors live
     in :attr:`pool`, a :class:`~torch_geometric_hgt.buffers.BufferPool`
     kept between calls: 1.5-3x faster at default process settings
     (``benchmarks/RESULTS.md``), at the price of about the peak working
-    set staying allocated (``pool.clear()`` or ``.to()`` frees it;
+    set staying allocated (for inputs of changing size at most
+    ``pool.max_buffers`` buffers; ``pool.clear()`` or ``.to()`` frees it;
     ``layer.pool = None`` runs the autograd path instead).
 
     Args:
