@@ -9,7 +9,7 @@ one out again once nothing else holds its memory, so a layer's second
 and later calls touch no fresh pages, without any process-wide setting.
 """
 import threading
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -132,3 +132,15 @@ class BufferPool:
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({self.nbytes / 2**20:.0f} MB)'
+
+
+class PoolOwner(torch.nn.Module):
+    """A module whose :attr:`pool` (a :class:`BufferPool`, or :obj:`None`
+    for none) is emptied when the module moves (``.to()``, ``.double()``,
+    ...): its buffers belong to the old device or dtype."""
+    pool: Optional[BufferPool] = None
+
+    def _apply(self, fn, recurse: bool = True):
+        if self.pool is not None:
+            self.pool.clear()
+        return super()._apply(fn, recurse)

@@ -10,7 +10,7 @@ from torch_geometric.nn.inits import ones
 from torch_geometric.nn.parameter_dict import ParameterDict
 from torch_geometric.typing import Adj, EdgeType, Metadata, NodeType
 
-from torch_geometric_hgt.buffers import BufferPool
+from torch_geometric_hgt.buffers import BufferPool, PoolOwner
 from torch_geometric_hgt.conv.explain import EdgeMasks
 from torch_geometric_hgt.conv.hetero_inputs import (check_arguments,
                                                     edge_inputs,
@@ -28,7 +28,7 @@ from torch_geometric_hgt.params import RelTemporalEncoding
 AttentionDict = Dict[EdgeType, Tuple[Tensor, Tensor]]
 
 
-class HGTConv(MessagePassing):
+class HGTConv(PoolOwner, MessagePassing):
     r"""The Heterogeneous Graph Transformer operator of `"Heterogeneous Graph
     Transformer" <https://arxiv.org/abs/2003.01332>`_: PyG's
     :class:`torch_geometric.nn.HGTConv` (constructor, ``forward``,
@@ -236,11 +236,6 @@ class HGTConv(MessagePassing):
         dtype = next(iter(xs.values())).dtype
         return out_dict, {et: (ei, a.to(dtype)) for (et, (ei, _)), a in
                           zip(edges.items(), alpha)}
-
-    def _apply(self, fn, recurse: bool = True):
-        if self.pool is not None:  # buffers of the old device or dtype
-            self.pool.clear()
-        return super()._apply(fn, recurse)
 
     def __repr__(self) -> str:
         extras = ''.join(

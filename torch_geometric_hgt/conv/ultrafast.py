@@ -1,11 +1,11 @@
-from torch_geometric_hgt.buffers import BufferPool
+from torch_geometric_hgt.buffers import BufferPool, PoolOwner
 from torch_geometric_hgt.conv.base import SparseHGTConv
 from torch_geometric_hgt.functional.dispatch import (ChunkSize,
                                                      check_chunk_size)
 from torch_geometric_hgt.validation import renamed_arguments
 
 
-class UltraFastHGTConv(SparseHGTConv):
+class UltraFastHGTConv(PoolOwner, SparseHGTConv):
     r"""The fastest exact HGT layer (the semantics of :class:`LoopHGTConv`):
     the ``'ultrafast'`` backend of
     :func:`~torch_geometric_hgt.functional.hgt_attention`.
@@ -53,8 +53,3 @@ class UltraFastHGTConv(SparseHGTConv):
         check_chunk_size(chunk_size)
         self.chunk_size = chunk_size
         self.pool = BufferPool()
-
-    def _apply(self, fn, recurse: bool = True):
-        if self.pool is not None:  # buffers of the old device or dtype
-            self.pool.clear()
-        return super()._apply(fn, recurse)

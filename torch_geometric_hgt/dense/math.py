@@ -72,7 +72,7 @@ def layer_sizes(layer) -> Sizes:
     return Sizes(layer.in_dim, layer.out_dim, layer.num_node_types,
                  layer.num_relations, layer.n_heads,
                  layer.drop.p if layer.training else 0.0,
-                 layer.norms[0].eps if layer.use_norm else 1e-5)
+                 layer.norm_eps)
 
 
 def typed_input(x: Tensor, P: Tensor) -> Tensor:
