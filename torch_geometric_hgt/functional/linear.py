@@ -35,51 +35,6 @@ def type_order(node_type: Tensor, num_node_types: int
                                       minlength=num_node_types).tolist()
 
 
-class _SortedTypedLinear(torch.autograd.Function):
-    """Each type's rows are one contiguous slice: one GEMM per type written
-    straight into the output (no gather, concatenation or scatter), and
-    likewise in backward."""
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor,
-                sizes: List[int]) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.sizes = sizes
-        y = x.new_empty(x.size(0), weight.size(1))
-        for t, (xt, yt) in enumerate(zip(x.split(sizes), y.split(sizes))):
-            if xt.size(0):
-                torch.addmm(bias[t], xt, weight[t].t(), out=yt)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy: Tensor):
-        x, weight = ctx.saved_tensors
-        dy = dy.contiguous()
-        dx = torch.empty_like(x)
-        dw = torch.zeros_like(weight)
-        db = weight.new_zeros(weight.shape[:2])
-        for t, (xt, dyt, dxt) in enumerate(zip(x.split(ctx.sizes),
-                                               dy.split(ctx.sizes),
-                                               dx.split(ctx.sizes))):
-            if xt.size(0) == 0:
-                continue
-            if ctx.needs_input_grad[0]:
-                torch.mm(dyt, weight[t], out=dxt)
-            dw[t] = dyt.t() @ xt
-            db[t] = dyt.sum(0)
-        return dx if ctx.needs_input_grad[0] else None, dw, db, None
-
-
-def typed_linear_sorted(x: Tensor, sizes: List[int], weight: Tensor,
-                        bias: Tensor) -> Tensor:
-    """:func:`typed_linear` for rows sorted by type, ``sizes[t]`` rows of
-    type ``t``: the typed FLOPs only (eager only)."""
-    dtype = torch.get_autocast_dtype(x.device.type) \
-        if torch.is_autocast_enabled(x.device.type) else x.dtype
-    with torch.autocast(x.device.type, enabled=False):
-        return _SortedTypedLinear.apply(x.to(dtype), weight.to(dtype),
-                                        bias.to(dtype), sizes)
-
-
 class _ConcatLinear(torch.autograd.Function):
     """``cat([x_t @ w_t^T + b_t])`` with each product written straight into
     its rows of one output (no concatenation copy), and likewise in
@@ -119,6 +74,13 @@ def concat_linear(xs: List[Tensor], weights: List[Tensor],
     with torch.autocast(device, enabled=False):
         return _ConcatLinear.apply(len(xs), *(t.to(dtype) for t in (
             *xs, *weights, *biases)))
+
+
+def typed_linear_sorted(x: Tensor, sizes: List[int], weight: Tensor,
+                        bias: Tensor) -> Tensor:
+    """:func:`typed_linear` for rows sorted by type, ``sizes[t]`` rows of
+    type ``t``: one GEMM per type, the typed FLOPs only (eager only)."""
+    return concat_linear(x.split(sizes), weight.unbind(0), bias.unbind(0))
 
 
 def query_fold(relation_att: Tensor, relation_pri: Tensor) -> Tensor:
