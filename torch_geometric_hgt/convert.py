@@ -8,7 +8,7 @@ from torch_geometric.data import Batch, Data, HeteroData
 from torch_geometric.utils import to_dense_batch
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.soft_graph import (SoftGraph,
+from torch_geometric_hgt.soft_graph import (SoftGraph, check_logits,
                                             gumbel_softmax_sample)
 
 DecoderOutput = Union[object, Tuple[Tensor, Tensor, Tensor]]
@@ -31,15 +31,8 @@ def decoder_logits(decoder: DecoderOutput) -> Tuple[Tensor, Tensor, Tensor]:
                             "have a '_tilde_structure' attribute")
         adj, edge = tilde.adj_matrices_special_diag, tilde.edge_atr_tensors
         node = tilde.node_atr_matrices
-    for name, t, nd in (('adjacency logits', adj, 3),
-                        ('edge logits', edge, 4), ('node logits', node, 3)):
-        V.check_tensor(name, t, nd, 'float')
-        V.check_finite(name, t)
-    if tuple(edge.shape[:3]) != tuple(adj.shape) or \
-            tuple(node.shape[:2]) != tuple(adj.shape[:2]):
-        raise ValueError(f"decoder shapes disagree: adjacency "
-                         f"{tuple(adj.shape)}, edges {tuple(edge.shape)}, "
-                         f"nodes {tuple(node.shape)}")
+    check_logits(adj, edge, node, ('adjacency logits', 'edge logits',
+                                   'node logits'))
     return adj, edge, node
 
 
@@ -53,9 +46,6 @@ def convert_graphvae_to_differentiable(
     ``generator``. Returns the dict ``DifferentiableHGT`` reads (keys
     ``adj_matrix``, ``edge_types``, ``node_types``, ``family_features``,
     ``batch_size``, ``max_nodes``)."""
-    if not temperature > 0:
-        raise ValueError(f"'temperature' must be positive "
-                         f"(got {temperature})")
     adj, edge, node = decoder_logits(decoder)
     return {
         'adj_matrix': torch.sigmoid(adj),

@@ -159,6 +159,24 @@ def validate_soft_graph(node_types: Tensor, adj: Tensor, edge_types: Tensor,
     V.check_probabilities(n_edge, edge_types, True, pair_mask)
 
 
+def check_logits(adj: Tensor, edge: Tensor, node: Tensor,
+                 names: Tuple[str, str, str] = ('adj_logits', 'edge_logits',
+                                                'node_logits')) -> None:
+    """GraphVAE decoder logits: finite floats of shapes ``[B, N, N]``,
+    ``[B, N, N, R]`` and ``[B, N, T]``."""
+    for name, t, nd in zip(names, (adj, edge, node), (3, 4, 3)):
+        V.check_tensor(name, t, nd, 'float')
+        V.check_finite(name, t)
+    B, N, _ = adj.shape
+    if adj.size(2) != N or tuple(edge.shape[:3]) != (B, N, N) or \
+            tuple(node.shape[:2]) != (B, N):
+        raise ValueError(
+            f"logit shapes disagree: '{names[0]}' {tuple(adj.shape)}, "
+            f"'{names[1]}' {tuple(edge.shape)}, '{names[2]}' "
+            f"{tuple(node.shape)} (expected [B, N, N], [B, N, N, R], "
+            f"[B, N, T])")
+
+
 @V.renamed_arguments({'tau': 'temperature'})
 def soft_graph_from_logits(adj_logits: Union[Tensor, Dict[str, Tensor]],
                            edge_logits: Optional[Tensor] = None,
@@ -198,19 +216,8 @@ def soft_graph_from_logits(adj_logits: Union[Tensor, Dict[str, Tensor]],
             raise ValueError(f"the logits dict is missing {sorted(missing)}")
         adj_logits, edge_logits = d['adj_logits'], d['edge_logits']
         node_logits = d['node_logits']
-    for name, t, nd in (('adj_logits', adj_logits, 3),
-                        ('edge_logits', edge_logits, 4),
-                        ('node_logits', node_logits, 3)):
-        V.check_tensor(name, t, nd, 'float')
-        V.check_finite(name, t)
+    check_logits(adj_logits, edge_logits, node_logits)
     B, N, _ = adj_logits.shape
-    if adj_logits.size(2) != N or tuple(edge_logits.shape[:3]) != (B, N, N) \
-            or tuple(node_logits.shape[:2]) != (B, N):
-        raise ValueError(
-            f"logit shapes disagree: 'adj_logits' {tuple(adj_logits.shape)}, "
-            f"'edge_logits' {tuple(edge_logits.shape)}, 'node_logits' "
-            f"{tuple(node_logits.shape)} (expected [B, N, N], [B, N, N, R], "
-            f"[B, N, T])")
     exist = torch.sigmoid(torch.diagonal(adj_logits, dim1=1, dim2=2))
     off_diag = 1 - torch.eye(N, device=adj_logits.device,
                              dtype=adj_logits.dtype)

@@ -1,6 +1,9 @@
-"""Building the C kernels: the compiler and its target, the OpenMP runtime
-torch has loaded, the per-user cache, and one library per real type
-(see :mod:`torch_geometric_hgt.native`)."""
+"""Building the C kernels (:mod:`torch_geometric_hgt.native`), one library
+per real type: for the CPU the compiler reports as ``-march=native``,
+cached under a key that holds what that target defines (a shared cache
+never hands one machine another's instructions); with OpenMP only against
+the runtime torch has loaded; a failed build is remembered in the cache,
+and the compiler runs under a timeout."""
 import ctypes
 import functools
 import hashlib
@@ -25,10 +28,7 @@ _FLAGS = ['-O3', '-fPIC', '-fno-math-errno', '-fno-trapping-math',
           '-fno-signed-zeros', '-fassociative-math', '-ffp-contract=fast']
 #: seconds one compiler call may take
 COMPILER_TIMEOUT = 300.0
-#: rows per thread below which fewer threads run
-_MIN_ROWS = 256
-#: graph size and feature multiple of the attention kernels (vector lanes)
-LANES = 8
+
 
 def compiler() -> Optional[str]:
     cc = os.environ.get('CC') or (sysconfig.get_config_var('CC') or 'cc')
