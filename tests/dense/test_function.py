@@ -79,6 +79,23 @@ def test_gradcheck_float64(N, out_dim, dense_backend):
     assert torch.autograd.gradcheck(lambda *a: layer(*a, mask), inputs)
 
 
+def test_float64_autograd_backend_keeps_float64(dense_backend):
+    # the autograd backend's softmax runs in the inputs' precision when
+    # that is wider than float32 (float32 would leave ~1e-7 differences)
+    layer = randomize_(DenseHGTConv(6, 8, T, R, 2)).double().eval()
+    x, P, adj, E, mask = soft_graph('masked', B=3, N=8, in_dim=6)
+    inputs = [t.double().requires_grad_() for t in (x, P, adj, E)]
+    weight = torch.randn(3, 8, 8, dtype=torch.float64)
+    results = [run_with_grads(run, layer, inputs, weight) for run in (
+        autograd_chunks(layer, 2, mask),
+        lambda *a: dense_layer(layer, *a, mask, 2))]
+    (want, want_grads), (got, got_grads) = results
+    assert torch.allclose(got, want, atol=1e-12, rtol=0)
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, atol=1e-10 * max(1., float(w.abs().max())),
+                              rtol=0)
+
+
 def test_second_backward_through_one_graph_raises():
     layer = DenseHGTConv(8, 8, T, R, 2)
     x, P, adj, E, mask = soft_graph('random')

@@ -1,14 +1,14 @@
-"""The ``'autograd'`` backend of the dense core: the products of the
+"""The ``'autograd'`` backend of the dense core: the forward of the
 hand-written backend (:mod:`~torch_geometric_hgt.dense.math`) differentiated
 by autograd, for half precision, autocast, ``torch.compile`` and
-checkpointing; the softmax accumulates in float32 and keeps its graph."""
+checkpointing; the softmax runs in float32 or wider and keeps its graph."""
 from typing import Optional
 
 import torch
 from torch import Tensor
 
 from torch_geometric_hgt.dense import math as M
-from torch_geometric_hgt.functional.softmax import adjacency_softmax
+from torch_geometric_hgt.functional.softmax import accumulation_dtype
 from torch_geometric_hgt.functional.update import (UpdateWeights,
                                                    hgt_update_soft)
 
@@ -25,15 +25,9 @@ def dense_autograd(x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
     # sum_t P_t (W_t x + b_t) as one GEMM of [P_t x_t..., P] against
     # stacked [W_t^T..., b]: no [B, N, T, 3F] output to reduce
     kqv = torch.cat([M.typed_input(xf, Pf), Pf], -1) @ w.kqv
-    k, q, v = M.heads(kqv, H, d, B)
-    pair = M.pair_products(k, torch.bmm(q, w.query_fold.to(q.dtype)), s)
-    E = E.to(pair.dtype)
-    score = (pair.view(H, B, N, N, -1) * E).sum(-1).float()
-    a = M.edge_weights(adj.float(), node_mask)
-    alpha = (a * adjacency_softmax(score, a)).to(pair.dtype)
-    agg = M.aggregate(alpha, E, v, w._replace(msg=w.msg.to(v.dtype)), B,
-                      s)[0]
-    agg = agg.transpose(0, 1).reshape(B, N, H * d)
+    a = M.edge_weights(adj.to(accumulation_dtype(adj)), node_mask)
+    agg = M.attend(kqv, a, E, w, s, B)[1].transpose(0, 1).reshape(B, N,
+                                                                  H * d)
     # the stacked output map back to [T, out, out] per type (views)
     out = hgt_update_soft(
         agg, x, P, w.out.t().reshape(T, D, D), w.out_bias.view(T, D),

@@ -126,13 +126,18 @@ def edge_weights(adj: Tensor, mask: Optional[Tensor]) -> Tensor:
 def attend(kqv: Tensor, a: Tensor, E: Tensor, w: Weights, s: Sizes,
            b: int) -> Tuple[Tensor, Tensor]:
     """The softmax weights before ``a`` ``[H, b, j, i]`` and ``agg [H, n,
-    d]`` (head-major) of ``b`` graphs with edge weights ``a``."""
+    d]`` (head-major) of ``b`` graphs with edge weights ``a``: the
+    products in ``kqv``'s dtype, the softmax in ``a``'s (float32 or
+    wider)."""
     N = a.size(-1)
     k, q, v = heads(kqv, s.n_heads, s.d, b)
-    pair = pair_products(k, torch.bmm(q, w.query_fold), s)
+    pair = pair_products(k, torch.bmm(q, w.query_fold.to(q.dtype)), s)
+    E = E.to(pair.dtype)
     score = (pair.view(s.n_heads, b, N, N, -1) * E).sum(-1)  # [H, b, j, i]
-    expo = adjacency_softmax(score, a)
-    return expo, aggregate(a * expo, E, v, w, b, s)[0]
+    expo = adjacency_softmax(score.to(a.dtype), a)
+    alpha = (a * expo).to(pair.dtype)
+    return expo, aggregate(alpha, E, v, w._replace(msg=w.msg.to(v.dtype)),
+                           b, s)[0]
 
 
 def updated(agg: Tensor, x: Tensor, w: Weights, keep: Optional[Tensor],
