@@ -7,8 +7,10 @@ import pytest
 import torch
 from conftest import R, T, make_graph
 
-from torch_geometric_hgt import (DenseHGTConv, DifferentiableDenseHGTConv,
-                                 HGT, gumbel_softmax_sample,
+from torch_geometric_hgt import (HGTConv, DenseHGT, DenseHGTConv,
+                                 DifferentiableDenseHGTConv,
+                                 DifferentiableHGT, HGT,
+                                 gumbel_softmax_sample,
                                  soft_graph_from_logits)
 from torch_geometric_hgt.conv import CONVS
 
@@ -24,6 +26,30 @@ def test_bad_constructor(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         CONVS['vectorized'](**args)
+
+
+CHUNKED = {
+    'ultrafast': lambda c: CONVS['ultrafast'](8, 8, T, R, 2, chunk_size=c),
+    'memory_efficient': lambda c: CONVS['memory_efficient'](
+        8, 8, T, R, 2, chunk_size=c),
+    'HGTConv': lambda c: HGTConv(8, 8, (['a'], [('a', 'to', 'a')]),
+                                 chunk_size=c),
+    'DenseHGTConv': lambda c: DenseHGTConv(8, 8, T, R, 2, chunk_size=c),
+    'DifferentiableDenseHGTConv': lambda c: DifferentiableDenseHGTConv(
+        8, 8, T, R, 2, chunk_size=c),
+    'DenseHGT': lambda c: DenseHGT(8, 8, 8, T, R, chunk_size=c),
+    'DifferentiableHGT': lambda c: DifferentiableHGT(8, 8, 8, T, R,
+                                                     chunk_size=c),
+}
+
+
+@pytest.mark.parametrize('name', sorted(CHUNKED))
+@pytest.mark.parametrize('bad', [0, -2, 2.5, True, 'big'])
+def test_bad_chunk_size_is_refused_at_construction(name, bad):
+    for good in (1, 'auto', None):
+        assert CHUNKED[name](good).chunk_size == good
+    with pytest.raises(ValueError, match="'chunk_size' must be"):
+        CHUNKED[name](bad)
 
 
 def _inputs():

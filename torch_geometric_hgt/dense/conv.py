@@ -6,7 +6,8 @@ from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense import math as M
 from torch_geometric_hgt.dense.core import dense_hgt
 from torch_geometric_hgt.dense.planner import checkpointed_chunks
-from torch_geometric_hgt.functional.dispatch import dense_backend
+from torch_geometric_hgt.functional.dispatch import (check_chunk_size,
+                                                     dense_backend)
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
 
@@ -83,6 +84,7 @@ class DenseHGTConv(HGTParameters):
                  checkpoint: bool = False, validate: bool = True):
         super().__init__(in_dim, out_dim, num_node_types, num_relations,
                          n_heads, dropout, use_norm, False, validate=validate)
+        check_chunk_size(chunk_size)
         self.chunk_size = chunk_size
         self.checkpoint = checkpoint
 

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.planner import checkpointed_chunks
+from torch_geometric_hgt.functional.dispatch import check_chunk_size
 from torch_geometric_hgt.params import HGTParameters
 from torch_geometric_hgt.soft_graph import validate_soft_graph
 
@@ -109,6 +110,7 @@ class DifferentiableDenseHGTConv(_LegacyBase):
                  validate: bool = True):
         super().__init__(in_dim, out_dim, num_node_types, num_relations,
                          n_heads, dropout, use_norm, use_RTE, validate)
+        check_chunk_size(chunk_size)
         self.chunk_size = chunk_size
 
     def forward(self, node_features: Tensor, node_types_soft: Tensor,

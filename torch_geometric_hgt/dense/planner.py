@@ -7,7 +7,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, TypeVar
 import torch
 from torch import Tensor
 
-from torch_geometric_hgt import validation as V
+from torch_geometric_hgt.functional.dispatch import check_chunk_size
 from torch_geometric_hgt.replay import ForwardState
 
 #: graphs per chunk for ``chunk_size="auto"``, by device type. CPU: as fast
@@ -19,14 +19,12 @@ AUTO_CHUNK = {'cpu': 256, 'cuda': 4096}
 
 def resolve_chunk_size(chunk_size, batch_size: int,
                        device: torch.device) -> int:
+    check_chunk_size(chunk_size)
     if chunk_size is None:
         return batch_size
     if chunk_size == 'auto':
         auto = AUTO_CHUNK.get(device.type, AUTO_CHUNK['cpu'])
         return min(auto, max(batch_size, 1))
-    if not V.is_positive_int(chunk_size):
-        raise ValueError(f"'chunk_size' must be a positive int, 'auto' or "
-                         f"None (got {chunk_size!r})")
     return chunk_size
 
 

@@ -9,7 +9,8 @@ from torch.nn import Linear, ModuleList
 from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.planner import checkpointed_chunks
 from torch_geometric_hgt.dense.conv import DenseHGTConv
-from torch_geometric_hgt.functional.dispatch import dense_backend
+from torch_geometric_hgt.functional.dispatch import (check_chunk_size,
+                                                     dense_backend)
 from torch_geometric_hgt.dense.legacy import DifferentiableDenseHGTConv
 from torch_geometric_hgt.soft_graph import SoftGraph
 
@@ -26,6 +27,7 @@ class SoftGraphStack(torch.nn.Module):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"'n_layers' must be >= 1 (got {n_layers})")
+        check_chunk_size(chunk_size)
         self.in_dim = in_dim
         self.num_node_types = num_node_types
         self.chunk_size = chunk_size
