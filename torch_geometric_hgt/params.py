@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.nn import LayerNorm, Linear, ModuleList, Parameter
 
 from torch_geometric_hgt import validation as V
+from torch_geometric_hgt.soft_graph import validate_soft_graph
 from torch_geometric_hgt.functional.linear import (query_fold,
                                                    temporal_table)
 from torch_geometric_hgt.functional.update import (UpdateWeights,
@@ -256,6 +257,20 @@ class HGTParameters(torch.nn.Module):
         if self.validate:
             V.check_sparse_inputs(self, x, node_type, edge_index, edge_type,
                                   edge_time)
+
+    def check_soft(self, x: Tensor, P: Tensor, adj: Tensor, E: Tensor,
+                   node_mask: Optional[Tensor] = None,
+                   names: Tuple[str, str, str, str] = (
+                       'node_types', 'adj', 'edge_types', 'x')):
+        """The dense layers' inputs, named ``names`` in errors (see
+        :func:`~torch_geometric_hgt.soft_graph.validate_soft_graph`)."""
+        if not self.validate:
+            return
+        validate_soft_graph(P, adj, E, node_mask, x, names=names)
+        V.check_size(names[3], x, 2, self.in_dim, 'in_dim')
+        V.check_matches_parameters(names[3], x, self.skip)
+        V.check_size(names[0], P, 2, self.num_node_types, 'num_node_types')
+        V.check_size(names[2], E, 3, self.num_relations, 'num_relations')
 
     @classmethod
     def from_pyg(cls, conv, **kwargs) -> 'HGTParameters':

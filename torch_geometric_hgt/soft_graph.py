@@ -117,11 +117,11 @@ def validate_soft_graph(node_types: Tensor, adj: Tensor, edge_types: Tensor,
                         node_mask: Optional[Tensor] = None,
                         x: Optional[Tensor] = None,
                         node_exist: Optional[Tensor] = None,
-                        names: Tuple[str, str, str] = ('node_types', 'adj',
-                                                       'edge_types')):
+                        names: Tuple[str, str, str, str] = (
+                            'node_types', 'adj', 'edge_types', 'x')):
     """Shapes agree, probabilities in [0, 1], type rows sum to 1 for
-    unmasked nodes, no NaN."""
-    n_types, n_adj, n_edge = names
+    unmasked nodes, no NaN (errors name the arguments ``names``)."""
+    n_types, n_adj, n_edge, n_x = names
     V.check_tensor(n_types, node_types, 3, 'float')
     B, N, _ = node_types.shape
     V.check_tensor(n_adj, adj, 3, 'float')
@@ -142,17 +142,17 @@ def validate_soft_graph(node_types: Tensor, adj: Tensor, edge_types: Tensor,
             raise ValueError(f"'node_mask' must have shape [B, N] = "
                              f"[{B}, {N}] (got {tuple(node_mask.shape)})")
     if x is not None:
-        V.check_tensor('x', x, 3, 'float')
+        V.check_tensor(n_x, x, 3, 'float')
         if tuple(x.shape[:2]) != (B, N):
-            raise ValueError(f"'x' must have shape [B, N, F] with [B, N] = "
-                             f"[{B}, {N}] (got {tuple(x.shape)})")
-        V.check_finite('x', x)
+            raise ValueError(f"'{n_x}' must have shape [B, N, F] with [B, N] "
+                             f"= [{B}, {N}] (got {tuple(x.shape)})")
+        V.check_finite(n_x, x)
     if node_exist is not None:
         V.check_tensor('node_exist', node_exist, 2, 'float')
         V.check_probabilities('node_exist', node_exist, False)
     V.check_same_device(**{n_types: node_types, n_adj: adj,
                            n_edge: edge_types, 'node_mask': node_mask,
-                           'x': x, 'node_exist': node_exist})
+                           n_x: x, 'node_exist': node_exist})
     V.check_probabilities(n_types, node_types, True, node_mask)
     V.check_probabilities(n_adj, adj, False)
     pair_mask = adj > 0

@@ -9,7 +9,6 @@ from torch_geometric_hgt.dense.planner import checkpointed_chunks
 from torch_geometric_hgt.functional.dispatch import (check_chunk_size,
                                                      dense_backend)
 from torch_geometric_hgt.params import HGTParameters
-from torch_geometric_hgt.soft_graph import validate_soft_graph
 
 class DenseHGTConv(HGTParameters):
     r"""HGT on batches of small soft graphs: the expectation of the HGT score
@@ -88,22 +87,10 @@ class DenseHGTConv(HGTParameters):
         self.chunk_size = chunk_size
         self.checkpoint = checkpoint
 
-    def check_dense(self, x: Tensor, node_types: Tensor, adj: Tensor,
-                    edge_types: Tensor, node_mask: Optional[Tensor]):
-        if not self.validate:
-            return
-        validate_soft_graph(node_types, adj, edge_types, node_mask, x)
-        V.check_size('x', x, 2, self.in_dim, 'in_dim')
-        V.check_matches_parameters('x', x, self.skip)
-        V.check_size('node_types', node_types, 2, self.num_node_types,
-                     'num_node_types')
-        V.check_size('edge_types', edge_types, 3, self.num_relations,
-                     'num_relations')
-
     def forward(self, x: Tensor, node_types: Tensor, adj: Tensor,
                 edge_types: Tensor, node_mask: Optional[Tensor] = None
                 ) -> Tensor:
-        self.check_dense(x, node_types, adj, edge_types, node_mask)
+        self.check_soft(x, node_types, adj, edge_types, node_mask)
         return self.run(x, node_types, adj, edge_types, node_mask,
                         self.chunk_size, self.checkpoint)
 

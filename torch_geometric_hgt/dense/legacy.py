@@ -10,7 +10,6 @@ from torch_geometric_hgt import validation as V
 from torch_geometric_hgt.dense.planner import checkpointed_chunks
 from torch_geometric_hgt.functional.dispatch import check_chunk_size
 from torch_geometric_hgt.params import HGTParameters
-from torch_geometric_hgt.soft_graph import validate_soft_graph
 
 #: the original's threshold on a row's total raw attention
 GATE = 1e-6
@@ -39,24 +38,9 @@ class _LegacyBase(HGTParameters):
                     edge_time: Optional[Tensor]):
         if edge_time is not None:
             raise ValueError("'edge_time' is not supported (use_RTE=False)")
-        if not self.validate:
-            return
-        validate_soft_graph(P, adj, E, names=('node_types_soft',
-                                              'adj_matrix_soft',
-                                              'edge_types_soft'))
-        V.check_tensor('node_features', x, 3, 'float')
-        if tuple(x.shape[:2]) != tuple(P.shape[:2]):
-            raise ValueError(f"'node_features' must have shape [B, N, in_dim]"
-                             f" with [B, N] = {list(P.shape[:2])} "
-                             f"(got {tuple(x.shape)})")
-        V.check_size('node_features', x, 2, self.in_dim, 'in_dim')
-        V.check_size('node_types_soft', P, 2, self.num_node_types,
-                     'num_node_types')
-        V.check_size('edge_types_soft', E, 3, self.num_relations,
-                     'num_relations')
-        V.check_same_device(node_features=x, node_types_soft=P)
-        V.check_matches_parameters('node_features', x, self.skip)
-        V.check_finite('node_features', x)
+        self.check_soft(x, P, adj, E, names=(
+            'node_types_soft', 'adj_matrix_soft', 'edge_types_soft',
+            'node_features'))
 
 
 class DifferentiableDenseHGTConv(_LegacyBase):

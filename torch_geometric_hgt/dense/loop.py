@@ -18,7 +18,7 @@ class LoopDenseHGTConv(DenseHGTConv):
     def forward(self, x: Tensor, node_types: Tensor, adj: Tensor,
                 edge_types: Tensor, node_mask: Optional[Tensor] = None
                 ) -> Tensor:
-        self.check_dense(x, node_types, adj, edge_types, node_mask)
+        self.check_soft(x, node_types, adj, edge_types, node_mask)
         if node_mask is None:
             node_mask = torch.ones(x.shape[:2], dtype=torch.bool,
                                    device=x.device)
