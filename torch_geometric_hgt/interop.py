@@ -24,6 +24,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from torch_geometric_hgt.conv.hetero_routes import relation_weights
+
 #: PyG's ``(node_types, edge_types)``
 Metadata = Tuple[List[str], List[Tuple[str, str, str]]]
 
@@ -51,15 +53,10 @@ def from_pyg(cls, conv, **kwargs):
             layer.a_linears[i].load_state_dict(
                 conv.out_lin.lins[nt].state_dict())
             layer.skip[i] = conv.skip[nt].reshape(())
-        H = conv.heads
-        layer.relation_att.copy_(
-            conv.k_rel.weight.view(H, R, *conv.k_rel.weight.shape[1:])
-            .transpose(0, 1))
-        layer.relation_msg.copy_(
-            conv.v_rel.weight.view(H, R, *conv.v_rel.weight.shape[1:])
-            .transpose(0, 1))
-        for r, et in enumerate(conv.edge_types):
-            layer.relation_pri[r] = conv.p_rel['__'.join(et)].view(-1)
+        att, pri, msg = relation_weights(conv, conv.edge_types)
+        layer.relation_att.copy_(att)
+        layer.relation_pri.copy_(pri)
+        layer.relation_msg.copy_(msg)
     return layer.eval()
 
 
