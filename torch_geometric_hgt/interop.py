@@ -93,14 +93,10 @@ def to_pyg(layer, metadata: Optional[Metadata] = None,
         raise ValueError(f"'relation_ids' must be in [0, {R})")
     F, H = layer.out_dim, layer.n_heads
     with torch.no_grad():
+        w_kqv, b_kqv = layer.kqv_weight()
         for i, nt in enumerate(node_types):
-            lin = conv.kqv_lin.lins[nt]
-            lin.weight.copy_(torch.cat([layer.k_linears[i].weight,
-                                        layer.q_linears[i].weight,
-                                        layer.v_linears[i].weight]))
-            lin.bias.copy_(torch.cat([layer.k_linears[i].bias,
-                                      layer.q_linears[i].bias,
-                                      layer.v_linears[i].bias]))
+            conv.kqv_lin.lins[nt].weight.copy_(w_kqv[i])
+            conv.kqv_lin.lins[nt].bias.copy_(b_kqv[i])
             conv.out_lin.lins[nt].load_state_dict(
                 layer.a_linears[i].state_dict())
             conv.skip[nt].fill_(float(layer.skip[i]))
