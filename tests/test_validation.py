@@ -52,6 +52,22 @@ def test_bad_chunk_size_is_refused_at_construction(name, bad):
         CHUNKED[name](bad)
 
 
+MODELS = {
+    'HGT': lambda n: HGT(8, 8, T, R, n_layers=n),
+    'DenseHGT': lambda n: DenseHGT(8, 8, 8, T, R, n_layers=n),
+    'DifferentiableHGT': lambda n: DifferentiableHGT(8, 8, 8, T, R,
+                                                     n_layers=n),
+}
+
+
+@pytest.mark.parametrize('name', sorted(MODELS))
+@pytest.mark.parametrize('bad', [0, -1, 2.5, True])
+def test_bad_n_layers_is_refused(name, bad):
+    assert len(list(MODELS[name](3).children())[-1]) == 3
+    with pytest.raises(ValueError, match="'n_layers' must be a positive"):
+        MODELS[name](bad)
+
+
 def _inputs():
     x, node_type, edge_index, edge_type, edge_time = make_graph('random')
     return dict(x=x, node_type=node_type, edge_index=edge_index,

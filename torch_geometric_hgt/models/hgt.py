@@ -65,8 +65,7 @@ class HGT(torch.nn.Module):
         if len(in_dims) != num_node_types:
             raise ValueError(f"'in_dim' lists {len(in_dims)} sizes for "
                              f"{num_node_types} node types")
-        if n_layers < 1:
-            raise ValueError(f"'n_layers' must be >= 1 (got {n_layers})")
+        V.check_positive_int('n_layers', n_layers)
         self.in_dims = in_dims
         self.hidden_dim = hidden_dim
         self.num_node_types = num_node_types

@@ -25,8 +25,7 @@ class SoftGraphStack(torch.nn.Module):
                  use_norm: bool, chunk_size: Union[int, str, None],
                  validate_layers: bool = True):
         super().__init__()
-        if n_layers < 1:
-            raise ValueError(f"'n_layers' must be >= 1 (got {n_layers})")
+        V.check_positive_int('n_layers', n_layers)
         check_chunk_size(chunk_size)
         self.in_dim = in_dim
         self.num_node_types = num_node_types
