@@ -9,12 +9,12 @@ from torch import Tensor
 from torch.nn import LayerNorm, Linear, ModuleList, Parameter
 
 from torch_geometric_hgt import validation as V
-from torch_geometric_hgt.soft_graph import validate_soft_graph
 from torch_geometric_hgt.functional.linear import (query_fold,
                                                    temporal_table)
 from torch_geometric_hgt.functional.update import (UpdateWeights,
                                                    hgt_update,
                                                    hgt_update_soft)
+from torch_geometric_hgt.soft_graph import validate_soft_graph
 
 
 class RelTemporalEncoding(torch.nn.Module):
